@@ -1,0 +1,171 @@
+"""The invariants of DESIGN.md, each a test that can fail, on the real LM trial."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainer import ConfigError, OuterOptimizer, TrainConfig, pseudo_gradient, train
+from trainer.lm import LMProblem
+from trainer.loop import inner_lr
+
+SMALL = dict(model="tiny", batch_size=4, seq_len=32, eval_batches=1, warmup_steps=2)
+GOLDEN = Path(__file__).parent / "data" / "golden_tiny_curve.json"
+
+
+def small(**kw) -> TrainConfig:
+    return TrainConfig(**{**SMALL, **kw})
+
+
+def evals(result):
+    return {row["tokens"]: row["eval_loss"] for row in result.curve}
+
+
+def test_m1_alpha1_beta0_is_plain_adamw_whatever_H():
+    # H=2 x 6 rounds and H=3 x 4 rounds and H=6 x 2 rounds: the same 12 inner steps
+    runs = {H: train(small(workers=1, alpha=1.0, beta=0.0, H=H, outer_steps=12 // H)) for H in (2, 3, 6)}
+    common = set(evals(runs[2])) & set(evals(runs[3])) & set(evals(runs[6]))
+    assert len(common) == 2  # tokens after 6 and 12 inner steps
+    for tok in common:
+        ref = evals(runs[6])[tok]
+        for H in (2, 3):
+            assert evals(runs[H])[tok] == pytest.approx(ref, rel=1e-5, abs=1e-6)
+
+    # and it is plain AdamW: one worker's optimizer run for 12 steps on the same stream
+    cfg = small(workers=1, alpha=1.0, beta=0.0, H=6, outer_steps=2)
+    problem = LMProblem(cfg)
+    worker = problem.make_worker(0)
+    for k in range(12):
+        worker.inner_step(inner_lr(cfg, k))
+    with torch.no_grad():
+        torch._foreach_copy_(problem.params, worker.params)
+    assert problem.evaluate() == pytest.approx(runs[6].final_loss, rel=1e-5)
+
+
+def test_beta0_makes_R_irrelevant():
+    a = train(small(workers=2, beta=0.0, R=0, H=2, outer_steps=4))
+    b = train(small(workers=2, beta=0.0, R=2, H=2, outer_steps=4))
+    assert [r["eval_loss"] for r in a.curve] == [r["eval_loss"] for r in b.curve]
+
+
+def test_restart_changes_the_trajectory_when_beta_positive():
+    a = train(small(workers=2, beta=0.9, R=0, H=2, outer_steps=4))
+    b = train(small(workers=2, beta=0.9, R=2, H=2, outer_steps=4))
+    assert a.curve[1]["eval_loss"] == b.curve[1]["eval_loss"]  # identical before t=2
+    assert a.curve[2]["eval_loss"] != b.curve[2]["eval_loss"]
+
+
+@pytest.mark.parametrize("kind", ["nesterov", "heavy_ball"])
+def test_outer_update_matches_hand_computation(kind):
+    alpha, beta = 0.5, 0.9
+    theta = [torch.tensor([1.0, 2.0], dtype=torch.float64)]
+    opt = OuterOptimizer(theta, alpha, beta, kind)
+    d1, d2 = np.array([0.2, -0.4]), np.array([0.1, 0.3])
+    opt.step([torch.tensor(d1)])
+    m1 = d1                                               # m = β·0 + Δ1
+    u1 = d1 + beta * m1 if kind == "nesterov" else m1
+    th1 = np.array([1.0, 2.0]) - alpha * u1
+    assert np.allclose(theta[0].numpy(), th1, atol=1e-15)
+    opt.step([torch.tensor(d2)])
+    m2 = beta * m1 + d2
+    u2 = d2 + beta * m2 if kind == "nesterov" else m2
+    assert np.allclose(theta[0].numpy(), th1 - alpha * u2, atol=1e-15)
+    # and the torch SGD convention DESIGN.md names
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    sgd = torch.optim.SGD([p], lr=alpha, momentum=beta, nesterov=kind == "nesterov")
+    for d in (d1, d2):
+        p.grad = torch.tensor(d)
+        sgd.step()
+    assert torch.allclose(p.detach(), theta[0], atol=1e-15)
+
+
+def test_outer_step_with_positive_alpha_lowers_a_convex_quadratic():
+    # f(θ) = ½ Σ λ θ²; workers take GD steps; the outer step must move θ downhill
+    lam = torch.tensor([1.0, 0.3, 0.05])
+    theta = [torch.tensor([1.0, -2.0, 3.0])]
+    f = lambda th: float(0.5 * (lam * th ** 2).sum())
+    before = f(theta[0])
+    workers = []
+    for _ in range(3):
+        w = theta[0].clone()
+        for _ in range(4):
+            w -= 0.5 * lam * w
+        workers.append([w])
+    OuterOptimizer(theta, alpha=0.7, beta=0.9).step(pseudo_gradient(theta, workers))
+    assert f(theta[0]) < before
+
+
+def test_restart_zeroes_momentum_exactly_at_multiples_of_R():
+    theta = [torch.zeros(3)]
+    opt = OuterOptimizer(theta, 0.5, 0.9, restart_every=3)
+    zeroed = []
+    for t in range(8):
+        restarted = opt.maybe_restart(t)
+        if restarted:
+            assert all(float(m.abs().sum()) == 0 for m in opt.m)
+        zeroed.append(restarted)
+        opt.step([torch.ones(3)])
+    assert [t for t, z in enumerate(zeroed) if z] == [0, 3, 6]
+    # in a real trial, cos(m, Δ) is undefined exactly where m was just zeroed
+    r = train(small(workers=2, R=3, H=1, outer_steps=7))
+    assert [row["outer_step"] for row in r.curve if math.isnan(row["momentum_cos"])] == [0, 3, 6]
+
+
+def test_same_config_same_curve_bit_for_bit():
+    cfg = small(workers=2, H=2, outer_steps=3, seed=3)
+    a, b = train(cfg), train(cfg)
+    keys = ("eval_loss", "train_loss", "pseudo_grad_norm", "momentum_norm", "tokens")
+    assert [[r[k] for k in keys] for r in a.curve] == [[r[k] for k in keys] for r in b.curve]
+    c = train(cfg.replace(seed=4))
+    assert c.curve[-1]["eval_loss"] != a.curve[-1]["eval_loss"]
+
+
+def test_huge_alpha_diverges_and_stops_early():
+    rows = []
+    r = train(small(workers=2, H=2, alpha=50.0, outer_steps=10), on_step=rows.append)
+    assert r.status == "diverged"
+    assert r.outer_steps_done < 10 and len(rows) == r.outer_steps_done
+    assert r.reason and ("diverge_factor" in r.reason or "turned" in r.reason)
+
+
+def test_on_step_rows_and_result_fields():
+    rows = []
+    r = train(small(workers=2, H=3, outer_steps=3), on_step=rows.append)
+    assert r.status == "completed" and r.outer_steps_done == 3 and rows == r.curve
+    assert [row["outer_step"] for row in rows] == [0, 1, 2]
+    assert r.tokens == 3 * 2 * 3 * 4 * 32 == rows[-1]["tokens"]
+    assert r.final_loss < r.initial_loss and r.best_loss <= r.final_loss
+    assert r.peak_loss == max(row["eval_loss"] for row in rows[1:])
+
+
+def test_stored_curve_guards_numeric_drift():
+    golden = json.loads(GOLDEN.read_text())
+    r = train(TrainConfig(**golden["config"]))
+    got = [row["eval_loss"] for row in r.curve]
+    assert got == pytest.approx(golden["eval_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("field,value,allowed", [
+    ("beta", 1.0, "[0, 1)"), ("beta", -0.1, "[0, 1)"), ("alpha", 0.0, "> 0"),
+    ("alpha", float("nan"), "> 0"), ("H", 0, ">= 1"), ("workers", 0, ">= 1"), ("R", -1, ">= 0"),
+    ("outer", "adam", "nesterov, heavy_ball"), ("H", 2.5, "integer"),
+])
+def test_bad_settings_name_field_and_allowed(field, value, allowed):
+    with pytest.raises(ConfigError, match=rf"^{field}: .*{__import__('re').escape(allowed)}"):
+        TrainConfig(**{field: value})
+
+
+def test_bad_model_and_corpus_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"model: unknown preset 'huge'.*tiny"):
+        train(small(model="huge"))
+    with pytest.raises(ConfigError, match=r"corpus: .*does not exist"):
+        train(small(corpus=str(tmp_path / "missing.txt")))
+    tokens = tmp_path / "train.bin"
+    np.arange(5000, dtype=np.uint16).tofile(tokens)
+    with pytest.raises(ConfigError, match=r"token id 4999.*vocab_size=256"):
+        train(small(corpus=str(tokens)))
+    with pytest.raises(ConfigError, match=r"not a trainer setting \(did you mean 'alpha'\?\)"):
+        TrainConfig.from_dict({"alpah": 1.0})

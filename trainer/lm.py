@@ -1,0 +1,97 @@
+"""The LM trial as a `Problem` for the DiLoCo loop: a GPT, byte corpora, AdamW workers."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+
+from .config import ConfigError, TrainConfig
+from .data import Sampler, eval_batches, load_corpus
+from .model import GPT, resolve_model
+
+__all__ = ["LMProblem", "LMWorker", "resolve_device", "autocast_for", "adamw_for"]
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for but torch sees no CUDA device; use auto or cpu")
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast on CUDA when asked; float32 everywhere else."""
+    if device.type == "cuda" and cfg.dtype == "bfloat16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def adamw_for(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on matrices only (norm gains are not decayed)."""
+    params = list(model.parameters())
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                             foreach=True)
+
+
+class LMWorker:
+    """One DiLoCo worker: its own model copy θ_i, its own AdamW state, its own data stream."""
+
+    def __init__(self, model: GPT, sampler: Sampler, cfg: TrainConfig, autocast):
+        self.model, self.sampler, self.cfg, self.autocast = model, sampler, cfg, autocast
+        self.params = list(model.parameters())
+        self.opt = adamw_for(model, cfg)
+
+    def inner_step(self, lr: float) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        x, y = self.sampler.next()
+        with self.autocast:
+            loss = self.model(x, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip, foreach=True)
+        self.opt.step()
+        return loss.item()
+
+
+class LMProblem:
+    """Global model θ, fixed held-out batches, and a factory of workers."""
+
+    scheduled = True
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.device = resolve_device(cfg)
+        model_cfg = resolve_model(cfg.model, cfg.vocab_size)
+        self.corpus = load_corpus(cfg.corpus, cfg.vocab_size, min_tokens=cfg.seq_len + 2)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.model = GPT(model_cfg).to(self.device)
+        self.params = list(self.model.parameters())
+        self.n_params = sum(p.numel() for p in self.params)
+        self.tokens_per_step = cfg.batch_size * cfg.seq_len
+        self.eval_data = eval_batches(self.corpus, cfg.eval_batches, cfg.batch_size, cfg.seq_len,
+                                      self.device)
+
+    def make_worker(self, i: int) -> LMWorker:
+        cfg = self.cfg
+        sampler = Sampler(self.corpus, i, cfg.workers, cfg.split, cfg.seed, cfg.batch_size,
+                          cfg.seq_len, self.device)
+        return LMWorker(copy.deepcopy(self.model), sampler, cfg, autocast_for(cfg, self.device))
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        total = 0.0
+        with autocast_for(self.cfg, self.device):
+            for x, y in self.eval_data:
+                total += self.model(x, y).item()
+        return total / len(self.eval_data)
+
+    def extra_row(self) -> dict:
+        return {}

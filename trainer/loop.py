@@ -1,0 +1,123 @@
+"""The DiLoCo trial loop of DESIGN.md, over any `Problem` (the LM, or the toy regression).
+
+    θ ← init(seed);  m ← 0;  each worker keeps its own inner-optimizer state across rounds
+    for t = 0 .. T-1:
+        if R > 0 and t % R == 0:  m ← 0
+        for each worker i:  θ_i ← θ;  H inner steps on worker i's data
+        Δ ← θ − mean_i(θ_i);  outer step (trainer.outer)
+        eval θ; stop at once if diverged
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Protocol
+
+import torch
+
+from .config import TrainConfig
+from .outer import OuterOptimizer, pseudo_gradient
+from .result import TrainResult
+
+__all__ = ["Problem", "Worker", "run_diloco", "inner_lr"]
+
+
+class Worker(Protocol):
+    params: list[torch.Tensor]
+    """This worker's copy θ_i of the parameters (same order as Problem.params)."""
+
+    def inner_step(self, lr: float) -> float:
+        """One inner step on this worker's next batch at learning rate lr; returns its loss."""
+
+
+class Problem(Protocol):
+    params: list[torch.Tensor]
+    """The global parameters θ, updated in place by the outer step."""
+    n_params: int
+    tokens_per_step: int
+    """Tokens (or samples) one worker consumes per inner step."""
+    scheduled: bool
+    """True: the inner LR follows warmup+cosine; False: constant cfg.lr (the toy theory)."""
+
+    def make_worker(self, i: int) -> Worker: ...
+
+    def evaluate(self) -> float:
+        """Held-out loss of the global parameters."""
+
+    def extra_row(self) -> dict[str, Any]:
+        """Problem-specific curve columns (the toy's per-mode error); {} for none."""
+
+
+def inner_lr(cfg: TrainConfig, k: int) -> float:
+    """Inner LR at global inner step k of T·H: linear warmup, then cosine to lr·min_lr_ratio."""
+    total = cfg.outer_steps * cfg.H
+    if k < cfg.warmup_steps:
+        return cfg.lr * (k + 1) / cfg.warmup_steps
+    span = max(1, total - cfg.warmup_steps - 1)
+    progress = min(1.0, (k - cfg.warmup_steps) / span)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def run_diloco(problem: Problem, cfg: TrainConfig,
+               on_step: Callable[[dict[str, Any]], None] | None = None,
+               t_start: float | None = None) -> TrainResult:
+    """Run one trial; divergence ends it with status 'diverged' (a result, never raised)."""
+    t_start = time.perf_counter() if t_start is None else t_start
+    theta = problem.params
+    outer = OuterOptimizer(theta, cfg.alpha, cfg.beta, cfg.outer, cfg.R)
+    workers = [problem.make_worker(i) for i in range(cfg.workers)]
+    initial = problem.evaluate()
+    best, peak, last = math.inf, -math.inf, initial
+    curve: list[dict[str, Any]] = []
+    status, reason, tokens = "completed", None, 0
+    if not math.isfinite(initial):
+        status, reason = "diverged", f"initial eval loss is {initial}"
+
+    for t in range(cfg.outer_steps if status == "completed" else 0):
+        outer.maybe_restart(t)
+        losses = []
+        for w in workers:
+            with torch.no_grad():
+                torch._foreach_copy_(w.params, theta)            # θ_i ← θ
+            for h in range(cfg.H):
+                k = t * cfg.H + h
+                lr = inner_lr(cfg, k) if problem.scheduled else cfg.lr
+                loss = w.inner_step(lr)
+                losses.append(loss)
+                if not math.isfinite(loss):
+                    break
+            tokens += problem.tokens_per_step * (h + 1)
+            if not math.isfinite(losses[-1]):
+                break
+        train_loss = sum(losses) / len(losses)
+        if not math.isfinite(train_loss):
+            status, reason, last = "diverged", f"inner train loss turned {train_loss} in round {t}", train_loss
+            break
+
+        stats = outer.step(pseudo_gradient(theta, [w.params for w in workers]))
+        last = problem.evaluate()
+        best = min(best, last)
+        if t > 0:
+            peak = max(peak, last)
+        row = {"outer_step": t, "tokens": tokens, "eval_loss": last, "train_loss": train_loss,
+               **stats, "wall_s": time.perf_counter() - t_start, **problem.extra_row()}
+        curve.append(row)
+        if on_step is not None:
+            on_step(row)
+        if not math.isfinite(last):
+            status, reason = "diverged", f"eval loss turned {last} after round {t}"
+        elif last > cfg.diverge_factor * initial:
+            status, reason = "diverged", (f"eval loss {last:.4g} > diverge_factor {cfg.diverge_factor:g}"
+                                          f" x initial {initial:.4g} after round {t}")
+        if status == "diverged":
+            break
+
+    return TrainResult(
+        status=status, initial_loss=initial, final_loss=last,
+        best_loss=best if curve else initial,
+        peak_loss=peak if len(curve) > 1 else (curve[0]["eval_loss"] if curve else initial),
+        outer_steps_done=len(curve),  # rounds whose outer step ran
+        tokens=tokens, wall_s=time.perf_counter() - t_start, n_params=problem.n_params,
+        reason=reason, curve=curve)

@@ -1,0 +1,54 @@
+"""TrainResult: what one trial returns, and the curve row handed to ``on_step``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TrainResult", "CURVE_COLUMNS", "STATUSES"]
+
+STATUSES = ("completed", "diverged", "failed")
+
+# One row per outer step, as DESIGN.md names the curve columns (trial_id is added by the store).
+CURVE_COLUMNS = (
+    "outer_step",        # t, the round just finished (0-based, as in `t % R == 0`)
+    "tokens",            # tokens consumed by all workers so far
+    "eval_loss",         # held-out loss of the global model after this round
+    "train_loss",        # mean inner loss over the round's H steps and M workers
+    "pseudo_grad_norm",  # ||Δ||
+    "momentum_norm",     # ||m|| after the update
+    "momentum_cos",      # cos(m, Δ) before the update; NaN when m was zero (just restarted)
+    "wall_s",            # seconds since the trial started
+)
+
+
+@dataclass
+class TrainResult:
+    """The outcome of one trial. A diverged trial is a result, not an exception."""
+
+    status: str
+    """completed or diverged (the sweep service adds failed for crashes)."""
+    initial_loss: float
+    """Eval loss of the initial model, before the first round."""
+    final_loss: float
+    """Eval loss after the last round run (non-finite when the trial diverged that way)."""
+    best_loss: float
+    """Lowest eval loss seen after any round."""
+    peak_loss: float
+    """Highest eval loss after the first round: a spike that recovered shows here."""
+    outer_steps_done: int
+    """Rounds completed (fewer than outer_steps when the trial diverged)."""
+    tokens: int
+    """Training tokens consumed by all workers."""
+    wall_s: float
+    """Wall-clock seconds of the trial, data and model set-up included."""
+    n_params: int = 0
+    """Parameters of the model (or dimension of the toy problem)."""
+    reason: str | None = None
+    """Why a trial diverged, in words; None otherwise."""
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    """One dict per outer step with CURVE_COLUMNS."""
+
+    def summary(self) -> dict[str, Any]:
+        """The scalar fields, for a trial row or a summary line."""
+        return {k: v for k, v in self.__dict__.items() if k != "curve"}

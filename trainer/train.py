@@ -1,0 +1,40 @@
+"""`train(config)`: one trial of DESIGN.md, on the LM or the toy problem."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import torch
+
+from .config import TrainConfig
+from .loop import run_diloco
+from .result import TrainResult
+
+__all__ = ["train", "build_problem"]
+
+
+def build_problem(cfg: TrainConfig):
+    if cfg.kind == "toy":
+        from .toy import ToyProblem
+
+        return ToyProblem(cfg)
+    from .lm import LMProblem
+
+    return LMProblem(cfg)
+
+
+def train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Run one trial. `on_step(row)` gets each outer step's curve row as it happens.
+
+    Divergence is returned as status='diverged'; bad settings raise ConfigError before any
+    training starts; anything else that goes wrong propagates (the sweep records it as failed).
+    """
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return run_diloco(build_problem(config), config, on_step, t_start=t0)
+    finally:
+        torch.set_num_threads(threads)
