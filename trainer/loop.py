@@ -17,10 +17,10 @@ from typing import Any, Callable, Protocol
 import torch
 
 from .config import TrainConfig
-from .outer import OuterOptimizer, pseudo_gradient
+from .outer import OuterOptimizer, average
 from .result import TrainResult
 
-__all__ = ["Problem", "Worker", "run_diloco", "inner_lr"]
+__all__ = ["Problem", "Worker", "WorkerGroup", "SequentialGroup", "run_diloco", "inner_lr"]
 
 
 class Worker(Protocol):
@@ -29,6 +29,38 @@ class Worker(Protocol):
 
     def inner_step(self, lr: float) -> float:
         """One inner step on this worker's next batch at learning rate lr; returns its loss."""
+
+
+class WorkerGroup(Protocol):
+    """The M workers of a trial, stepped together (one after another, or as one batch)."""
+
+    def load(self, theta: list[torch.Tensor]) -> None:
+        """θ_i ← θ for every worker."""
+
+    def inner_step(self, lr: float) -> list[float]:
+        """One inner step on every worker; returns the M losses."""
+
+    def mean_params(self) -> list[torch.Tensor]:
+        """mean_i θ_i, one tensor per parameter."""
+
+
+class SequentialGroup:
+    """The reference group: a list of independent workers, each stepped in turn."""
+
+    def __init__(self, workers: list[Worker]):
+        self.workers = workers
+
+    @torch.no_grad()
+    def load(self, theta: list[torch.Tensor]) -> None:
+        for w in self.workers:
+            torch._foreach_copy_(w.params, theta)
+
+    def inner_step(self, lr: float) -> list[float]:
+        return [w.inner_step(lr) for w in self.workers]
+
+    @torch.no_grad()
+    def mean_params(self) -> list[torch.Tensor]:
+        return average([w.params for w in self.workers])
 
 
 class Problem(Protocol):
@@ -41,6 +73,8 @@ class Problem(Protocol):
     """True: the inner LR follows warmup+cosine; False: constant cfg.lr (the toy theory)."""
 
     def make_worker(self, i: int) -> Worker: ...
+
+    # optional: def make_group(self) -> WorkerGroup  (a batched group; else SequentialGroup)
 
     def evaluate(self) -> float:
         """Held-out loss of the global parameters."""
@@ -67,7 +101,9 @@ def run_diloco(problem: Problem, cfg: TrainConfig,
     t_start = time.perf_counter() if t_start is None else t_start
     theta = problem.params
     outer = OuterOptimizer(theta, cfg.alpha, cfg.beta, cfg.outer, cfg.R)
-    workers = [problem.make_worker(i) for i in range(cfg.workers)]
+    make_group = getattr(problem, "make_group", None)
+    group = make_group() if make_group else SequentialGroup(
+        [problem.make_worker(i) for i in range(cfg.workers)])
     initial = problem.evaluate()
     best, peak, last = math.inf, -math.inf, initial
     curve: list[dict[str, Any]] = []
@@ -77,26 +113,21 @@ def run_diloco(problem: Problem, cfg: TrainConfig,
 
     for t in range(cfg.outer_steps if status == "completed" else 0):
         outer.maybe_restart(t)
-        losses = []
-        for w in workers:
-            with torch.no_grad():
-                torch._foreach_copy_(w.params, theta)            # θ_i ← θ
-            for h in range(cfg.H):
-                k = t * cfg.H + h
-                lr = inner_lr(cfg, k) if problem.scheduled else cfg.lr
-                loss = w.inner_step(lr)
-                losses.append(loss)
-                if not math.isfinite(loss):
-                    break
-            tokens += problem.tokens_per_step * (h + 1)
-            if not math.isfinite(losses[-1]):
+        group.load(theta)                                        # θ_i ← θ
+        losses: list[float] = []
+        for h in range(cfg.H):
+            k = t * cfg.H + h
+            step_losses = group.inner_step(inner_lr(cfg, k) if problem.scheduled else cfg.lr)
+            losses.extend(step_losses)
+            tokens += problem.tokens_per_step * len(step_losses)
+            if not all(map(math.isfinite, step_losses)):
                 break
         train_loss = sum(losses) / len(losses)
         if not math.isfinite(train_loss):
             status, reason, last = "diverged", f"inner train loss turned {train_loss} in round {t}", train_loss
             break
 
-        stats = outer.step(pseudo_gradient(theta, [w.params for w in workers]))
+        stats = outer.step(torch._foreach_sub(theta, group.mean_params()))  # Δ = θ − mean θ_i
         last = problem.evaluate()
         best = min(best, last)
         if t > 0:

@@ -15,18 +15,24 @@ import math
 
 import torch
 
-__all__ = ["OuterOptimizer", "pseudo_gradient"]
+__all__ = ["OuterOptimizer", "pseudo_gradient", "average"]
 
 
 @torch.no_grad()
-def pseudo_gradient(theta: list[torch.Tensor], workers: list[list[torch.Tensor]]) -> list[torch.Tensor]:
-    """Δ = θ − mean_i θ_i, one tensor per parameter."""
+def average(workers: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """mean_i θ_i, one tensor per parameter."""
     mean = [w.clone() for w in workers[0]]
     for other in workers[1:]:
         torch._foreach_add_(mean, other)
     if len(workers) > 1:
         torch._foreach_div_(mean, float(len(workers)))
-    return torch._foreach_sub(theta, mean)
+    return mean
+
+
+@torch.no_grad()
+def pseudo_gradient(theta: list[torch.Tensor], workers: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Δ = θ − mean_i θ_i: old minus new, so a positive α moves θ towards the workers."""
+    return torch._foreach_sub(theta, average(workers))
 
 
 class OuterOptimizer:
