@@ -169,3 +169,15 @@ def test_bad_model_and_corpus_are_refused(tmp_path):
         train(small(corpus=str(tokens)))
     with pytest.raises(ConfigError, match=r"not a trainer setting \(did you mean 'alpha'\?\)"):
         TrainConfig.from_dict({"alpah": 1.0})
+
+
+def test_a_model_too_big_for_memory_is_refused_with_the_numbers():
+    from trainer.memory import check_memory, estimate_memory
+
+    cfg = small(model="paper150m", workers=4)
+    est = estimate_memory(cfg)
+    assert 150e6 < est.params < 155e6 and est.state_bytes == 4 * est.params * (4 + 4 * 4)
+    with pytest.raises(ConfigError, match=r"^model: 'paper150m' with workers=4.*needs about [\d.]+ GiB"
+                                          r".*but cpu has 2.00 GiB free"):
+        check_memory(cfg, "cpu", available=2 * 1024 ** 3)
+    assert check_memory(small(), "cpu", available=2 * 1024 ** 3).total_bytes < 2 * 1024 ** 3

@@ -9,6 +9,7 @@ import torch
 
 from .config import ConfigError, TrainConfig
 from .data import Sampler, eval_batches, load_corpus
+from .memory import check_memory
 from .model import GPT, resolve_model
 
 __all__ = ["LMProblem", "LMWorker", "resolve_device", "autocast_for", "adamw_for"]
@@ -68,6 +69,7 @@ class LMProblem:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.device = resolve_device(cfg)
+        check_memory(cfg, self.device.type)  # refuse with numbers before allocating anything
         model_cfg = resolve_model(cfg.model, cfg.vocab_size)
         self.corpus = load_corpus(cfg.corpus, cfg.vocab_size, min_tokens=cfg.seq_len + 2)
         with torch.random.fork_rng(devices=[]):
