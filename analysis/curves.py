@@ -1,0 +1,117 @@
+"""The loss-curve figure of the report: chosen cells of each slice, with momentum_cos beside.
+
+Per slice the chosen cells are the best one (lowest mean final loss among stable cells), the
+edge of the stable region (the stable cell of largest α at the best cell's β, else overall),
+and, where present, a spiked and a diverged cell (the smallest such α, at the best β if any).
+One trial per cell is drawn: the first of its trial ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .figures import fmt, slice_title
+from .stability import display_keys, group_by, slice_keys
+
+__all__ = ["curve_figure", "curve_trial_ids", "ROLE_COLOURS"]
+
+ROLE_COLOURS = {"best": "#2ca02c", "edge": "#ff7f0e", "spiked": "#9467bd", "diverged": "#d62728"}
+
+
+def _chosen(sl: pd.DataFrame) -> dict[str, pd.Series]:
+    """Cells worth a curve in one slice: best, edge of the stable region, spiked, diverged."""
+    out: dict[str, pd.Series] = {}
+    clean = sl[(sl["outcome"] == "stable") & sl["final_mean"].notna()]
+    if clean.empty:
+        clean = sl[sl["final_mean"].notna()]
+    if clean.empty:
+        best = None
+    else:
+        best = clean.loc[clean["final_mean"].idxmin()]
+        out["best"] = best
+    stable = sl[sl["stable"]]
+    if best is not None and len(stable):
+        same_beta = stable[stable["beta"] == best["beta"]]
+        pool = same_beta if same_beta["alpha"].max() > best["alpha"] else stable
+        edge = pool.loc[pool["alpha"].idxmax()]
+        if edge["alpha"] != best["alpha"] or edge["beta"] != best["beta"]:
+            out["edge"] = edge
+    for role in ("spiked", "diverged"):
+        hits = sl[sl["outcome"] == role]
+        if len(hits):
+            near = hits["beta"] == best["beta"] if best is not None else hits["beta"].notna()
+            pool = hits[near] if near.any() else hits
+            out[role] = pool.loc[pool["alpha"].idxmin()]
+    return out
+
+
+def _curve_groups(cell_table: pd.DataFrame, max_slices: int) -> tuple[list[str], list]:
+    keys = slice_keys(cell_table)
+    groups = list(group_by(cell_table, keys))[:max_slices] if keys else [((), cell_table)]
+    return keys, groups
+
+
+def curve_trial_ids(cell_table: pd.DataFrame, max_slices: int = 8) -> list[str]:
+    """The trial ids whose curves ``curve_figure`` draws (first trial of each chosen cell)."""
+    _, groups = _curve_groups(cell_table, max_slices)
+    return [str(cell["trial_ids"]).split(",")[0]
+            for _, sl in groups for cell in _chosen(sl).values()]
+
+
+def curve_figure(cell_table: pd.DataFrame, curves: pd.DataFrame,
+                 max_slices: int = 8) -> go.Figure | None:
+    """Eval loss (left) and momentum_cos (right) of chosen cells, one row per slice.
+
+    One trial per chosen cell (its first trial id). Dotted verticals on the right mark the
+    restarts (t % R == 0) where momentum_cos is undefined. None when there are no curves.
+    """
+    if curves.empty:
+        return None
+    keys, groups = _curve_groups(cell_table, max_slices)
+    titles = []
+    shown = display_keys(cell_table)
+    for key, sl in groups:
+        values = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        name = slice_title(shown, [values[k] for k in shown]) or "all trials"
+        picked = " · ".join(f"{role} α={fmt(c['alpha'])} β={fmt(c['beta'])}"
+                            for role, c in _chosen(sl).items())
+        titles += [f"<b>{name}</b>: eval loss<br>{picked}", f"<b>{name}</b>: momentum cos(m, Δ)"]
+    fig = make_subplots(rows=len(groups), cols=2, subplot_titles=titles,
+                        horizontal_spacing=0.08, vertical_spacing=0.3 / max(len(groups), 1))
+    fig.update_annotations(font_size=13)
+    seen: set[str] = set()
+    by_trial = dict(tuple(curves.groupby("trial_id", sort=False)))
+    for row, (key, sl) in enumerate(groups, start=1):
+        for role, cell in _chosen(sl).items():
+            tid = str(cell["trial_ids"]).split(",")[0]
+            cv = by_trial.get(tid)
+            if cv is None:
+                continue
+            name = f"{role}: α={fmt(cell['alpha'])} β={fmt(cell['beta'])}"
+            style = dict(color=ROLE_COLOURS[role], width=2)
+            for col, y in ((1, "eval_loss"), (2, "momentum_cos")):
+                vals = pd.to_numeric(cv[y], errors="coerce").astype(float)
+                vals = vals.where(np.isfinite(vals))
+                fig.add_trace(go.Scatter(
+                    x=cv["outer_step"], y=[None if pd.isna(v) else v for v in vals],
+                    mode="lines+markers", marker=dict(size=4), line=style, name=role,
+                    legendgroup=role, showlegend=role not in seen and col == 1,
+                    hovertemplate=f"{name}<br>trial {tid}<br>t=%{{x}}<br>{y}=%{{y:.4g}}"
+                                  "<extra></extra>"), row=row, col=col)
+            seen.add(role)
+        r = dict(zip(keys, key if isinstance(key, tuple) else (key,))).get("R")
+        steps = curves["outer_step"].max()
+        if r and r > 0 and steps / r <= 50:
+            for t in range(0, int(steps) + 1, int(r)):
+                fig.add_vline(x=t, line=dict(color="#999", width=1, dash="dot"),
+                              row=row, col=2)
+    fig.update_xaxes(title_text="outer step", row=len(groups))
+    fig.update_yaxes(range=[-1.05, 1.05], col=2)
+    fig.update_yaxes(title_text="eval loss", col=1)
+    fig.update_layout(height=280 * len(groups) + 120, margin=dict(l=60, r=30, t=100, b=50),
+                      legend=dict(orientation="h", yanchor="bottom",
+                                  y=1.0 + 50 / (280 * len(groups)), x=0))
+    return fig

@@ -1,0 +1,241 @@
+"""Plotly figures of the report: the stability facets (rows H, columns R).
+
+Colour everywhere is the final loss, mean over seeds, on one scale shared by every facet and
+capped at the initial loss (a cell that did not improve is as bad as one that went up). Cells
+where a majority of seeds diverged have no colour and an "×"; spiked cells a "~"; the stable
+region (cells where a majority of seeds is stable) is outlined in red.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.colors as pcolors
+import plotly.graph_objects as go
+from plotly.basedatatypes import BaseTraceType
+from plotly.subplots import make_subplots
+
+from .metrics import is_grid
+from .stability import group_by, slice_keys, varying
+
+__all__ = ["facet_figures", "fmt", "slice_title", "Overlay", "OUTLINE"]
+
+OUTLINE = "#d62728"
+Overlay = Callable[[dict, list, list], "Sequence[BaseTraceType] | None"]
+"""Per facet: (slice settings, α values, β values) -> traces to draw over it (theory)."""
+FACET_PX = 300  # height of one facet row
+
+
+def fmt(v: Any) -> str:
+    """A short label for a number or a setting value."""
+    if isinstance(v, (float, np.floating)):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def slice_title(keys: Iterable[str], values: Iterable[Any]) -> str:
+    return ", ".join(f"{k}={fmt(v)}" for k, v in zip(keys, values))
+
+
+def _hover(row: pd.Series, keys: list[str]) -> str:
+    """Every column of a cell, one per line (``keys``: the slice keys to name)."""
+    ids = str(row["trial_ids"]).split(",")
+    lines = [slice_title(keys, [row[k] for k in keys]),
+             f"α={fmt(row['alpha'])}  β={fmt(row['beta'])}",
+             f"n seeds={row['n']}  outcome={row['outcome']}",
+             f"stable {row['n_stable']}/{row['n']} = {fmt(row['stable_frac'])} "
+             f"[{fmt(row['stable_lo'])}, {fmt(row['stable_hi'])}]",
+             f"final loss {fmt(row['final_mean'])} ± {fmt(row['final_std'])}",
+             f"unstable {row['n_unstable']}  spiked {row['n_spiked']}  "
+             f"diverged {row['n_diverged']}  failed {row['n_failed']}",
+             f"initial {fmt(row['initial_loss'])}  best {fmt(row['best_loss'])}  "
+             f"peak {fmt(row['peak_loss'])}",
+             "trials " + ", ".join(ids[:4]) + (" …" if len(ids) > 4 else "")]
+    return "<br>".join(lines)
+
+
+def _mark(row: pd.Series) -> str:
+    """× for diverged seeds, ~ for spiked ones; k/n when not all seeds did."""
+    for count, sign in (("n_diverged", "×"), ("n_spiked", "~")):
+        if row[count] > 0:
+            return sign if row[count] == row["n"] else f"{sign}{row[count]}/{row['n']}"
+    return ""
+
+
+def _outline(stable: np.ndarray) -> tuple[list, list]:
+    """Line segments around the True cells of a (n_beta, n_alpha) grid, None-separated."""
+    xs: list = []
+    ys: list = []
+    ny, nx = stable.shape
+    for j in range(ny):
+        for i in range(nx):
+            if not stable[j, i]:
+                continue
+            for di, dj, seg in ((-1, 0, ((i - .5, j - .5), (i - .5, j + .5))),
+                                (1, 0, ((i + .5, j - .5), (i + .5, j + .5))),
+                                (0, -1, ((i - .5, j - .5), (i + .5, j - .5))),
+                                (0, 1, ((i - .5, j + .5), (i + .5, j + .5)))):
+                ii, jj = i + di, j + dj
+                if 0 <= ii < nx and 0 <= jj < ny and stable[jj, ii]:
+                    continue
+                xs += [seg[0][0], seg[1][0], None]
+                ys += [seg[0][1], seg[1][1], None]
+    return xs, ys
+
+
+def facet_figures(cell_table: pd.DataFrame, tol: float, grid: bool | None = None,
+                  overlay: "Overlay | None" = None) -> list[tuple[str, go.Figure]]:
+    """One facet figure (rows H, columns R) per combination of the other varying slice keys.
+
+    ``grid`` forces heatmaps (True) or scatter plots (False); None decides per figure from the
+    cells (see ``metrics.is_grid``). ``overlay(settings, alphas, betas)`` is called per facet
+    with that slice's settings (a dict with H, R, ...) and the facet's α and β values; the
+    traces it returns are added to the facet. Heatmap facets draw α and β at index positions
+    0..n-1, so an overlay maps its values onto those (e.g. with np.interp). Returns (title,
+    figure) pairs.
+    """
+    keys = slice_keys(cell_table)
+    others = [k for k in varying(cell_table, keys) if k not in ("H", "R")]
+    cap = float(np.nanmedian(cell_table["initial_loss"]))
+    shown = cell_table.loc[cell_table["outcome"] != "diverged", "final_mean"].dropna()
+    colour = _colour_axis(np.fmin(shown.to_numpy(dtype=float), cap), cap)
+    out = []
+    for key, part in (group_by(cell_table, others) if others else [((), cell_table)]):
+        key = key if isinstance(key, tuple) else (key,)
+        use_grid = is_grid(part) if grid is None else grid
+        title = slice_title(others, key) if others else "all slices"
+        out.append((title, _facet(part, keys, use_grid, colour, tol, overlay)))
+    return out
+
+
+def _colour_axis(values: np.ndarray, cap: float) -> dict[str, Any]:
+    """A shared colour axis from the lowest loss to ``cap``, with more colours where the data is.
+
+    Viridis stops are placed at quantiles of the shown losses (the top stop stays at the cap),
+    so that cells near the best, usually most of them, are told apart; the colour bar keeps
+    loss units.
+    """
+    title = dict(text=f"final loss<br>(seed mean,<br>cap {fmt(cap)})")
+    values = values[np.isfinite(values)]
+    lo = float(values.min()) if len(values) else cap - 1.0
+    if not np.isfinite(cap) or cap <= lo or len(values) < 3:
+        return dict(colorscale="Viridis", cmin=lo, cmax=max(cap, lo + 1e-9) if
+                    np.isfinite(cap) else None, colorbar=dict(title=title, len=0.6))
+    colours = pcolors.sequential.Viridis
+    qs = np.quantile(values, np.linspace(0, 1, len(colours) - 1))
+    pos = np.append((qs - lo) / (cap - lo), 1.0)
+    pos[0] = 0.0
+    for i in range(1, len(pos)):  # stops must increase strictly
+        pos[i] = max(pos[i], pos[i - 1] + 1e-6)
+    pos = pos / pos[-1]
+    return dict(colorscale=[[float(p), c] for p, c in zip(pos, colours)], cmin=lo, cmax=cap,
+                colorbar=dict(title=title, len=0.6))
+
+
+def _facet(part: pd.DataFrame, keys: list[str], use_grid: bool, colour: dict[str, Any],
+           tol: float, overlay: "Overlay | None" = None) -> go.Figure:
+    hs = sorted(part["H"].dropna().unique()) if "H" in part else [None]
+    rs = sorted(part["R"].dropna().unique()) if "R" in part else [None]
+    alphas = sorted(part["alpha"].unique())
+    betas = sorted(part["beta"].unique())
+    titles = []
+    for h in hs:
+        for r in rs:
+            sl = _pick(part, h, r)
+            label = ", ".join(p for p in (f"H={fmt(h)}" if h is not None else "",
+                                          f"R={fmt(r)}" if r is not None else "") if p)
+            titles.append(f"{label}: stable {int(sl['stable'].sum())}/{len(sl)}")
+    fig = make_subplots(rows=len(hs), cols=len(rs), subplot_titles=titles,
+                        shared_xaxes=True, shared_yaxes=True,
+                        horizontal_spacing=0.03, vertical_spacing=0.22 / max(len(hs), 1))
+    shown = False
+    cap = colour["cmax"] if colour["cmax"] is not None else np.inf
+    for ri, h in enumerate(hs, start=1):
+        for ci, r in enumerate(rs, start=1):
+            sl = _pick(part, h, r)
+            if use_grid:
+                shown |= _add_heatmap(fig, sl, keys, alphas, betas, cap, ri, ci, not shown, tol)
+            else:
+                shown |= _add_scatter(fig, sl, keys, cap, ri, ci, not shown, tol)
+            if overlay is not None and len(sl):
+                settings = {k: sl[k].iloc[0] for k in keys}
+                for trace in overlay(settings, alphas, betas) or ():
+                    fig.add_trace(trace, row=ri, col=ci)
+    fig.update_layout(
+        coloraxis=colour, height=FACET_PX * len(hs) + 160, margin=dict(l=70, r=40, t=100, b=60),
+        plot_bgcolor="#e5e5e5",
+        legend=dict(yanchor="top", y=0.15, xanchor="left", x=1.01),
+    )
+    if use_grid:
+        fig.update_xaxes(tickvals=list(range(len(alphas))), ticktext=[fmt(a) for a in alphas],
+                         range=[-0.54, len(alphas) - 0.46], showgrid=False, zeroline=False)
+        fig.update_yaxes(tickvals=list(range(len(betas))), ticktext=[fmt(b) for b in betas],
+                         range=[-0.54, len(betas) - 0.46], showgrid=False, zeroline=False)
+    else:
+        fig.update_xaxes(type="log")
+    fig.update_xaxes(title_text="α (outer LR)", row=len(hs))
+    fig.update_yaxes(title_text="β (outer momentum)", col=1)
+    return fig
+
+
+def _pick(part: pd.DataFrame, h: Any, r: Any) -> pd.DataFrame:
+    """The cells of facet (H=h, R=r); None means the frame has no such column."""
+    mask = np.ones(len(part), dtype=bool)
+    if h is not None:
+        mask &= (part["H"] == h).to_numpy()
+    if r is not None:
+        mask &= (part["R"] == r).to_numpy()
+    return part[mask]
+
+
+def _add_heatmap(fig: go.Figure, sl: pd.DataFrame, keys: list[str], alphas: list, betas: list,
+                 cap: float, row: int, col: int, legend: bool, tol: float) -> bool:
+    """Add one facet's heatmap and stable outline; True when the outline had a legend entry."""
+    z = np.full((len(betas), len(alphas)), np.nan)
+    text = np.full(z.shape, "", dtype=object)
+    hover = np.full(z.shape, "no trial", dtype=object)
+    stable = np.zeros(z.shape, dtype=bool)
+    ai = {a: i for i, a in enumerate(alphas)}
+    bi = {b: j for j, b in enumerate(betas)}
+    for _, c in sl.iterrows():
+        i, j = ai[c["alpha"]], bi[c["beta"]]
+        if c["outcome"] != "diverged" and pd.notna(c["final_mean"]):
+            z[j, i] = min(float(c["final_mean"]), cap)
+        text[j, i] = _mark(c)
+        hover[j, i] = _hover(c, keys)
+        stable[j, i] = bool(c["stable"])
+    fig.add_trace(go.Heatmap(
+        z=z, x=list(range(len(alphas))), y=list(range(len(betas))), coloraxis="coloraxis",
+        text=text, texttemplate="%{text}", textfont=dict(size=18),
+        hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", xgap=1, ygap=1,
+        name="final loss"), row=row, col=col)
+    xs, ys = _outline(stable)
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=OUTLINE, width=3),
+                             hoverinfo="skip", name=f"stable region (tol {tol:.0%})",
+                             legendgroup="stable", showlegend=legend and bool(xs)),
+                  row=row, col=col)
+    return bool(xs)
+
+
+def _add_scatter(fig: go.Figure, sl: pd.DataFrame, keys: list[str], cap: float, row: int,
+                 col: int, legend: bool, tol: float) -> bool:
+    """Add one facet's scattered points (Optuna); diverged points grey crosses."""
+    div = sl["outcome"].eq("diverged")
+    ok = sl[~div]
+    fig.add_trace(go.Scatter(
+        x=ok["alpha"], y=ok["beta"], mode="markers", name="trial",
+        marker=dict(size=11, color=np.fmin(ok["final_mean"], cap), coloraxis="coloraxis",
+                    line=dict(color=np.where(ok["stable"], OUTLINE, "white"),
+                              width=np.where(ok["stable"], 3, 1))),
+        hovertext=[_hover(c, keys) for _, c in ok.iterrows()],
+        hovertemplate="%{hovertext}<extra></extra>", showlegend=False), row=row, col=col)
+    fig.add_trace(go.Scatter(
+        x=sl.loc[div, "alpha"], y=sl.loc[div, "beta"], mode="markers", name="diverged",
+        marker=dict(symbol="x", size=10, color="#555"), legendgroup="diverged",
+        hovertext=[_hover(c, keys) for _, c in sl[div].iterrows()],
+        hovertemplate="%{hovertext}<extra></extra>", showlegend=legend and bool(div.any())),
+        row=row, col=col)
+    return legend and bool(div.any())

@@ -1,0 +1,210 @@
+"""Read a sweep's results store (DESIGN.md, "The results store") into pandas.
+
+Paths are local folders or URIs that ``pyarrow.fs`` understands (``s3://bucket/prefix``).
+Every Parquet file is read on its own so that
+
+- files written by different versions read together: schemas are unified with
+  ``promote_options="permissive"``, so a column that only newer files have comes back null
+  for the older rows instead of being dropped (pyarrow's dataset reader would infer the schema
+  from one file);
+- a damaged or half-written file is skipped with a warning naming it, not a crash;
+- temporaries (names starting with ``.`` or ``_``) are ignored, as the dataset reader does.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+__all__ = ["load_trials", "load_curves", "load_sweep_meta", "Filters"]
+
+Filters = Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None
+"""A mapping column -> value (or list of values), or pyarrow-style ``[(col, op, value), ...]``."""
+
+_PARTS = ("trials", "curves")
+_READ_THREADS = 8  # small files on S3 are latency-bound; threads overlap the round trips
+
+
+def _filesystem(path: str | Path) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and the path inside it, for a local path or a URI."""
+    text = str(path)
+    if "://" in text:
+        fs, inner = pafs.FileSystem.from_uri(text)
+        return fs, inner.rstrip("/")
+    return pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
+
+
+def _is_dir(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def _data_dir(fs: pafs.FileSystem, base: str, part: str) -> str | None:
+    """The folder holding ``part`` files ("trials" or "curves"), or None when there is none.
+
+    ``base`` may be the sweep folder, the part folder itself, or its sibling (the curves of
+    ``<name>/trials`` are in ``<name>/curves``); a plain folder of Parquet files is read as is.
+    """
+    name = posixpath.basename(base)
+    if name == part and _is_dir(fs, base):
+        return base
+    if _is_dir(fs, posixpath.join(base, part)):
+        return posixpath.join(base, part)
+    if name in _PARTS:
+        sibling = posixpath.join(posixpath.dirname(base), part)
+        return sibling if _is_dir(fs, sibling) else None
+    if not _is_dir(fs, base):
+        return None
+    # a sweep folder without this part is not a folder of it: never read trials as curves
+    children = {posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(base))}
+    return None if children & {*_PARTS, "sweep.json"} else base
+
+
+def _parquet_files(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
+    """Parquet files under ``folder`` (recursive), temporaries left out, oldest first."""
+    infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True))
+    keep = []
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+            continue
+        rel = posixpath.relpath(info.path, folder)
+        if any(part.startswith((".", "_")) for part in rel.split("/")):
+            continue
+        keep.append(info)
+    # oldest first: when a trial was written twice (a rerun), the later file wins the dedup
+    keep.sort(key=lambda i: (i.mtime_ns or 0, i.path))
+    return keep
+
+
+def _read_all(fs: pafs.FileSystem, files: list[pafs.FileInfo],
+              filter_expr: pc.Expression | None = None) -> pa.Table | None:
+    """Read each file alone; warn about and skip those that do not read."""
+
+    def read(info: pafs.FileInfo) -> pa.Table | None:
+        try:
+            table = pq.read_table(info.path, filesystem=fs)
+        except Exception as exc:  # a truncated file raises ArrowInvalid/OSError; any is a skip
+            warnings.warn(f"analysis: skipped unreadable Parquet file {info.path}: {exc}",
+                          stacklevel=4)
+            return None
+        return table
+
+    if len(files) > 4:
+        with ThreadPoolExecutor(_READ_THREADS) as pool:
+            tables = list(pool.map(read, files))
+    else:
+        tables = [read(f) for f in files]
+    tables = [t for t in tables if t is not None]
+    if not tables:
+        return None
+    schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+    table = pa.concat_tables([_conform(t, schema) for t in tables])
+    # filtered after unifying, so a column an older file lacks is null there and never matches
+    return table if filter_expr is None else table.filter(filter_expr)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with every column of ``schema`` (missing ones null), in its order and types."""
+    cols = []
+    for field in schema:
+        if field.name in table.column_names:
+            cols.append(table[field.name].cast(field.type))
+        else:
+            cols.append(pa.nulls(len(table), field.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _filter_expression(filters: Filters) -> pc.Expression | None:
+    if filters is None:
+        return None
+    if isinstance(filters, Mapping):
+        expr = None
+        for col, value in filters.items():
+            if isinstance(value, (list, tuple, set, frozenset)):
+                term = pc.field(col).isin(list(value))
+            else:
+                term = pc.field(col) == value
+            expr = term if expr is None else expr & term
+        return expr
+    return pq.filters_to_expression(list(filters))
+
+
+def load_trials(path: str | Path, filters: Filters = None) -> pd.DataFrame:
+    """All trial rows of a sweep, one per trial.
+
+    ``path`` is the sweep folder ``<output>/<name>`` or its ``trials/`` folder, local or a URI.
+    ``filters`` keeps matching rows only: ``{"H": 64, "R": [0, 4]}`` or
+    ``[("H", "==", 64), ("alpha", "<", 2.0)]``. When a trial appears in several files (a rerun
+    after a failure), the newest row that did not fail is kept. Returns an empty frame when
+    there is nothing to read.
+    """
+    fs, base = _filesystem(path)
+    folder = _data_dir(fs, base, "trials")
+    if folder is None:
+        return pd.DataFrame()
+    table = _read_all(fs, _parquet_files(fs, folder), _filter_expression(filters))
+    if table is None:
+        return pd.DataFrame()
+    df = table.to_pandas()
+    if "trial_id" in df.columns and len(df):
+        failed = df["status"].eq("failed") if "status" in df.columns else False
+        # stable sort on "failed" keeps file order among equals: the last row is the newest
+        df = (df.assign(_failed=failed).sort_values("_failed", ascending=False, kind="stable")
+              .drop_duplicates("trial_id", keep="last").drop(columns="_failed"))
+    order = [c for c in ("H", "R", "alpha", "beta", "seed") if c in df.columns]
+    if order:
+        df = df.sort_values(order, kind="stable")
+    return df.reset_index(drop=True)
+
+
+def load_curves(path: str | Path, trial_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Curve rows (one per trial and outer step), sorted by trial and step.
+
+    ``path`` is the sweep folder, its ``curves/`` folder, or its ``trials/`` folder (the sibling
+    ``curves/`` is read). ``trial_ids`` keeps those trials only.
+    """
+    fs, base = _filesystem(path)
+    folder = _data_dir(fs, base, "curves")
+    if folder is None:
+        return pd.DataFrame()
+    expr = None
+    if trial_ids is not None:
+        expr = pc.field("trial_id").isin([str(t) for t in trial_ids])
+    table = _read_all(fs, _parquet_files(fs, folder), expr)
+    if table is None:
+        return pd.DataFrame()
+    df = table.to_pandas()
+    keys = [c for c in ("trial_id", "outer_step") if c in df.columns]
+    if len(keys) == 2:
+        df = df.drop_duplicates(keys, keep="last")
+    if keys:
+        df = df.sort_values(keys, kind="stable")
+    return df.reset_index(drop=True)
+
+
+def load_sweep_meta(path: str | Path) -> dict[str, Any]:
+    """The sweep's ``sweep.json`` (spec as run, versions, commit, times); {} when absent.
+
+    ``path`` is the sweep folder or one of its ``trials/`` or ``curves/`` folders.
+    """
+    fs, base = _filesystem(path)
+    for folder in (base, posixpath.dirname(base)):
+        target = posixpath.join(folder, "sweep.json")
+        if fs.get_file_info(target).type == pafs.FileType.File:
+            try:
+                with fs.open_input_stream(target) as f:
+                    meta = json.loads(f.read().decode("utf-8"))
+            except (OSError, ValueError) as exc:
+                warnings.warn(f"analysis: could not read {target}: {exc}", stacklevel=2)
+                return {}
+            return meta if isinstance(meta, dict) else {}
+    return {}

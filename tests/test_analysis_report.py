@@ -1,0 +1,252 @@
+"""analysis.report: the HTML report in headless Chromium, PNG export, Optuna facets, the hook.
+
+The browser test needs Debian's `chromium` (CI installs it); without it the test fails.
+Its screenshot is kept in tests/artifacts/report.png.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from plotly.offline import get_plotlyjs
+
+from analysis import PngExportError, cells, load_trials, render_show, write_report
+from analysis.figures import facet_figures
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ALPHAS = [0.25, 0.5, 1.0, 2.0, 4.0]
+BETAS = [0.8, 0.9, 0.95]
+INITIAL = 5.55
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync",
+                  "--hide-scrollbars"]
+
+
+def _trial_files(sweep: Path, tid: str, row: dict, ev: np.ndarray, cos: np.ndarray) -> None:
+    steps = len(ev)
+    pq.write_table(pa.Table.from_pylist([row]), sweep / "trials" / f"{tid}.parquet")
+    pq.write_table(pa.table(dict(
+        trial_id=[tid] * steps, outer_step=np.arange(steps), tokens=np.arange(1, steps + 1) * 512,
+        eval_loss=ev, train_loss=ev + 0.05, pseudo_grad_norm=np.ones(steps),
+        momentum_norm=np.ones(steps), momentum_cos=cos[:steps],
+        wall_s=np.linspace(0, 1, steps))), sweep / "curves" / f"{tid}.parquet")
+
+
+def _trial(tid: str, a: float, b: float, H: int, R: int, seed: int, T: int,
+           search: str) -> tuple[dict, np.ndarray, np.ndarray]:
+    """A made-up trial: stable below α_max(β, H), which restarts double; spikes, then diverges."""
+    a_opt = {0.8: 1.5, 0.9: 0.75, 0.95: 0.35}.get(b, 1.5 * (1 - b) / 0.2) * (10 / H) ** 0.3
+    a_max = 2 * a_opt * (2.0 if R else 1.0)
+    t = np.arange(T)
+    cos = 0.8 - 1.5 * min(a / a_max, 1.0) * ((t % R) if R else t) / T
+    cos = np.where((t == 0) | ((R > 0) & (t % max(R, 1) == 0)), np.nan, cos)
+    if a > 1.6 * a_max:
+        status, ev = "diverged", INITIAL * (1 + 0.1 * t[: T // 2] ** 2)
+        ev[-1] = 2.2 * INITIAL
+    else:
+        status = "completed"
+        final = 2.0 + 0.08 * math.log2(a / a_opt) ** 2 + 0.004 * ((seed * 7 + H + R) % 5 - 2)
+        ev = final + (INITIAL - final) * np.exp(-(t + 1) / 2.5)
+        if a > a_max:
+            ev[T // 2] = 1.35 * INITIAL  # a spike that recovers
+    row = dict(sweep=f"synth-{search}", trial_id=tid, alpha=a, beta=b, H=H, R=R, workers=4,
+               seed=seed, outer="nesterov", kind="lm", model="tiny", lr=3e-3, outer_steps=T,
+               diverge_factor=2.0, status=status, initial_loss=INITIAL, final_loss=float(ev[-1]),
+               best_loss=float(ev.min()), peak_loss=float(ev[1:].max()),
+               outer_steps_done=len(ev), tokens=len(ev) * H * 2048, wall_s=1.0, error=None,
+               n_params=12345, reason="eval loss > 2x initial" if status == "diverged" else None)
+    return row, ev, cos
+
+
+def write_synthetic_sweep(root: Path, search: str = "grid", Hs=(10, 50), Rs=(0, 4),
+                          seeds=(0, 1), T: int = 12, n_points: int = 12) -> Path:
+    """A sweep folder as DESIGN.md lays it out: grid, or scattered points like Optuna's."""
+    name = f"synth-{search}"
+    sweep = root / name
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "curves").mkdir()
+    rng = np.random.default_rng(0)
+    for H in Hs:
+        for R in Rs:
+            if search == "grid":
+                points = [(a, b, s) for a in ALPHAS for b in BETAS for s in seeds]
+            else:
+                points = [(float(2 ** rng.uniform(-2, 2)), float(rng.uniform(0.8, 0.97)), 0)
+                          for _ in range(n_points)]
+            for a, b, s in points:
+                tid = f"{H}-{R}-{a:.4g}-{b:.4g}-{s}"
+                _trial_files(sweep, tid, *_trial(tid, a, b, H, R, s, T, search))
+    spec = dict(name=name, trial=dict(kind="lm", workers=4, outer_steps=T),
+                space=dict(alpha=ALPHAS, beta=BETAS, H=list(Hs), R=list(Rs), seed=list(seeds)),
+                search=dict(kind=search), resources=dict(cpu=1, gpu=0), output=str(root))
+    (sweep / "sweep.json").write_text(json.dumps(dict(
+        spec=spec, versions={"torch": "2.13.0", "pyarrow": "26.0.1"}, commit="abc1234",
+        started="2026-01-01T00:00:00Z", finished="2026-01-01T01:00:00Z")))
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def grid_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("results")
+    sweep = write_synthetic_sweep(root)
+    return sweep, write_report(sweep, root / "report.html", tol=0.05)
+
+
+def _chromium() -> str:
+    found = os.environ.get("BROWSER_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(found).exists():
+        pytest.fail("the browser test needs Debian's chromium (apt-get install chromium); "
+                    "CI installs it")
+    return found
+
+
+_HEAD = """<script>window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push(String(e.message)); });
+window.addEventListener('unhandledrejection', function (e) {
+  window.__errors.push('unhandled rejection: ' + e.reason); });
+var __ce = console.error; console.error = function () {
+  window.__errors.push(Array.from(arguments).join(' ')); __ce.apply(console, arguments); };
+</script>"""
+_TAIL = """<script>window.addEventListener('load', function () { setTimeout(function () {
+  var n = 0, plots = document.querySelectorAll('.js-plotly-plot');
+  plots.forEach(function (gd) { (gd.data || []).forEach(function (t) {
+    if (t.type === 'heatmap') n++; }); });
+  var out = document.createElement('pre'); out.id = 'probe';
+  out.textContent = JSON.stringify({heatmaps: n, plots: plots.length,
+    drawn: document.querySelectorAll('g.hm image').length, errors: window.__errors});
+  document.body.appendChild(out); }, 500); });</script>"""
+
+
+def _probe(page: str, tmp: Path, screenshot: Path | None = None) -> dict:
+    """Open ``page`` in headless Chromium with error traps; what the page reported."""
+    probed = tmp / "probed.html"
+    probed.write_text(page.replace("<head>", "<head>" + _HEAD, 1)
+                      .replace("</body>", _TAIL + "</body>", 1), encoding="utf-8")
+    cmd = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}", "--dump-dom",
+           "--virtual-time-budget=15000", "--window-size=1400,3000"]
+    if screenshot is not None:
+        cmd.append(f"--screenshot={screenshot}")
+    done = subprocess.run(cmd + [probed.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"no probe in the DOM (rc {done.returncode}): {done.stderr[-2000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def test_probe_catches_a_javascript_error(tmp_path: Path) -> None:
+    """The error trap works: a page that throws is reported, so a clean report means clean."""
+    page = "<html><head></head><body><script>notAFunction();</script></body></html>"
+    got = _probe(page, tmp_path)
+    assert got["heatmaps"] == 0 and any("notAFunction" in e for e in got["errors"])
+
+
+def test_report_loads_in_chromium_and_draws_every_slice(grid_report, tmp_path: Path) -> None:
+    sweep, report = grid_report
+    page = report.read_text(encoding="utf-8")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    got = _probe(page, tmp_path, screenshot=shot)
+    trials = load_trials(sweep)
+    n_slices = len(trials.groupby(["H", "R"]))
+    assert n_slices == 4
+    assert got["errors"] == []
+    assert got["heatmaps"] == n_slices and got["drawn"] == n_slices
+    assert got["plots"] == 2  # the stability facets and the curves
+    assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_is_self_contained(grid_report) -> None:
+    _, report = grid_report
+    page = report.read_text(encoding="utf-8")
+    assert page.count(get_plotlyjs()[:300]) == 1  # plotly's JS once, for every figure
+    assert not re.search(r"<script[^>]+src=", page)  # nothing fetched: works offline
+    # the tolerance, the restart gain across tolerances, and sweep.json are on the page
+    assert "Stability tolerance used: 5%" in page
+    assert page.index("Restart gain") < page.index("Slices (tol 5%)")
+    for tol in ("tol 2%", "tol 5% (used)", "tol 10%", "tol 20%"):
+        assert tol in page
+    assert "abc1234" in page and "2.13.0" in page and "synth-grid" in page
+
+
+def test_heatmap_marks_and_hover(grid_report) -> None:
+    sweep, _ = grid_report
+    c = cells(load_trials(sweep), tol=0.05)
+    (_, fig), = facet_figures(c, 0.05)
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 4
+    text = np.concatenate([np.asarray(t.text).ravel() for t in heat])
+    assert "×" in text and "~" in text  # diverged and spiked cells are marked
+    hover = "".join(str(h) for t in heat for h in np.asarray(t.hovertext).ravel())
+    assert "n seeds=2" in hover and "final loss" in hover and "trials " in hover
+    outlines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines"]
+    assert len(outlines) == 4 and all(len(t.x) > 0 for t in outlines)
+    # colour capped at the initial loss on one shared axis
+    assert fig.layout.coloraxis.cmax == pytest.approx(INITIAL)
+    assert all(t.coloraxis == "coloraxis" for t in heat)
+
+
+def test_optuna_sweep_gets_scatter_facets(tmp_path: Path) -> None:
+    sweep = write_synthetic_sweep(tmp_path, search="optuna")
+    out = write_report(sweep, tmp_path / "optuna.html")
+    page = out.read_text(encoding="utf-8")
+    # the trace names of the two kinds of facets (plotly's template names every trace type)
+    assert '"name":"trial"' in page and '"name":"final loss"' not in page
+    (_, fig), = facet_figures(cells(load_trials(sweep)), 0.05)  # scattered: no grid
+    assert not [t for t in fig.data if t.type == "heatmap"]
+    markers = [t for t in fig.data if t.type == "scatter" and t.name == "trial"]
+    assert len(markers) == 4
+    text = render_show(sweep)
+    assert "H=50, R=4: stable" in text and "β\\α" in text
+
+
+def test_theory_hook(grid_report, tmp_path: Path) -> None:
+    sweep, _ = grid_report
+    seen = {}
+
+    def theory(cell_table, meta):
+        seen["cells"], seen["meta"] = len(cell_table), meta["spec"]["name"]
+        return go.Figure(go.Scatter(x=[0, 1], y=[0, 1], name="predicted-boundary"))
+
+    facets = []
+
+    def overlay(settings, alphas, betas):
+        facets.append((settings["H"], settings["R"], len(alphas), len(betas)))
+        return [go.Scatter(x=[0, len(alphas) - 1], y=[0, len(betas) - 1], name="overlay-line")]
+
+    page = write_report(sweep, tmp_path / "t.html", theory=theory,
+                        theory_overlay=overlay).read_text(encoding="utf-8")
+    assert seen == {"cells": 60, "meta": "synth-grid"}
+    assert "<h2>Theory</h2>" in page and "predicted-boundary" in page
+    assert sorted(facets) == [(10, 0, 5, 3), (10, 4, 5, 3), (50, 0, 5, 3), (50, 4, 5, 3)]
+    assert page.count('"name":"overlay-line"') == 4
+
+
+def test_png_export(grid_report, tmp_path: Path) -> None:
+    sweep, _ = grid_report
+    _chromium()
+    write_report(sweep, tmp_path / "r.html", png_dir=tmp_path / "png")
+    pngs = sorted(p.name for p in (tmp_path / "png").glob("*.png"))
+    assert pngs == ["curves.png", "stability_0.png"]
+    assert all((tmp_path / "png" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_png_export_says_when_there_is_no_browser(grid_report, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    sweep, _ = grid_report
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-such-browser"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(PngExportError, match="chromium"):
+        write_report(sweep, tmp_path / "r.html", png_dir=tmp_path / "png")
+    assert (tmp_path / "r.html").exists()  # the HTML is written before the PNGs fail
