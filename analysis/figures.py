@@ -19,7 +19,7 @@ from plotly.basedatatypes import BaseTraceType
 from plotly.subplots import make_subplots
 
 from .metrics import is_grid
-from .stability import group_by, slice_keys, varying
+from .stability import group_by, slice_keys, tol_text, varying
 
 __all__ = ["facet_figures", "fmt", "slice_title", "Overlay", "OUTLINE"]
 
@@ -214,7 +214,7 @@ def _add_heatmap(fig: go.Figure, sl: pd.DataFrame, keys: list[str], alphas: list
         name="final loss"), row=row, col=col)
     xs, ys = _outline(stable)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=OUTLINE, width=3),
-                             hoverinfo="skip", name=f"stable region (tol {tol:.0%})",
+                             hoverinfo="skip", name=f"stable region (tol {tol_text(tol)})",
                              legendgroup="stable", showlegend=legend and bool(xs)),
                   row=row, col=col)
     return bool(xs)

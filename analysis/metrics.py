@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .stability import SPIKE, cells, group_by, label, slice_keys
+from .stability import SPIKE, cells, group_by, label, slice_keys, tol_text
 
 __all__ = ["summarize", "restart_gain", "alpha_ranges", "slice_table", "is_grid", "gain_table", "TOLS"]
 
@@ -208,7 +208,7 @@ def gain_table(gains: pd.DataFrame, tol: float) -> pd.DataFrame:
     wide = g.pivot_table(index=keys, columns="tol", values="text", aggfunc="first",
                          dropna=False).reset_index()
     wide.columns = [c if not isinstance(c, float) else
-                    f"tol {c:.0%}" + (" (used)" if np.isclose(c, tol) else "")
+                    f"tol {tol_text(c)}" + (" (used)" if np.isclose(c, tol) else "")
                     for c in wide.columns]
     seeds = g.groupby(keys, dropna=False)["n_seeds"].min().reset_index()
     return wide.merge(seeds, on=keys, how="left")

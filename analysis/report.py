@@ -26,7 +26,8 @@ from .curves import curve_figure, curve_trial_ids
 from .figures import Overlay, facet_figures, fmt, slice_title
 from .load import load_curves, load_sweep_meta, load_trials
 from .metrics import TOLS, gain_table, summarize
-from .stability import SPIKE, fixed_settings, slice_keys
+from .stability import SPIKE, fixed_settings, slice_keys, tol_text
+from .theory_report import default_tol, is_toy, toy_overlay, toy_theory_figure
 
 __all__ = ["write_report", "write_pngs", "find_browser", "PngExportError", "Theory"]
 
@@ -118,7 +119,7 @@ def _search_is_grid(meta: dict) -> bool | None:
     return {"grid": True, "optuna": False}.get(kind)
 
 
-def write_report(path: str | Path, out_html: str | Path, tol: float = 0.05,
+def write_report(path: str | Path, out_html: str | Path, tol: float | None = None,
                  png_dir: str | Path | None = None, *, diverge: float | None = None,
                  spike: float | None = SPIKE, tols: Sequence[float] = TOLS,
                  theory: "Theory | go.Figure | None" = None,
@@ -137,9 +138,14 @@ def write_report(path: str | Path, out_html: str | Path, tol: float = 0.05,
     trials = load_trials(path)
     if trials.empty:
         raise ValueError(f"no trial results under {path}")
+    tol, tols = default_tol(trials, tol, tols)  # None: 5%, or none for a toy sweep
     s = summarize(trials, tol=tol, tols=tols, diverge=diverge, spike=spike)
     c = s["cells"]
     keys = slice_keys(c)
+    if is_toy(trials) and theory is None and theory_overlay is None:
+        # a toy sweep holds its own spectrum: draw the prediction beside the measurement
+        theory_overlay = toy_overlay(trials)
+        theory = lambda _c, _m: toy_theory_figure(trials, load_curves(path))  # noqa: E731
     figures: list[tuple[str, go.Figure]] = []
     for i, (title, fig) in enumerate(facet_figures(c, tol, grid=_search_is_grid(meta),
                                                      overlay=theory_overlay)):
@@ -161,9 +167,13 @@ def write_report(path: str | Path, out_html: str | Path, tol: float = 0.05,
     slices = s["slices"].drop(columns=hide + ["initial_loss"], errors="ignore")
     lead = (f"{len(trials)} trials in {len(slices)} slices ("
             + ", ".join(f"{v} {k}" for k, v in status.items()) + "). "
-            f"<b>Stability tolerance used: {tol:.0%}</b>: a trial is stable when it did not "
-            f"diverge or spike and its final loss is within {tol:.0%} of the best final loss "
-            f"of its slice; a cell is stable when a strict majority of its seeds is. "
+            + (f"<b>Stability tolerance used: {tol:.0%}</b>: a trial is stable when it did not "
+               f"diverge or spike, ended below its initial loss, and its final loss is within "
+               f"{tol:.0%} of the best final loss of its slice" if np.isfinite(tol) else
+               "<b>Stability tolerance used: none</b> (a toy sweep converges exponentially, so "
+               "a tolerance to the slice's best would mark only its fastest cell): a trial is "
+               "stable when it did not diverge or spike and ended below its initial loss")
+            + f"; a cell is stable when a strict majority of its seeds is. "
             f"Spiked: peak loss above {fmt(spike)}× the initial loss, then recovered"
             f"{'' if spike is not None else ' (off)'}.")
     if fixed:
@@ -175,7 +185,7 @@ def write_report(path: str | Path, out_html: str | Path, tol: float = 0.05,
              "[95% bootstrap over seeds] (stable cells with R vs at R=0).</p>",
              _table(gain_table(gains, tol)) if len(gains) else "<p class='note'>No restart gain: it needs slices at R=0 and at "
              "R&gt;0 that differ only in R.</p>",
-             f"<h2>Slices (tol {tol:.0%})</h2>", _table(slices),
+             f"<h2>Slices (tol {tol_text(tol)})</h2>", _table(slices),
              "<p class='note'>lr_sensitivity: Wortsman et al. 2023 over α: mean over α of "
              "min(final, initial) − its minimum over α, per β, averaged over β (diverged: "
              "initial).</p>",

@@ -17,7 +17,8 @@ import pandas as pd
 from .figures import fmt, slice_title
 from .load import load_sweep_meta, load_trials
 from .metrics import TOLS, gain_table, summarize
-from .stability import (SPIKE, cell_outcome, display_keys, fixed_settings, group_by,
+from .theory_report import default_tol
+from .stability import (SPIKE, cell_outcome, tol_text, display_keys, fixed_settings, group_by,
                         slice_keys)
 
 __all__ = ["render_show", "render_summary", "text_map", "SYMBOLS"]
@@ -83,7 +84,7 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
     counts = trials["outcome"].value_counts()
     fixed = fixed_settings(c)
     hide = list(fixed)
-    head = (f"sweep {name}: {len(trials)} trials · tolerance {tol:.0%} · "
+    head = (f"sweep {name}: {len(trials)} trials · tolerance {tol_text(tol)} · "
             + ", ".join(f"{counts.get(o, 0)} {o}" for o in SYMBOLS))
     slices = s["slices"].drop(columns=hide + ["initial_loss", "n_failed", "best_loss_std",
                                               "grid"], errors="ignore")
@@ -94,7 +95,7 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
             "restart gain = stable fraction of the (α, β) grid at R / at R=0 "
             "[95% bootstrap over seeds] (stable cells at R vs R=0):",
             _frame(gain_table(s["restart_gain"].drop(columns=hide, errors="ignore"), tol)), "",
-            f"slices (tol {tol:.0%}):", _frame(slices), "",
+            f"slices (tol {tol_text(tol)}):", _frame(slices), "",
             "stable α range per β:",
             _frame(s["alpha_range"].drop(columns=hide, errors="ignore")), "",
             "maps: # stable  . unstable  ~ spiked  x diverged  ! failed"]
@@ -107,12 +108,16 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
     return "\n".join(out)
 
 
-def render_show(path: str | Path, tol: float = 0.05, *, diverge: float | None = None,
+def render_show(path: str | Path, tol: float | None = None, *, diverge: float | None = None,
                 spike: float | None = SPIKE, tols: Sequence[float] = TOLS) -> str:
-    """The terminal view of the sweep at ``path``: metrics tables, then a map per slice."""
+    """The terminal view of the sweep at ``path``: metrics tables, then a map per slice.
+
+    ``tol=None`` picks the default: 5% for LM sweeps, none (inf) for toy sweeps.
+    """
     trials = load_trials(path)
     if trials.empty:
         return f"no trial results under {path}"
+    tol, tols = default_tol(trials, tol, tols)
     meta = load_sweep_meta(path)
     name = (meta.get("spec") or {}).get("name") or Path(str(path).rstrip("/")).name
     return render_summary(summarize(trials, tol=tol, tols=tols, diverge=diverge, spike=spike),

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-__all__ = ["slice_keys", "varying", "display_keys", "fixed_settings", "group_by", "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "SPIKE", "Z95"]
+__all__ = ["tol_text", "slice_keys", "varying", "display_keys", "fixed_settings", "group_by", "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "SPIKE", "Z95"]
 
 OUTCOMES = ("stable", "unstable", "spiked", "diverged", "failed")
 SPIKE = 1.1
@@ -128,7 +128,10 @@ def label(trials: pd.DataFrame, tol: float = 0.05, diverge: float | None = None,
         best = best.groupby([df[k] for k in keys], dropna=False, observed=True).transform("min")
     else:
         best = pd.Series(best.min(), index=df.index)
-    stable = trained & ~spiked & (final.to_numpy() <= (1.0 + tol) * best.to_numpy())
+    # a trial that ended above its initial loss is never stable; tol=inf keeps only that test
+    ended_lower = final.to_numpy() < initial.to_numpy()
+    ended_lower |= ~np.isfinite(initial.to_numpy())  # no initial loss recorded: no such test
+    stable = trained & ~spiked & ended_lower & (final.to_numpy() <= (1.0 + tol) * best.to_numpy())
 
     outcome = np.select([failed, diverged, spiked, stable],
                         ["failed", "diverged", "spiked", "stable"], default="unstable")
@@ -140,6 +143,11 @@ def label(trials: pd.DataFrame, tol: float = 0.05, diverge: float | None = None,
     df["slice_best"] = best.to_numpy()
     df["gap"] = final.to_numpy() / best.to_numpy() - 1.0
     return df
+
+
+def tol_text(tol: float) -> str:
+    """'5%', or 'none' for tol=inf (stable = trained, not spiked, ended below its start)."""
+    return "none" if np.isinf(tol) else f"{tol:.0%}"
 
 
 def wilson(k: int | np.ndarray, n: int | np.ndarray,

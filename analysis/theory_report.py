@@ -1,0 +1,104 @@
+"""The theory in the report: a predicted boundary over each (H, R) facet, never passed off as measured.
+
+A toy sweep carries everything the prediction needs in its own rows (η = lr, H, R, outer and
+the power-law spectrum of toy_dim and toy_power), so its report gets the boundary and the
+predicted-against-measured contraction figure by itself. An LM sweep has no known spectrum:
+it gets a boundary only when the user gives one (`--theory-spectrum`, `--theory-eta`), and the
+legend says whose assumption it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .figures import Overlay
+from .theory import parse_spectrum, power_law_spectrum, predicted_stable
+from .theory_plots import boundary_traces, contraction_figure
+
+__all__ = ["default_tol", "TOY_TOLS", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "is_toy", "FINE"]
+
+FINE = 60          # theory grid points per axis between the measured grid's ends
+MAX_MODES = 256    # modes kept of a long spectrum: log-spaced, first and last included
+
+
+TOY_TOLS = (float("inf"),)
+
+
+def is_toy(trials: pd.DataFrame) -> bool:
+    return "kind" in trials and len(trials) > 0 and bool((trials["kind"] == "toy").all())
+
+
+def default_tol(trials: pd.DataFrame, tol: float | None, tols):
+    """(tol, tols) to use: as given, else 5% for LM sweeps and none (inf) for toy sweeps.
+
+    A noiseless toy run converges exponentially, so "within 5% of the slice's best final
+    loss" would mark only the fastest cell stable; there, stable means not diverged, not
+    spiked and ended below its initial loss: the measured counterpart of a rate below 1.
+    """
+    if tol is not None:
+        return tol, tols
+    return (float("inf"), TOY_TOLS) if is_toy(trials) else (0.05, tols)
+
+
+def _thin(lams: np.ndarray) -> np.ndarray:
+    # the worst rate moves continuously with μ, so a log-spaced subset of modes finds it
+    lams = np.sort(np.asarray(lams, dtype=float))[::-1]
+    if lams.size <= MAX_MODES:
+        return lams
+    idx = np.unique(np.geomspace(1, lams.size, MAX_MODES).astype(int) - 1)
+    return lams[idx]
+
+
+def _overlay(spectrum_of: Callable[[dict], tuple[np.ndarray, float]], name: str) -> Overlay:
+    shown = {"legend": False}
+
+    def draw(settings: dict, alphas: list, betas: list):
+        lams, eta = spectrum_of(settings)
+        a = np.geomspace(min(alphas), max(alphas), FINE) if min(alphas) > 0 else np.linspace(
+            min(alphas), max(alphas), FINE)
+        b = np.linspace(min(betas), max(betas), FINE)
+        grid = predicted_stable(a, b, _thin(lams), eta, int(settings.get("H", 1)),
+                                int(settings.get("R", 0)), str(settings.get("outer", "nesterov")))
+        if grid.all() or not grid.any():
+            return []  # no boundary inside the measured range
+        traces = boundary_traces(a, b, grid, name=name, axis_alphas=alphas, axis_betas=betas,
+                                 showlegend=not shown["legend"])
+        shown["legend"] = True
+        return traces
+
+    return draw
+
+
+def toy_overlay(trials: pd.DataFrame) -> Overlay:
+    """Predicted boundary for each toy facet, from that facet's own settings."""
+    fixed = {k: trials[k].iloc[0] for k in ("lr", "toy_dim", "toy_power", "outer", "H", "R")
+             if k in trials}
+
+    def spectrum_of(settings: dict) -> tuple[np.ndarray, float]:
+        s = {**fixed, **settings}
+        return power_law_spectrum(int(s["toy_dim"]), float(s["toy_power"])), float(s["lr"])
+
+    return _overlay(spectrum_of, "predicted boundary (linearized theory)")
+
+
+def spectrum_overlay(spectrum: str, eta: float) -> Overlay:
+    """Predicted boundary for an LM sweep under a spectrum the user assumes (not measured)."""
+    lams = parse_spectrum(spectrum)
+    return _overlay(lambda settings: (lams, eta),
+                    f"predicted for assumed spectrum {spectrum}, η={eta:g} (not measured)")
+
+
+def toy_theory_figure(trials: pd.DataFrame, curves: pd.DataFrame) -> go.Figure | None:
+    """Predicted against measured per-step contraction, R on x, for the stiffest tracked mode."""
+    if curves.empty or "mode_err" not in curves:
+        return None
+    outer = trials["outer"].mode().iloc[0] if "outer" in trials else None
+    part = trials[trials["outer"] == outer] if outer is not None else trials
+    fig = contraction_figure(part, curves[curves["trial_id"].isin(part["trial_id"])])
+    fig.update_layout(title=dict(text=f"Per-step contraction of the stiffest mode (λ=1): predicted "
+                                      f"(lines) vs measured (markers), outer={outer}", x=0.01))
+    return fig
