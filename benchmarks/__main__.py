@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-SUITE = ["trainer_overhead", "sweep_overhead"]
+SUITE = ["trainer_overhead", "sweep_overhead", "batched", "packed", "mfu", "diverged_cost"]
 
 if __name__ == "__main__":
     names = [a for a in sys.argv[1:] if not a.startswith("-")] or SUITE

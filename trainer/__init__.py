@@ -1,9 +1,22 @@
-"""trainer: one DiLoCo trial (DESIGN.md), knowing nothing of Ray."""
-from .config import ConfigError, TrainConfig
-from .model import PRESETS, ModelConfig, count_params
-from .outer import OuterOptimizer, pseudo_gradient
-from .result import CURVE_COLUMNS, TrainResult
-from .train import train
+"""trainer: one DiLoCo trial (DESIGN.md), knowing nothing of Ray.
 
-__all__ = ["TrainConfig", "ConfigError", "TrainResult", "CURVE_COLUMNS", "PRESETS", "ModelConfig",
-           "count_params", "OuterOptimizer", "pseudo_gradient", "train"]
+Names that need torch load on first use, so that reading a config (`sweeps check`) stays fast.
+"""
+from importlib import import_module
+
+from .config import ConfigError, TrainConfig
+from .result import CURVE_COLUMNS, TrainResult
+
+_LAZY = {"PRESETS": "model", "ModelConfig": "model", "count_params": "model",
+         "OuterOptimizer": "outer", "pseudo_gradient": "outer", "train": "train",
+         "train_packed": "packed"}
+
+__all__ = ["TrainConfig", "ConfigError", "TrainResult", "CURVE_COLUMNS", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trainer' has no attribute {name!r}")

@@ -12,13 +12,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TrainConfig", "ConfigError", "OUTER_KINDS", "TRIAL_KINDS", "SPLITS", "DTYPES", "DEVICES"]
+__all__ = ["TrainConfig", "ConfigError", "OUTER_KINDS", "TRIAL_KINDS", "SPLITS", "DTYPES", "DEVICES",
+           "BATCHED"]
 
 OUTER_KINDS = ("nesterov", "heavy_ball")
 TRIAL_KINDS = ("lm", "toy")
 SPLITS = ("iid", "by_file")
 DTYPES = ("float32", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
+BATCHED = ("auto", "on", "off")
 
 
 class ConfigError(ValueError):
@@ -84,6 +86,9 @@ class TrainConfig:
     """Fixed held-out batches for eval loss (the same for every trial and seed)."""
     diverge_factor: float = 2.0
     """Diverged when eval loss exceeds diverge_factor * initial loss (or is non-finite)."""
+    diverge_check_every: int = 0
+    """Also diverged, mid-round, when the workers' mean train loss over the last k inner steps
+    exceeds diverge_factor * initial loss, checked every k steps (0: off). Free: reuses losses."""
 
     # --- toy trial (kind: toy) ---
     toy_dim: int = 2000
@@ -102,6 +107,9 @@ class TrainConfig:
     """Autocast compute dtype on CUDA: float32 or bfloat16 (CPU always computes float32)."""
     threads: int = 0
     """torch intra-op threads for this trial; 0 leaves torch's default."""
+    batched: str = "auto"
+    """LM workers as one stacked computation: on, off (sequential reference), or auto (where
+    measured faster; see trainer.batched.use_batched). Same math either way."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -138,6 +146,8 @@ class TrainConfig:
         _check_number(self, "toy_noise", lambda v: v >= 0, "a number >= 0")
         _check_int(self, "toy_batch", 0)
         _check_int(self, "threads", 0)
+        _check_int(self, "diverge_check_every", 0)
+        _check_choice(self, "batched", BATCHED)
         if not isinstance(self.model, (str, dict)):
             raise ConfigError(f"model: expected a preset name or a mapping of model fields, "
                               f"got {type(self.model).__name__}")

@@ -77,7 +77,18 @@ def stdlib_files() -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
+_STDLIB_META: dict[str, Path] = {}  # per process: hashing the stdlib walk costs ~0.5 s a trial
+
+
 def _build_stdlib() -> Path:
+    key = str(cache_dir())
+    if key in _STDLIB_META and _STDLIB_META[key].exists():
+        return _STDLIB_META[key]
+    _STDLIB_META[key] = meta = _build_stdlib_uncached()
+    return meta
+
+
+def _build_stdlib_uncached() -> Path:
     files = stdlib_files()
     if not files:
         raise ConfigError("corpus: stdlib has no .py files on this Python; pass a text file")

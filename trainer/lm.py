@@ -12,7 +12,7 @@ from .data import Sampler, eval_batches, load_corpus
 from .memory import check_memory
 from .model import GPT, resolve_model
 
-__all__ = ["LMProblem", "LMWorker", "resolve_device", "autocast_for", "adamw_for"]
+__all__ = ["LMProblem", "LMWorker", "resolve_device", "autocast_for", "adamw_for", "init_model"]
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
@@ -37,6 +37,13 @@ def adamw_for(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
                              foreach=True)
+
+
+def init_model(cfg: TrainConfig, device: torch.device) -> GPT:
+    """The trial's initial global model: GPT init from cfg.seed, the global RNG left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return GPT(resolve_model(cfg.model, cfg.vocab_size)).to(device)
 
 
 class LMWorker:
@@ -70,11 +77,8 @@ class LMProblem:
         self.cfg = cfg
         self.device = resolve_device(cfg)
         check_memory(cfg, self.device.type)  # refuse with numbers before allocating anything
-        model_cfg = resolve_model(cfg.model, cfg.vocab_size)
         self.corpus = load_corpus(cfg.corpus, cfg.vocab_size, min_tokens=cfg.seq_len + 2)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            self.model = GPT(model_cfg).to(self.device)
+        self.model = init_model(cfg, self.device)
         self.params = list(self.model.parameters())
         self.n_params = sum(p.numel() for p in self.params)
         self.tokens_per_step = cfg.batch_size * cfg.seq_len
@@ -86,6 +90,15 @@ class LMProblem:
         sampler = Sampler(self.corpus, i, cfg.workers, cfg.split, cfg.seed, cfg.batch_size,
                           cfg.seq_len, self.device)
         return LMWorker(copy.deepcopy(self.model), sampler, cfg, autocast_for(cfg, self.device))
+
+    def make_group(self):
+        """The M workers: stacked into one computation where cfg.batched says so, else in turn."""
+        from .batched import BatchedGroup, use_batched
+        from .loop import SequentialGroup
+
+        if use_batched(self.cfg, self.device):
+            return BatchedGroup(self)
+        return SequentialGroup([self.make_worker(i) for i in range(self.cfg.workers)])
 
     @torch.no_grad()
     def evaluate(self) -> float:

@@ -6,6 +6,8 @@
         for each worker i:  θ_i ← θ;  H inner steps on worker i's data
         Δ ← θ − mean_i(θ_i);  outer step (trainer.outer)
         eval θ; stop at once if diverged
+        (optional, cfg.diverge_check_every = k: every k inner steps, stop when the train loss
+         already shows the blow-up)
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from .config import TrainConfig
 from .outer import OuterOptimizer, average
 from .result import TrainResult
 
-__all__ = ["Problem", "Worker", "WorkerGroup", "SequentialGroup", "run_diloco", "inner_lr"]
+__all__ = ["Problem", "Worker", "WorkerGroup", "SequentialGroup", "run_diloco", "inner_lr",
+           "train_divergence"]
 
 
 class Worker(Protocol):
@@ -94,6 +97,25 @@ def inner_lr(cfg: TrainConfig, k: int) -> float:
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
+def train_divergence(cfg: TrainConfig, losses: list[float], h: int, per_step: int,
+                     initial: float, t: int) -> tuple[float, str] | None:
+    """The cfg.diverge_check_every rule after inner step h of round t, else None.
+
+    `losses` holds this round's inner losses, `per_step` of them per step. Every k steps, the
+    mean over the last k steps is compared with diverge_factor x initial: a blow-up inside a
+    round stops the trial before the round's eval, at no extra cost (the losses exist already).
+    """
+    k = cfg.diverge_check_every
+    if not k or (h + 1) % k:
+        return None
+    window = losses[-k * per_step:]
+    value = sum(window) / len(window)
+    if value > cfg.diverge_factor * initial:
+        return value, (f"inner train loss {value:.4g} over the last {k} steps > diverge_factor "
+                       f"{cfg.diverge_factor:g} x initial {initial:.4g} in round {t}")
+    return None
+
+
 def run_diloco(problem: Problem, cfg: TrainConfig,
                on_step: Callable[[dict[str, Any]], None] | None = None,
                t_start: float | None = None) -> TrainResult:
@@ -115,6 +137,7 @@ def run_diloco(problem: Problem, cfg: TrainConfig,
         outer.maybe_restart(t)
         group.load(theta)                                        # θ_i ← θ
         losses: list[float] = []
+        early = None
         for h in range(cfg.H):
             k = t * cfg.H + h
             step_losses = group.inner_step(inner_lr(cfg, k) if problem.scheduled else cfg.lr)
@@ -122,9 +145,15 @@ def run_diloco(problem: Problem, cfg: TrainConfig,
             tokens += problem.tokens_per_step * len(step_losses)
             if not all(map(math.isfinite, step_losses)):
                 break
+            early = train_divergence(cfg, losses, h, len(step_losses), initial, t)
+            if early is not None:
+                break
         train_loss = sum(losses) / len(losses)
         if not math.isfinite(train_loss):
             status, reason, last = "diverged", f"inner train loss turned {train_loss} in round {t}", train_loss
+            break
+        if early is not None:
+            status, (last, reason) = "diverged", early
             break
 
         stats = outer.step(torch._foreach_sub(theta, group.mean_params()))  # Δ = θ − mean θ_i
