@@ -1,0 +1,77 @@
+"""Every command and snippet of README.md that can run on one machine, run in order.
+
+The README cannot rot: a renamed flag, a moved file or a broken query fails here. Blocks after
+`<!-- README-test: skip (reason) -->` are not run (a cluster, an AWS account); `scripts/test`
+is what CI itself runs; the 15-minute main job runs as its smoke-sized twin.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SKIP = re.compile(r"<!-- README-test: skip \((.+?)\) -->\s*$")
+BLOCK = re.compile(r"```(bash|python)\n(.*?)```", re.S)
+TWIN = {"sweeps/specs/restart_cpu.yaml": "tests/data/restart_cpu_smoke.yaml"}
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    text = (REPO / "README.md").read_text()
+    blocks = []
+    for m in BLOCK.finditer(text):
+        before = text[:m.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        if not SKIP.search(before):
+            blocks.append((m.group(1), m.group(2)))
+    return blocks
+
+
+def commands(bash: str) -> list[str]:
+    joined = bash.replace("\\\n", " ")
+    return [c.split("  #")[0].strip() for c in joined.splitlines()
+            if c.strip() and not c.strip().startswith("#")]
+
+
+def localize(cmd: str) -> str:
+    for long, twin in TWIN.items():
+        cmd = cmd.replace(long, twin)
+    # repository paths are relative to the checkout; the commands run in a scratch folder
+    cmd = re.sub(r"(?<![\w/])(scripts/|\.venv/|sweeps/specs/|tests/data/)", rf"{REPO}/\1", cmd)
+    return cmd
+
+
+def test_readme_has_the_two_commands_first():
+    bash = [b for kind, b in readme_blocks() if kind == "bash"]
+    assert commands(bash[0]) == ["scripts/setup && .venv/bin/diloco-sweep run sweeps/specs/restart_cpu.yaml"]
+    assert commands(bash[1]) == ["scripts/test"]
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "exec scripts/test" in ci
+
+
+@pytest.mark.slow
+def test_every_readme_command_and_snippet_runs(tmp_path):
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}",
+           "VIRTUAL_ENV": str(REPO / ".venv"), "PYTHONUNBUFFERED": "1"}
+    ran = []
+    for kind, body in readme_blocks():
+        steps = ([localize(c) for c in commands(body) if c != "scripts/test"] if kind == "bash"
+                 else [f"{shlex.quote(sys.executable)} -c {shlex.quote(body)}"])
+        for cmd in steps:
+            if cmd.startswith("source "):
+                continue  # the environment above is the activated venv
+            r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=300)
+            assert r.returncode == 0, f"README command failed: {cmd}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+            ran.append((cmd, r.stdout))
+    outputs = "\n".join(out for _, out in ran)
+    # the main job's twin and the laptop sweep both ended with a summary and a report
+    assert (tmp_path / "results" / "restart-cpu" / "report.html").is_file()
+    assert (tmp_path / "results" / "smoke" / "report.html").is_file()
+    assert (tmp_path / "smoke.html").stat().st_size > 1_000_000
+    assert "# 4 trials" in outputs and '"summary": true' in outputs
+    assert "stable fraction" in outputs  # the theory command
+    assert len(ran) >= 10  # main job, 5 laptop commands, pandas, train, trainer API, theory
