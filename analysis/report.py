@@ -102,12 +102,18 @@ def _table(df: pd.DataFrame) -> str:
 
 
 def _meta_html(meta: dict) -> str:
+    """The provenance of sweep.json: commit, creation, every run of the spec, spec, versions."""
     if not meta:
         return "<p class='note'>No sweep.json was found next to the results.</p>"
-    parts = []
-    for key, title in (("commit", "commit"), ("started", "started"), ("finished", "finished")):
-        parts.append(f"<b>{title}</b>: {html.escape(str(meta.get(key)))}")
-    body = "<p>" + " · ".join(parts) + "</p>"
+    commit = meta.get("git_commit", meta.get("commit"))
+    body = (f"<p><b>commit</b>: {html.escape(str(commit or 'unknown (not run from a git checkout)'))}"
+            f" · <b>created</b>: {html.escape(str(meta.get('created_at')))}</p>")
+    runs = meta.get("runs") or []
+    if runs:
+        rows = [{"started": r.get("started_at"), "ended": r.get("ended_at"),
+                 "planned": r.get("planned"), "skipped (already stored)": r.get("skipped"),
+                 **(r.get("counts") or {}), "force": r.get("force")} for r in runs]
+        body += "<h3>runs</h3>" + _table(pd.DataFrame(rows))
     for key in ("spec", "versions"):
         text = json.dumps(meta.get(key, {}), indent=2, sort_keys=True, default=str)
         body += f"<h3>{key}</h3><pre>{html.escape(text)}</pre>"

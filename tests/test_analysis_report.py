@@ -92,8 +92,12 @@ def write_synthetic_sweep(root: Path, search: str = "grid", Hs=(10, 50), Rs=(0, 
                 space=dict(alpha=ALPHAS, beta=BETAS, H=list(Hs), R=list(Rs), seed=list(seeds)),
                 search=dict(kind=search), resources=dict(cpu=1, gpu=0), output=str(root))
     (sweep / "sweep.json").write_text(json.dumps(dict(
-        spec=spec, versions={"torch": "2.13.0", "pyarrow": "26.0.1"}, commit="abc1234",
-        started="2026-01-01T00:00:00Z", finished="2026-01-01T01:00:00Z")))
+        # the keys sweeps.runner writes
+        name=name, spec=spec, versions={"torch": "2.13.0", "pyarrow": "26.0.1"},
+        git_commit="abc1234", created_at="2026-01-01T00:00:00Z",
+        runs=[{"started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T01:00:00Z",
+               "planned": 120, "skipped": 0, "counts": {"completed": 94, "diverged": 26},
+               "force": False}])))
     return sweep
 
 
@@ -178,6 +182,7 @@ def test_report_is_self_contained(grid_report) -> None:
     for tol in ("tol 2%", "tol 5% (used)", "tol 10%", "tol 20%"):
         assert tol in page
     assert "abc1234" in page and "2.13.0" in page and "synth-grid" in page
+    assert "2026-01-01T01:00:00Z" in page and "<h3>runs</h3>" in page
 
 
 def test_heatmap_marks_and_hover(grid_report) -> None:
