@@ -1,0 +1,220 @@
+"""``diloco-sweep``: run, check and inspect sweeps; train one trial; report on results.
+
+Exit codes: 0 success, 2 bad input (a refused spec, a wrong argument), 1 any other error.
+Errors are one line on stderr; set DILOCO_SWEEP_DEBUG=1 for the traceback.
+Ray, Optuna, torch and the analysis code are imported only by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+PROG = "diloco-sweep"
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit code 2."""
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=PROG, description="Stability sweeps for DiLoCo two-phase "
+                                 "training: spec file → Ray Tune → one Parquet row per trial.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a sweep spec (embedded Ray, or the cluster at --address)")
+    p.add_argument("spec", help="sweep spec YAML file")
+    p.add_argument("--output", "-o", help="results directory or s3:// URI (overrides the spec)")
+    p.add_argument("--max-concurrent", type=_positive, metavar="N",
+                   help="at most N trials at once (default: as many as resources allow)")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an "
+                   "embedded local Ray)")
+    p.add_argument("--force", action="store_true", help="rerun trials that are already stored")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="do not write report.html and print the summary at the end")
+
+    p = sub.add_parser("check", help="validate a spec; print it and the number of trials")
+    p.add_argument("spec")
+
+    p = sub.add_parser("status", help="count completed, diverged, failed and missing trials")
+    p.add_argument("results", help="a sweep's folder: <output>/<name> (path or s3:// URI)")
+    p.add_argument("--spec", help="compare with this spec instead of the one in sweep.json")
+
+    p = sub.add_parser("report", help="write the HTML stability report of a sweep")
+    p.add_argument("results")
+    p.add_argument("-o", "--out", default="report.html", help="HTML file (default report.html)")
+    p.add_argument("--png", metavar="DIR", help="also write each figure as PNG into DIR")
+    p.add_argument("--tol", type=float, default=None, help="stability tolerance (e.g. 0.05)")
+    p.add_argument("--theory-spectrum", metavar="SPEC",
+                   help="LM sweeps: draw the linearized theory's boundary for this assumed "
+                        "spectrum (powerlaw:DIM:POWER or a file of eigenvalues); labelled as assumed")
+    p.add_argument("--theory-eta", type=float, metavar="ETA",
+                   help="inner step size η for --theory-spectrum (default: the sweep's lr)")
+
+    p = sub.add_parser("show", help="print a sweep's stability tables in the terminal")
+    p.add_argument("results")
+    p.add_argument("--tol", type=float, default=None, help="stability tolerance (e.g. 0.05)")
+
+    # train and theory come from other modules; only import them when they are asked for
+    first = next((a for a in (argv or []) if not a.startswith("-")), None)
+    for name, mod, text in (("train", "sweeps.cli_train", "run one trial, no Ray"),
+                            ("theory", "analysis.theory", "the linearized stability theory")):
+        if first == name:
+            import importlib
+
+            importlib.import_module(mod).add_parser(sub)
+        else:
+            q = sub.add_parser(name, help=text, add_help=False)
+            q.add_argument("rest", nargs=argparse.REMAINDER)
+    return ap
+
+
+def _positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {v}")
+    return v
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = build_parser(argv)
+    args = ap.parse_args(argv)  # argparse exits 2 on a usage error
+    from .errors import StoreError
+    from .spec import SpecError
+    from .yamlmarks import YamlError
+
+    try:
+        return int(_dispatch(args) or 0)
+    except (SpecError, YamlError, UsageError) as e:
+        _fail(e)
+        return 2
+    except StoreError as e:  # not writable, full, unreachable, busy: the message says which
+        _fail(e)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - one clear line, not a traceback
+        _fail(e, prefix=f"{type(e).__name__}: ")
+        return 1
+
+
+def _fail(e: BaseException, prefix: str = "") -> None:
+    if os.environ.get("DILOCO_SWEEP_DEBUG"):
+        import traceback
+
+        traceback.print_exception(e)
+    print(f"{PROG}: error: {prefix}{e}", file=sys.stderr)
+
+
+def _dispatch(args: argparse.Namespace) -> Any:
+    cmd = args.command
+    if cmd == "run":
+        from .runner import run_sweep
+        from .spec import load_spec
+
+        spec = load_spec(args.spec)
+        s = run_sweep(spec, output=args.output, max_concurrent=args.max_concurrent,
+                      address=args.address, force=args.force)
+        print(f"{s.store_uri}: " + ", ".join(f"{v} {k}" for k, v in s.counts.items()))
+        if args.report:
+            _finish_report(s.store_uri, spec.name)
+        return 0
+    if cmd == "check":
+        return _check(args.spec)
+    if cmd == "status":
+        from .status import status
+
+        print(status(args.results, spec_path=args.spec))
+        return 0
+    if cmd in ("report", "show"):
+        _check_tol(args.tol)
+        from .status import require_sweep
+
+        require_sweep(args.results)
+        import analysis
+
+        kw = {} if args.tol is None else {"tol": args.tol}
+        if cmd == "show":
+            print(analysis.render_show(args.results, **kw))
+            return 0
+        if args.theory_spectrum:
+            kw["theory_overlay"] = _spectrum_overlay(args)
+        analysis.write_report(args.results, args.out, png_dir=args.png, **kw)
+        print(args.out)
+        return 0
+    if cmd == "train":
+        from . import cli_train
+
+        return cli_train.main(args)
+    if cmd == "theory":
+        from analysis import theory
+
+        return theory.main(args)
+    raise UsageError(f"unknown command {cmd!r}")
+
+
+def _finish_report(store_uri: str, name: str) -> None:
+    """The end of `run`: the terminal summary, and report.html beside a local store."""
+    import analysis
+
+    local = "://" not in store_uri or store_uri.startswith("file://")
+    out = (Path(store_uri.removeprefix("file://")) / "report.html") if local else Path(f"{name}-report.html")
+    try:
+        print(analysis.render_show(store_uri))
+        analysis.write_report(store_uri, out)
+    except Exception as e:  # the results are safe in the store; only the summary failed
+        print(f"{PROG}: results stored, but the report failed: {e}", file=sys.stderr)
+        return
+    print(f"report: {out}")
+
+
+def _spectrum_overlay(args: argparse.Namespace):
+    import analysis
+    from analysis.theory_report import spectrum_overlay
+
+    eta = args.theory_eta
+    if eta is None:
+        lrs = analysis.load_trials(args.results).get("lr")
+        if lrs is None or lrs.nunique() != 1:
+            raise UsageError("--theory-eta: the sweep has no single lr; give η explicitly")
+        eta = float(lrs.iloc[0])
+    return spectrum_overlay(args.theory_spectrum, eta)
+
+
+def _check_tol(tol: float | None) -> None:
+    if tol is not None and not (0 < tol < 10):
+        raise UsageError(f"--tol: expected a relative tolerance such as 0.05, got {tol}")
+
+
+def _check(path: str) -> int:
+    import yaml
+
+    from .space import check_sampler
+    from .spec import load_spec
+
+    spec = load_spec(path)
+    check_sampler(spec)
+    print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=False,
+                         allow_unicode=True).rstrip())
+    if spec.search.kind == "grid":
+        shape = " × ".join(f"{len(a.values)} {k}" for k, a in spec.space.items()) or "1 point"
+        print(f"# {spec.n_trials} trials (grid: {shape})")
+    else:
+        print(f"# {spec.n_trials} trials (optuna {spec.search.sampler}, "
+              f"minimizing {spec.search.metric})")
+    corpus = spec.trial.get("corpus")
+    if isinstance(corpus, str) and corpus != "stdlib" and "://" not in corpus \
+            and not os.path.exists(corpus):
+        print(f"# note: corpus {corpus!r} is not on this machine; the trials' nodes need it",
+              file=sys.stderr)
+    return 0

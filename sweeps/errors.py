@@ -1,0 +1,33 @@
+"""Errors of the results store that the command line turns into one clear line and exit code 1."""
+
+from __future__ import annotations
+
+__all__ = ["StoreError", "SweepBusyError", "UnwrittenError"]
+
+
+class StoreError(OSError):
+    """The results store cannot be read or written (not writable, full, unreachable)."""
+
+
+class SweepBusyError(StoreError):
+    """Another run of the same sweep holds its lock."""
+
+
+class UnwrittenError(StoreError):
+    """The sweep ran, but some of what it had to store could not be written.
+
+    ``items`` lists (what, error) pairs: a trial id (its row) or ``sweep.json``. Everything not
+    listed is stored; a rerun of the same spec runs the listed trials again.
+    """
+
+    def __init__(self, uri: str, items: list[tuple[str, str]]) -> None:
+        self.items = items
+        trials = [w for w, _ in items if w != "sweep.json"]
+        parts = []
+        if trials:
+            parts.append(f"{len(trials)} trial row(s) could not be written: {', '.join(trials)}")
+        if any(w == "sweep.json" for w, _ in items):
+            parts.append("sweep.json could not be updated")
+        first = items[0][1] if items else ""
+        super().__init__(f"{uri}: {'; '.join(parts)} ({first}); a rerun of the same spec runs "
+                         f"the missing trials again")

@@ -1,0 +1,134 @@
+"""Checks a run makes before it starts Ray or writes anything: memory and corpus.
+
+- Memory: the trainer's own estimate (``trainer.memory``: parameters, gradients, AdamW and outer
+  state of all M workers, and activations) of the largest configuration the spec can produce,
+  against the memory the trials will have. That is this machine's free memory (or free GPU
+  memory times the spec's GPU share) when the run starts an embedded Ray, or the number in
+  ``DILOCO_MEMORY_LIMIT_BYTES`` when it is set (per trial; it also lets a cluster user state
+  the nodes' memory). On a cluster without it, each trial still refuses itself on its node.
+- Corpus: every corpus file the spec names that exists on this machine is opened once, as the
+  trial would open it, so an empty, binary or too short file is refused before any trial runs.
+  A corpus that is not on this machine is left to the nodes (a cluster's data disks).
+
+Refusals are SpecErrors (exit code 2) naming the key and the numbers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+from trainer.config import ConfigError, TrainConfig
+
+from .spec import SpecError, SweepSpec
+
+__all__ = ["preflight", "memory_limit", "largest_configs", "MEM_KEYS", "ENV_LIMIT"]
+
+ENV_LIMIT = "DILOCO_MEMORY_LIMIT_BYTES"
+MEM_KEYS = ("kind", "model", "vocab_size", "workers", "batch_size", "seq_len", "batched",
+            "device", "toy_dim", "toy_batch")
+"""The settings the memory estimate depends on."""
+
+
+def _values(spec: SweepSpec, key: str) -> list[Any]:
+    ax = spec.space.get(key)
+    if ax is None:
+        return []
+    if ax.values is not None:
+        return list(ax.values)
+    return [int(ax.low), int(ax.high)] if ax.integer else [ax.low, ax.high]
+
+
+def largest_configs(spec: SweepSpec) -> list[TrainConfig]:
+    """One TrainConfig per combination of the memory-relevant axes (range axes: both ends);
+    every other axis at its first value."""
+    base = {k: _values(spec, k)[0] for k in spec.space}
+    keys = [k for k in MEM_KEYS if k in spec.space]
+    out = []
+    for combo in itertools.product(*(_values(spec, k) for k in keys)):
+        try:
+            out.append(TrainConfig.from_dict({**spec.trial, **base, **dict(zip(keys, combo))}))
+        except (ConfigError, TypeError):
+            continue  # a combination the spec cannot produce (checked value by value already)
+    return out
+
+
+def memory_limit() -> int | None:
+    text = os.environ.get(ENV_LIMIT)
+    if not text:
+        return None
+    try:
+        v = int(float(text))
+    except ValueError:
+        raise SpecError(f"{ENV_LIMIT}={text!r}: expected a number of bytes") from None
+    if v <= 0:
+        raise SpecError(f"{ENV_LIMIT}={text!r}: expected a number of bytes > 0")
+    return v
+
+
+def _device(cfg: TrainConfig, spec: SweepSpec) -> str:
+    if cfg.device == "cuda" or (cfg.device == "auto" and spec.resources.gpu > 0):
+        return "cuda"
+    return "cpu"
+
+
+def check_memory_fits(spec: SweepSpec, local: bool) -> None:
+    limit = memory_limit()
+    if limit is None and not local:
+        return
+    from trainer.memory import GiB, available_memory, check_memory, estimate_memory
+
+    configs = largest_configs(spec)
+    if not configs:
+        return
+    sized = [(estimate_memory(c, _device(c, spec)).total_bytes, c) for c in configs]
+    _, cfg = max(sized, key=lambda x: x[0])
+    device = _device(cfg, spec)
+    free = limit
+    if free is None:
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                return  # the trials' GPUs are elsewhere
+        free = available_memory(device)
+        if free is None:
+            return
+        if device == "cuda" and 0 < spec.resources.gpu < 1:
+            free = int(free * spec.resources.gpu)  # trials share the card
+    try:
+        check_memory(cfg, device, available=free)
+    except ConfigError as e:
+        where = f"{ENV_LIMIT}={limit}" if limit is not None else "this machine's free memory"
+        swept = {k: getattr(cfg, k) for k in MEM_KEYS if k in spec.space}
+        largest = f" (the largest configuration of the spec: {swept})" if swept else ""
+        raise SpecError(f"trial memory: {e}{largest}; checked against {where} "
+                        f"({free / GiB:.2f} GiB) before starting Ray") from None
+
+
+def check_corpora(spec: SweepSpec) -> None:
+    from trainer.data import load_corpus
+
+    if "corpus" in spec.space:
+        key, corpora = "space.corpus", _values(spec, "corpus")
+    else:
+        key, corpora = "trial.corpus", [spec.trial.get("corpus", "stdlib")]
+    vocabs = _values(spec, "vocab_size") or [spec.trial.get("vocab_size", 256)]
+    seq = max(_values(spec, "seq_len") or [spec.trial.get("seq_len", 64)])
+    for corpus in corpora:
+        if corpus == "stdlib" or "://" in corpus or not os.path.isfile(os.path.expanduser(corpus)):
+            continue
+        for vocab in vocabs:
+            try:
+                load_corpus(corpus, vocab, min_tokens=seq + 2)
+            except ConfigError as e:
+                msg = str(e).removeprefix("corpus:").strip()
+                raise SpecError(f"{key}: {msg} (checked before starting Ray)") from None
+
+
+def preflight(spec: SweepSpec, local: bool) -> None:
+    """Refuse, before Ray starts, a spec whose trials cannot fit or cannot read their corpus."""
+    if spec.trial.get("kind", "lm") == "lm" or "kind" in spec.space:
+        check_corpora(spec)
+    check_memory_fits(spec, local)

@@ -1,0 +1,271 @@
+"""Run a validated spec through Ray Tune: plan, start or join Ray, tune, record failures.
+
+Ray joins the cluster at ``address`` (or RAY_ADDRESS) when one is given, else starts an
+embedded local Ray bound to 127.0.0.1 with no dashboard. When the process already has Ray
+initialized (tests, notebooks) that runtime is used and left running.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .errors import StoreError, UnwrittenError
+from .lock import SweepLock
+from .preflight import preflight
+from .space import Plan, check_sampler, grid_param_space, optuna_searcher, plan
+from .spec import SweepSpec
+from .store import DONE_STATUSES, Store, now, open_fs, trial_id
+from .trainable import failed_row, make_trainable, pack_configs, trial_config
+
+__all__ = ["run_sweep", "RunSummary", "resolve_output"]
+
+
+@dataclass
+class RunSummary:
+    store_uri: str
+    total: int
+    skipped: int
+    ran: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def resolve_output(output: str) -> str:
+    """An output every node can use: an absolute local path, or the URI with its endpoint."""
+    if "://" not in output:
+        return os.path.abspath(os.path.expanduser(output))
+    if output.startswith("s3://") and "endpoint_override" not in output \
+            and os.environ.get("AWS_ENDPOINT_URL"):
+        ep = os.environ["AWS_ENDPOINT_URL"]
+        scheme = "http" if ep.startswith("http://") else "https"
+        sep = "&" if "?" in output else "?"
+        return f"{output}{sep}endpoint_override={ep.split('://', 1)[-1].rstrip('/')}" \
+               f"&scheme={scheme}"
+    open_fs(output)  # fail early on a malformed URI
+    return output
+
+
+def versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("diloco-sweep", "ray", "torch", "optuna", "pandas", "pyarrow"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def git_commit() -> str | None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                           text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+def _log(stream: TextIO, msg: str) -> None:
+    print(f"[diloco-sweep] {msg}", file=stream, flush=True)
+
+
+def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | None = None,
+              address: str | None = None, force: bool = False,
+              stream: TextIO | None = None) -> RunSummary:
+    """Run every trial of ``spec`` not yet stored (all with ``force``); return the counts.
+
+    Refuses before Ray starts a trial that cannot fit in memory or a corpus it cannot read
+    (SpecError); holds the sweep's lock throughout (SweepBusyError when another run has it);
+    raises StoreError when the store cannot be read or written, and UnwrittenError at the end
+    when some trial rows or sweep.json could not be stored (everything else is).
+    """
+    stream = stream or sys.stderr
+    check_sampler(spec)
+    out = resolve_output(output or spec.output)
+    preflight(spec, local=not (address or os.environ.get("RAY_ADDRESS")))
+    store = Store(out, spec.name)
+    with SweepLock(store) as lock:
+        if lock.taken_over:
+            _log(stream, f"lock of an earlier run that ended without releasing it taken over "
+                         f"(pid {lock.taken_over.get('pid')} on {lock.taken_over.get('host')})")
+        return _run_locked(spec, store, out, max_concurrent, address, force, stream)
+
+
+def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | None,
+                address: str | None, force: bool, stream: TextIO) -> RunSummary:
+    t0 = time.time()
+    try:
+        gone = store.remove_temporaries()  # left by writers killed in an earlier run
+        rows = store.read_trials().to_pylist()
+        meta = store.read_meta() or {}
+    except StoreError:
+        raise
+    except OSError as e:
+        raise StoreError(f"cannot read the results store {store.uri}: {e}") from None
+    if gone:
+        _log(stream, f"removed {len(gone)} temporary file(s) left by a killed writer")
+    for f, why in store.skipped.items():
+        _log(stream, f"skipped a file that is not a readable trial row: {f}: {why}")
+    p = plan(spec, rows, force=force)
+    summary = RunSummary(store_uri=store.uri, total=p.total, skipped=p.done)
+
+    run_info = {"started_at": now(), "ended_at": None, "force": force,
+                "planned": p.to_sample, "skipped": p.done, "argv": sys.argv}
+    meta.update(name=spec.name, spec=spec.to_dict(), spec_file=spec.source,
+                versions=versions(), git_commit=git_commit())
+    meta.setdefault("created_at", run_info["started_at"])
+    meta["runs"] = (meta.get("runs") or []) + [run_info]
+    try:
+        store.write_meta(meta)
+    except OSError as e:
+        raise StoreError(f"cannot write to {store.uri}: {e}") from None
+
+    _log(stream, f"sweep {spec.name}: {p.total} trials, {p.done} already stored, "
+                 f"{p.to_sample} to run → {store.uri}")
+    unwritten: list[tuple[str, str]] = []
+    if p.to_sample > 0:
+        summary.ran = p.to_sample
+        errors = _tune(spec, p, out, max_concurrent or spec.search.max_concurrent, address,
+                       force, stream)
+        for cfg, err in errors:
+            row = store.read_row(trial_id(cfg))
+            if row is not None and row["status"] in DONE_STATUSES:
+                continue  # a member its pack stored before the pack crashed: keep its row
+            try:
+                store.write_trial(failed_row(spec, cfg, err))
+            except OSError as e:  # reported below, not dropped
+                unwritten.append((trial_id(cfg), f"{err}; its failed row: {e}"))
+    try:
+        gone = store.remove_temporaries()  # left by trials killed mid-write in this run
+        if gone:
+            _log(stream, f"removed {len(gone)} temporary file(s) left by killed trials")
+    except OSError as e:
+        _log(stream, f"could not remove temporary files: {e}")
+    try:
+        statuses = store.statuses()
+    except OSError as e:
+        statuses = {}
+        unwritten.append(("sweep.json", f"cannot read the rows back: {e}"))
+    summary.counts = {s: sum(1 for v in statuses.values() if v == s)
+                      for s in ("completed", "diverged", "failed")}
+    summary.wall_s = time.time() - t0
+    run_info.update(ended_at=now(), counts=summary.counts,
+                    unwritten=[w for w, _ in unwritten] or None)
+    try:
+        store.write_meta(meta)
+    except OSError as e:
+        unwritten.append(("sweep.json", str(e)))
+    _log(stream, f"sweep {spec.name} finished in {summary.wall_s:.1f}s: "
+                 + ", ".join(f"{v} {k}" for k, v in summary.counts.items()))
+    for what, err in unwritten:
+        _log(stream, f"NOT STORED: {what}: {err}")
+    if unwritten:
+        raise UnwrittenError(store.uri, unwritten)
+    return summary
+
+
+def _init_ray(address: str | None) -> bool:
+    """Connect or start Ray; True when this call started it (and must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True,
+                                  logging_level="WARNING", configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        _loopback_only()
+        ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
+    return True
+
+
+def _loopback_only() -> None:
+    """Keep an embedded Ray on 127.0.0.1. Ray otherwise swaps a loopback address for the
+    machine's outward one; its single-node mode (the Windows/macOS default) does not."""
+    import ray._private.ray_constants as rc
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    rc.ENABLE_RAY_CLUSTER = False
+
+
+def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
+          address: str | None, force: bool, stream: TextIO) -> list[tuple[Any, str]]:
+    """Run the planned trials; return (TrainConfig, error text) for trials that still failed."""
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative corpus paths keep working
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    started = _init_ray(address)
+    import ray
+    from ray import tune
+
+    from .progress import make_progress
+
+    workdir = tempfile.mkdtemp(prefix="diloco-sweep-tune-")
+    try:
+        trainable = tune.with_resources(make_trainable(spec, out, force=force),
+                                        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+        if spec.search.kind == "grid":
+            param_space = grid_param_space(p.todo, spec.resources.pack, spec)
+            search_alg, num_samples = None, 1
+            n_tune = len(next(iter(param_space.values()))["grid_search"])  # trials, or packs
+        else:
+            from ray.tune.search import ConcurrencyLimiter
+
+            # Tune keeps one trial pending for a searcher unless a limiter says more
+            limit = max_concurrent or _slots(spec, ray.cluster_resources())
+            param_space, num_samples = {}, p.to_sample
+            search_alg = ConcurrencyLimiter(optuna_searcher(spec, p), max_concurrent=limit)
+            n_tune = p.to_sample
+            max_concurrent = None
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(num_samples=num_samples, search_alg=search_alg,
+                                        max_concurrent_trials=max_concurrent,
+                                        reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=spec.name, storage_path=workdir, verbose=0,
+                failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+                callbacks=[make_progress(n_tune, stream)],
+                log_to_file=False),
+        )
+        grid = tuner.fit()
+        errors = []
+        for r in grid:
+            if r.error is None:
+                continue
+            for cfg in pack_configs(spec, r.config):  # every member of a failed pack fails
+                errors.append((cfg, _one_line(r.error)))
+        return errors
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if started:
+            ray.shutdown()
+
+
+def _slots(spec: SweepSpec, cluster: dict[str, float]) -> int:
+    """How many trials of this spec the cluster holds at once now (at least 1)."""
+    n = cluster.get("CPU", 0.0) / spec.resources.cpu
+    if spec.resources.gpu:
+        n = min(n, cluster.get("GPU", 0.0) / spec.resources.gpu)
+    return max(1, int(n + 1e-9))
+
+
+def _one_line(err: BaseException) -> str:
+    """The error a trial died of: the root cause's type and message (no Ray wrapping)."""
+    cause = getattr(err, "cause", None) or err
+    while getattr(cause, "cause", None) is not None:
+        cause = cause.cause
+    text = f"{type(cause).__name__}: {cause}"
+    return text if len(text) < 4000 else text[:4000] + " …"

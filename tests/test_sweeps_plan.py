@@ -1,0 +1,103 @@
+"""Planning a run without Ray: grid filtering, --force, Optuna warm start, the sampler's metric."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sweeps.progress import format_line
+from sweeps.space import check_sampler, make_sampler, optuna_searcher, plan
+from sweeps.spec import SAMPLERS, SpecError, parse_spec
+from sweeps.store import trial_id
+from sweeps.trainable import OBJECTIVE, objective, trial_config
+
+GRID = {"name": "g", "trial": {"workers": 2}, "space": {"alpha": [0.5, 1.0], "seed": [0, 1]}}
+OPT = {"name": "o", "trial": {"workers": 2},
+       "space": {"alpha": {"low": 0.1, "high": 2.0, "log": True}, "R": [0, 3]},
+       "search": {"kind": "optuna", "sampler": "tpe", "num_samples": 5, "seed": 1,
+                  "points_to_evaluate": [{"alpha": 0.5, "R": 0}, {"alpha": 1.0, "R": 3}]}}
+
+
+def _row(spec, params, status="completed", loss=3.0):
+    cfg = trial_config(spec, params)
+    return {"trial_id": trial_id(cfg), **cfg.flat(), "status": status, "final_loss": loss,
+            "best_loss": loss, "peak_loss": loss, "initial_loss": 5.0}
+
+
+def test_grid_plan_drops_done_points_and_force_keeps_all():
+    spec = parse_spec(GRID)
+    rows = [_row(spec, {"alpha": 0.5, "seed": 0}),
+            _row(spec, {"alpha": 1.0, "seed": 1}, "diverged"),
+            _row(spec, {"alpha": 0.5, "seed": 1}, "failed")]
+    p = plan(spec, rows)
+    assert p.total == 4 and p.done == 2 and p.to_sample == 2
+    assert p.todo == [{"alpha": 0.5, "seed": 1}, {"alpha": 1.0, "seed": 0}]  # failed is rerun
+    assert plan(spec, rows, force=True).to_sample == 4
+    assert plan(spec, []).todo == spec.grid_points()
+
+
+def test_grid_plan_ignores_rows_of_other_settings():
+    spec = parse_spec(GRID)
+    other = parse_spec({**GRID, "trial": {"workers": 3}})
+    rows = [_row(other, p) for p in other.grid_points()]
+    assert plan(spec, rows).to_sample == 4  # same alpha and seed, different trial: not done
+
+
+def test_optuna_plan_warm_starts_from_stored_trials():
+    spec = parse_spec(OPT)
+    rows = [_row(spec, {"alpha": 0.5, "R": 0}, loss=2.5),
+            _row(spec, {"alpha": 1.7, "R": 3}, "diverged", loss=math.inf),
+            _row(spec, {"alpha": 9.0, "R": 0})]  # outside the range now: not history
+    p = plan(spec, rows)
+    assert p.done == 2 and p.to_sample == 3
+    assert p.todo == [{"alpha": 1.0, "R": 3}]  # the starting point already run is dropped
+    assert sorted(v for _, v in p.history) == [2.5, 10.0]  # diverged: 5.0 * diverge_factor 2
+    searcher = optuna_searcher(spec, p)
+    trials = searcher._ot_study.get_trials()
+    assert len(trials) == 3  # two stored results + one enqueued starting point
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 2
+    cfg = searcher.suggest("t1")
+    assert cfg == {"alpha": 1.0, "R": 3}  # the enqueued point comes first
+    assert OBJECTIVE == searcher.metric
+
+
+def test_objective_is_always_finite():
+    assert objective("completed", 3.0, 5.0, 2.0) == 3.0
+    assert objective("diverged", 3.0, 5.0, 2.0) == 10.0
+    assert objective("completed", math.nan, 5.0, 2.0) == 10.0
+    assert objective("diverged", math.inf, math.nan, 2.0) == 1e6
+    assert objective("completed", 50.0, 5.0, 2.0) == 10.0
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_is_built_or_refused_clearly(sampler):
+    try:
+        s = make_sampler(sampler, 0)
+    except SpecError as e:
+        assert "search.sampler" in str(e) and "pip install" in str(e)
+        return
+    assert s is not None
+
+
+def test_sampler_choice_of_model_mappings_is_refused():
+    spec = parse_spec({"name": "m", "space": {"model": [{"n_layer": 1}, "tiny"]},
+                       "search": {"kind": "optuna", "sampler": "random"}})
+    with pytest.raises(SpecError, match="space.model"):
+        check_sampler(spec)
+
+
+def test_progress_line():
+    line = format_line(10, {"completed": 3, "diverged": 1, "failed": 0}, 2, 40.0, "completed x")
+    assert "4/10 trials" in line and "3 done, 1 diverged, 0 failed, 2 running" in line
+    assert "elapsed 0:40" in line and "ETA 1:00" in line
+
+
+def test_optuna_concurrency_follows_the_cluster():
+    from sweeps.runner import _slots
+
+    spec = parse_spec({**OPT, "resources": {"cpu": 1, "gpu": 0.5}})
+    assert _slots(spec, {"CPU": 4.0, "GPU": 2.0}) == 4
+    assert _slots(spec, {"CPU": 2.0, "GPU": 2.0}) == 2
+    assert _slots(spec, {"CPU": 8.0}) == 1  # no GPU yet (an autoscaling cluster): one at a time
+    assert _slots(parse_spec(OPT), {"CPU": 3.0}) == 3
