@@ -96,6 +96,11 @@ def _read_all(fs: pafs.FileSystem, files: list[pafs.FileInfo],
             warnings.warn(f"analysis: skipped unreadable Parquet file {info.path}: {exc}",
                           stacklevel=4)
             return None
+        foreign = [f.name for f in table.schema if _has_extension(f.type)]
+        if foreign:  # never convert: Ray's arrow_pickled_object type unpickles its values
+            warnings.warn(f"analysis: skipped {info.path}: column {foreign[0]!r} has an Arrow "
+                          f"extension type; not a diloco-sweep results file", stacklevel=4)
+            return None
         return table
 
     if len(files) > 4:
@@ -110,6 +115,12 @@ def _read_all(fs: pafs.FileSystem, files: list[pafs.FileInfo],
     table = pa.concat_tables([_conform(t, schema) for t in tables])
     # filtered after unifying, so a column an older file lacks is null there and never matches
     return table if filter_expr is None else table.filter(filter_expr)
+
+
+def _has_extension(typ: pa.DataType) -> bool:
+    if isinstance(typ, pa.BaseExtensionType):
+        return True
+    return any(_has_extension(typ.field(i).type) for i in range(typ.num_fields))
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

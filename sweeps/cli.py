@@ -127,7 +127,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
                       address=args.address, force=args.force)
         print(f"{s.store_uri}: " + ", ".join(f"{v} {k}" for k, v in s.counts.items()))
         if args.report:
-            _finish_report(s.store_uri, spec.name)
+            _finish_report(s.folder or s.store_uri, spec.name)
         return 0
     if cmd == "check":
         return _check(args.spec)
@@ -168,6 +168,7 @@ def _finish_report(store_uri: str, name: str) -> None:
     import analysis
 
     local = "://" not in store_uri or store_uri.startswith("file://")
+    # beside a local store; for s3:// in the working directory, where the user can open it
     out = (Path(store_uri.removeprefix("file://")) / "report.html") if local else Path(f"{name}-report.html")
     try:
         print(analysis.render_show(store_uri))

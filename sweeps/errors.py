@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["StoreError", "SweepBusyError", "UnwrittenError"]
+__all__ = ["StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError"]
 
 
 class StoreError(OSError):
@@ -31,3 +31,7 @@ class UnwrittenError(StoreError):
         first = items[0][1] if items else ""
         super().__init__(f"{uri}: {'; '.join(parts)} ({first}); a rerun of the same spec runs "
                          f"the missing trials again")
+
+
+class ForeignFileError(ValueError):
+    """A file in the store that diloco-sweep did not write (and will not convert)."""

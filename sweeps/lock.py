@@ -10,10 +10,12 @@ Different sweeps (different names) have different folders and never meet.
   (SIGKILL included), so a lock left by a killed run is stale by construction: the next run
   takes it over and says so. On NFS, flock works across clients (NFSv4, or v3 with lockd);
   on a shared filesystem without working locks it only guards one machine.
-- S3 (and any other pyarrow filesystem): a ``.lock`` object, best effort. S3 through pyarrow has no create-if-absent, so two runs
-  that start within the same second can both pass the check (the second one's read-back
-  usually catches it). A lock object whose holder is on this host and no longer alive is
-  stale and taken over; one from another host is only removed by hand (the message says how).
+- S3 (and any other pyarrow filesystem): a ``.lock`` object, best effort. S3 through pyarrow
+  has no create-if-absent, so two runs that start within the same second can both pass the
+  check (the second one's read-back usually catches it); trials are keyed, so that costs
+  duplicate work, never duplicate rows. A lock object whose holder is on this host and no
+  longer alive is stale and taken over; one from another host is only removed by hand (the
+  message says how).
 
 The file starts with a dot, so the Parquet readers skip it.
 """

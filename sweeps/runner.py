@@ -36,6 +36,8 @@ class RunSummary:
     ran: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
+    folder: str = ""
+    """store_uri with the output's query (an S3 endpoint), for reading the results back."""
 
 
 def resolve_output(output: str) -> str:
@@ -117,7 +119,7 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
     for f, why in store.skipped.items():
         _log(stream, f"skipped a file that is not a readable trial row: {f}: {why}")
     p = plan(spec, rows, force=force)
-    summary = RunSummary(store_uri=store.uri, total=p.total, skipped=p.done)
+    summary = RunSummary(store_uri=store.uri, total=p.total, skipped=p.done, folder=store.folder)
 
     run_info = {"started_at": now(), "ended_at": None, "force": force,
                 "planned": p.to_sample, "skipped": p.done, "argv": sys.argv}

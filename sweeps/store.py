@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from trainer.config import TrainConfig
 from trainer.result import CURVE_COLUMNS
 
-from .errors import StoreError
+from .errors import ForeignFileError, StoreError
 from .spec import field_kind
 
 __all__ = ["Store", "trial_id", "TRIAL_SCHEMA", "CURVE_SCHEMA", "DONE_STATUSES", "open_fs"]
@@ -122,6 +122,13 @@ class Store:
     def uri(self) -> str:
         return self.output.rstrip("/") + "/" + self.name if "://" not in self.output \
             else self.output.split("?", 1)[0].rstrip("/") + "/" + self.name
+
+    @property
+    def folder(self) -> str:
+        """The sweep folder as `Store.at` and the readers take it: `uri` plus any
+        `?endpoint_override=…` query of the output (a local S3 needs it to be found again)."""
+        query = self.output.partition("?")[2] if "://" in self.output else ""
+        return self.uri + (f"?{query}" if query else "")
 
     # ------------------------------------------------------------------ writing
     def _put(self, path: str, data: bytes) -> None:
@@ -270,10 +277,6 @@ class Store:
         except (OSError, ValueError, pa.ArrowException):
             return None  # missing, unreadable or foreign: the trial runs and replaces it
         return rows[0] if rows else None
-
-
-class ForeignFileError(ValueError):
-    """A file in the store that diloco-sweep did not write (and will not convert)."""
 
 
 def _has_extension(typ: pa.DataType) -> bool:

@@ -9,15 +9,13 @@ divergence, a crashing trial and fractional-GPU packing all run on it, through t
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import loopback_cluster
 from sweeps.cli import main
 
 pytestmark = pytest.mark.ray
@@ -33,38 +31,9 @@ CURVE_COLUMNS = ["trial_id", "outer_step", "tokens", "eval_loss", "train_loss",
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Head (0 CPU) + two nodes with 2 CPU and 1 GPU each, all on 127.0.0.1, private temp dir."""
-    import ray
-    import ray._private.ray_constants as rc
-    import ray._private.utils as ru
-    from ray.cluster_utils import Cluster
-
-    saved = (rc.ENABLE_RAY_CLUSTER, ru.write_ray_address,
-             os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))
-    # keep every address on loopback (Ray swaps 127.0.0.1 for the outward address otherwise),
-    # and leave /tmp/ray/ray_current_cluster alone: other Ray users on this machine read it
-    rc.ENABLE_RAY_CLUSTER = False
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ru.write_ray_address = lambda *a, **k: None
-    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Unix socket paths are limited
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False,
-        "temp_dir": tmp})
-    try:
-        for _ in range(2):
-            c.add_node(num_cpus=2, num_gpus=1, node_ip_address="127.0.0.1")
-        c.wait_for_nodes()
-        ray.init(address=c.address, include_dashboard=False, logging_level="WARNING")
+    """Two nodes with 2 CPUs and 1 GPU each (the trainer still runs on CPU)."""
+    with loopback_cluster(nodes=2, num_cpus=2, num_gpus=1) as c:
         yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
-        rc.ENABLE_RAY_CLUSTER, ru.write_ray_address = saved[0], saved[1]
-        if saved[2] is None:
-            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-        else:
-            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved[2]
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _spec(tmp_path: Path, name: str, space: dict, search: dict | None = None,

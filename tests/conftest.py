@@ -1,0 +1,66 @@
+"""Shared test helpers: a simulated Ray cluster on loopback, and a real small tmpfs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+
+@contextlib.contextmanager
+def loopback_cluster(nodes: int = 2, num_cpus: int = 1, num_gpus: int = 0,
+                     env: dict[str, str] | None = None) -> Iterator[object]:
+    """Head (0 CPU: no trials there) + `nodes` worker nodes, all on 127.0.0.1, private temp dir.
+
+    Ray swaps 127.0.0.1 for the machine's outward address unless its single-node mode is
+    forced, and writes /tmp/ray/ray_current_cluster, which other Ray users on this machine
+    read: both are undone here. `env` (e.g. dummy AWS credentials) is set for the nodes.
+    """
+    import ray
+    import ray._private.ray_constants as rc
+    import ray._private.utils as ru
+    from ray.cluster_utils import Cluster
+
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **(env or {})}
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved = (rc.ENABLE_RAY_CLUSTER, ru.write_ray_address)
+    rc.ENABLE_RAY_CLUSTER = False
+    os.environ.update(env)
+    ru.write_ray_address = lambda *a, **k: None
+    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Unix socket paths are limited
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False,
+        "temp_dir": tmp})
+    try:
+        for _ in range(nodes):
+            c.add_node(num_cpus=num_cpus, num_gpus=num_gpus, node_ip_address="127.0.0.1")
+        c.wait_for_nodes()
+        ray.init(address=c.address, include_dashboard=False, logging_level="WARNING")
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        rc.ENABLE_RAY_CLUSTER, ru.write_ray_address = saved
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    """A real filesystem of `size` at `path` (unmount with `umount`). Needs root, as CI is:
+    a storage-fault test that cannot make its fault must fail, not pass by skipping."""
+    path.mkdir(exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"cannot mount a {size} tmpfs for this storage-fault test (run the suite as "
+                    f"root, as CI does): {r.stderr.strip()}")

@@ -1,0 +1,144 @@
+"""Security checks that need no Ray runtime: YAML loading, no unpickling of results, the
+cluster launcher's open ports. (The embedded Ray's listening sockets are checked while a real
+sweep runs in test_faults_driver.py; token auth of `ray job submit` in test_sweeps_job.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import warnings
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from sweeps.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------- YAML
+@pytest.mark.parametrize("tag", [
+    "!!python/object/apply:os.system ['touch {mark}']",
+    "!!python/object/new:os.system ['touch {mark}']",
+    "!!python/name:os.system",
+    "!!python/object:builtins.object {{}}",
+])
+def test_yaml_python_tags_are_refused_and_never_run(tmp_path, capsys, tag):
+    mark = tmp_path / "pwned"
+    spec = tmp_path / "evil.yaml"
+    spec.write_text(f"name: evil\ntrial:\n  model: {tag.format(mark=mark)}\n")
+    for cmd in ("check", "run"):
+        assert main([cmd, str(spec), *(["--output", str(tmp_path / "out")] * (cmd == "run"))]) == 2
+        err = capsys.readouterr().err
+        assert "not valid YAML" in err and "python/" in err, err
+    assert not mark.exists() and not (tmp_path / "out").exists()
+
+
+def test_the_spec_loader_is_a_safe_loader():
+    from sweeps import yamlmarks
+
+    assert issubclass(yamlmarks._Loader, yaml.SafeLoader)
+
+
+# ------------------------------------------------------------------------- no unpickling
+PICKLE_USE = re.compile(r"\b(import (c?pickle|cloudpickle|dill|joblib|marshal|shelve)|"
+                        r"from (c?pickle|cloudpickle|dill|joblib) import|read_pickle|"
+                        r"torch\.load|allow_pickle\s*=\s*True|yaml\.load\(|yaml\.unsafe_load|"
+                        r"yaml\.full_load|\beval\(|\bexec\()")
+
+
+def test_no_unpickling_in_the_result_readers():
+    readers = sorted((ROOT / "analysis").glob("*.py")) + [
+        ROOT / "sweeps" / n for n in ("store.py", "status.py", "space.py", "cli.py", "spec.py",
+                                      "runner.py", "lock.py", "preflight.py")]
+    for f in readers:
+        hits = [line for line in f.read_text().splitlines()
+                if PICKLE_USE.search(line) and "noqa: S506" not in line]
+        assert not hits, (f, hits)
+
+
+class _Evil:
+    def __init__(self, mark: Path) -> None:
+        self.mark = str(mark)
+
+    def __reduce__(self):
+        return (open, (self.mark, "w"))  # unpickling it creates the file: harmless, visible
+
+
+class _Disguised(pa.ExtensionType):
+    """Written under the name of Ray's pickled-object type, whose values Ray unpickles."""
+
+    def __init__(self) -> None:
+        super().__init__(pa.large_binary(), "ray.data.arrow_pickled_object")
+
+    def __arrow_ext_serialize__(self) -> bytes:
+        return b""
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type, serialized):
+        return cls()
+
+
+@pytest.mark.parametrize("protocol", [5, 0])
+def test_crafted_pickle_parquet_is_never_unpickled(tmp_path, capsys, protocol):
+    """A trial row whose trial_id column holds a pickle, typed as Ray's pickled-object
+    extension type. Once Ray Tune is imported (drivers, trials), pyarrow hands that column to
+    Ray's type, and converting it to Python unpickles: code execution for anyone who can
+    write into the results folder. Every reader of results must refuse or skip it."""
+    import ray.tune  # noqa: F401 - registers ray.data.arrow_pickled_object, as in a trial
+    import analysis
+    from sweeps.store import Store
+
+    mark = tmp_path / "pwned"
+    folder = tmp_path / "out" / "evil"
+    (folder / "trials").mkdir(parents=True)
+    (folder / "curves").mkdir()
+    payload = pa.array([pickle.dumps(_Evil(mark), protocol=protocol)], pa.large_binary())
+    evil = pa.table({"trial_id": pa.ExtensionArray.from_storage(_Disguised(), payload),
+                     "status": ["completed"], "outer_step": [0]})
+    for sub in ("trials", "curves"):
+        pq.write_table(evil, folder / sub / "0123456789abcdef.parquet")
+    (folder / "sweep.json").write_text(json.dumps({"name": "evil", "runs": []}))
+
+    if protocol == 5:  # the file is armed: a naive reader in this process runs the payload
+        pq.read_table(folder / "trials" / "0123456789abcdef.parquet").to_pylist()
+        assert mark.exists()
+        mark.unlink()
+
+    store = Store(str(tmp_path / "out"), "evil")
+    store.read_trials().to_pylist()
+    store.read_curves().to_pylist()
+    assert store.read_row("0123456789abcdef") is None
+    with pytest.warns(UserWarning, match="extension type"):
+        assert analysis.load_trials(folder).empty
+    with pytest.warns(UserWarning, match="extension type"):
+        assert analysis.load_curves(folder).empty
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["status", str(folder)]) == 0
+        assert main(["show", str(folder)]) == 0
+        main(["report", str(folder), "-o", str(tmp_path / "r.html")])  # nothing to report
+    capsys.readouterr()
+    assert not mark.exists()
+
+
+# ------------------------------------------------------------------------- cluster.yaml
+def test_cluster_yaml_opens_only_ssh_and_not_to_the_world():
+    cfg = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    perms = cfg["provider"]["security_group"]["IpPermissions"]
+    for p in perms:
+        assert (p["FromPort"], p["ToPort"], p["IpProtocol"]) == (22, 22, "tcp"), p
+        v4 = [r["CidrIp"] for r in p.get("IpRanges", [])]
+        v6 = [r["CidrIpv6"] for r in p.get("Ipv6Ranges", [])]
+        assert v4 and "0.0.0.0/0" not in v4 and "::/0" not in v6, p
+        assert not p.get("UserIdGroupPairs") and not p.get("PrefixListIds")
+    text = " ".join(cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in text  # dashboard and job API on loopback only
+    assert "0.0.0.0" not in text and "--ray-client-server-port" not in text
+    for node in cfg["available_node_types"].values():  # no public-IP override of the launcher
+        assert "NetworkInterfaces" not in node["node_config"]
