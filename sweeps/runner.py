@@ -22,7 +22,7 @@ from .lock import SweepLock
 from .preflight import preflight
 from .space import Plan, check_sampler, grid_param_space, optuna_searcher, plan
 from .spec import SweepSpec
-from .store import DONE_STATUSES, Store, now, open_fs, trial_id
+from .store import Store, now, open_fs, trial_id
 from .trainable import failed_row, make_trainable, pack_configs, trial_config
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output"]
@@ -140,8 +140,7 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
         errors = _tune(spec, p, out, max_concurrent or spec.search.max_concurrent, address,
                        force, stream)
         for cfg, err in errors:
-            row = store.read_row(trial_id(cfg))
-            if row is not None and row["status"] in DONE_STATUSES:
+            if store.done_row(trial_id(cfg)) is not None:
                 continue  # a member its pack stored before the pack crashed: keep its row
             try:
                 store.write_trial(failed_row(spec, cfg, err))

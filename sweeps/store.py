@@ -270,6 +270,11 @@ class Store:
         """Trials with a completed or diverged row: a rerun skips these."""
         return {k for k, s in self.statuses().items() if s in DONE_STATUSES}
 
+    def done_row(self, tid: str) -> dict[str, Any] | None:
+        """The stored row of trial `tid` when it is done (completed or diverged), else None."""
+        row = self.read_row(tid)
+        return row if row is not None and row["status"] in DONE_STATUSES else None
+
     def read_row(self, tid: str) -> dict[str, Any] | None:
         path = f"{self.root}/trials/{tid}.parquet"
         try:

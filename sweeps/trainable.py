@@ -14,7 +14,7 @@ from trainer.config import TrainConfig
 
 from . import faults
 from .spec import SweepSpec, field_kind
-from .store import DONE_STATUSES, Store, now, trial_id
+from .store import Store, now, trial_id
 
 __all__ = ["trial_config", "pack_configs", "objective", "make_trainable", "OBJECTIVE"]
 
@@ -83,8 +83,8 @@ def make_trainable(spec: SweepSpec, output: str, force: bool = False) -> Callabl
         base = {"sweep_trial_id": tid, "node_id": node}
 
         if not force:  # a sampler may propose a trial that is already stored: reuse its row
-            row = store.read_row(tid)
-            if row is not None and row["status"] in DONE_STATUSES:
+            row = store.done_row(tid)
+            if row is not None:
                 tune.report({**base, "status": row["status"], "skipped": True,
                              OBJECTIVE: objective(row["status"], row[metric],
                                                   row["initial_loss"], cfg.diverge_factor)})
@@ -108,8 +108,7 @@ def make_trainable(spec: SweepSpec, output: str, force: bool = False) -> Callabl
 
         result = train(cfg, on_step=on_step)
         s = result.summary()
-        row = {"sweep": spec.name, "trial_id": tid, **cfg.flat(), **s, "error": None,
-               "node_id": node, "started_at": started, "finished_at": now()}
+        row = result_row(spec, cfg, tid, result, node, started)
         if fault is not None:
             fault.arm(tid, store)
         store.write_trial(row, result.curve)
@@ -140,8 +139,7 @@ def _packed_trial(spec: SweepSpec, output: str, force: bool, points: list[dict])
     node = ray.get_runtime_context().get_node_id()
     configs = [trial_config(spec, p) for p in points]
     if not force:  # a retried pack skips the members an earlier attempt already stored
-        configs = [c for c in configs
-                   if (row := store.read_row(trial_id(c))) is None or row["status"] not in DONE_STATUSES]
+        configs = [c for c in configs if store.done_row(trial_id(c)) is None]
     ids = [trial_id(c) for c in configs]
     started = now()
 
@@ -152,14 +150,20 @@ def _packed_trial(spec: SweepSpec, output: str, force: bool, points: list[dict])
     results = train_packed(configs, on_step=on_step) if configs else []
     statuses = []
     for cfg, tid, result in zip(configs, ids, results):
-        row = {"sweep": spec.name, "trial_id": tid, **cfg.flat(), **result.summary(),
-               "error": None, "node_id": node, "started_at": started, "finished_at": now()}
+        row = result_row(spec, cfg, tid, result, node, started)
         store.write_trial(row, result.curve)
         statuses.append(result.status)
     tune.report({"sweep_trial_id": f"pack of {len(points)}", "node_id": node,
                  "status": "diverged" if statuses and all(s == "diverged" for s in statuses)
                  else "completed", "packed": len(points), "skipped": not configs,
                  "diverged_members": statuses.count("diverged"), OBJECTIVE: 0.0})
+
+
+def result_row(spec: SweepSpec, cfg: TrainConfig, tid: str, result: Any, node: str,
+               started: str) -> dict[str, Any]:
+    """The trial row of a finished run (completed or diverged): config, result, provenance."""
+    return {"sweep": spec.name, "trial_id": tid, **cfg.flat(), **result.summary(), "error": None,
+            "node_id": node, "started_at": started, "finished_at": now()}
 
 
 def failed_row(spec: SweepSpec, cfg: TrainConfig, error: str) -> dict[str, Any]:
