@@ -214,7 +214,7 @@ def test_node_lost_mid_sweep_finishes_on_the_other_node(cluster, tmp_path, capsy
     import psutil
 
     spec = _spec(tmp_path, "nodeloss", {"seed": [0, 1, 2, 3]}, str(tmp_path / "out"),
-                 trial={"outer_steps": 20}, search={"kind": "grid", "max_failures": 3})
+                 trial={"outer_steps": 60}, search={"kind": "grid", "max_failures": 3})
     ids = _ids(spec)
     trials = tmp_path / "out" / "nodeloss" / "trials"
     victim = sorted(cluster.worker_nodes, key=lambda n: n.node_id)[-1]
@@ -229,14 +229,22 @@ def test_node_lost_mid_sweep_finishes_on_the_other_node(cluster, tmp_path, capsy
             return False
 
     def remove_when_busy():
-        """Once a trial has finished (all warmed up) and the victim trains another, kill it."""
-        deadline = time.time() + 120
+        """Once a trial has finished (all warmed up) and the victim has been training another
+        for 0.5 s (so that trial is mid-way, not reporting its last result), kill the node.
+        Tune calls the actor's `train` once per reported result, so "training" flickers
+        between reports: only 0.3 s without it counts as the trial having ended."""
+        deadline, busy_since, last_busy = time.time() + 120, None, 0.0
         while time.time() < deadline:
+            now = time.time()
             if trials.exists() and any(trials.glob("*.parquet")) and training_on_victim():
-                cluster.remove_node(victim, allow_graceful=False)  # mid-trial
-                removed.set()
-                return
-            time.sleep(0.05)
+                if busy_since is None or now - last_busy > 0.3:
+                    busy_since = now
+                last_busy = now
+                if now - busy_since > 0.5:
+                    cluster.remove_node(victim, allow_graceful=False)  # mid-trial
+                    removed.set()
+                    return
+            time.sleep(0.02)
 
     killer = threading.Thread(target=remove_when_busy, daemon=True)
     killer.start()
@@ -245,7 +253,7 @@ def test_node_lost_mid_sweep_finishes_on_the_other_node(cluster, tmp_path, capsy
     err = capsys.readouterr().err
     assert removed.is_set()
     assert "trial crashed, retrying" in err, err  # the trial on the lost node ran again
-    t = _check_store(tmp_path / "out" / "nodeloss", ids, 20)
+    t = _check_store(tmp_path / "out" / "nodeloss", ids, 60)
     assert (t.status == "completed").all()
     survivor = {n.node_id for n in cluster.worker_nodes}
     last = t.sort_values("finished_at").tail(2)
