@@ -1,22 +1,25 @@
-"""Stability labels per trial and per (slice, α, β) cell.
+"""Stability labels per trial and per (slice, α, β) cell (docs/design.md, "Stable").
 
-Words follow DESIGN.md. A *slice* is the set of trials that share every setting except α, β and
-seed; :func:`slice_keys` finds those settings among a trial frame's columns.
-
-Per trial, :func:`label` sets exactly one ``outcome``:
+Stable is a property of the trial alone. Per trial, :func:`label` sets exactly one ``outcome``:
 
 - ``failed``: the trial crashed (``status == "failed"``); it says nothing about stability and
   is left out of every count below;
 - ``diverged``: ``status == "diverged"``, a non-finite final loss, or (with ``diverge=f``) a
-  final or peak loss above ``f * initial_loss``;
-- ``spiked``: not diverged, but ``peak_loss > spike * initial_loss``: the loss blew up and then
-  recovered. Such a trial is never ``stable``, whatever its final loss;
-- ``stable``: none of the above and ``final_loss <= (1 + tol) * best``, where ``best`` is the
-  lowest final loss of a not-diverged, not-failed trial of the same slice;
-- ``unstable``: the rest (trained, but too far from the slice's best).
+  final or peak loss above ``f * initial_loss``: the trainer stopped it, or it ended off scale;
+- ``blew_up``: not diverged, but ``rise`` (max_t L_t / min_{s<=t} L_s - 1 over its eval curve)
+  above the threshold ``rise``: the loss climbed back up from where it had been, whether it
+  then recovered or not;
+- ``stalled``: neither, but the final loss is not below the initial loss (it did not train);
+- ``stable``: the rest. No other trial is consulted.
 
-Per cell (:func:`cells`) the seeds are pooled: stable fraction with a Wilson 95% interval, and a
-cell counts as stable when a strict majority of its seeds is (one seed: that seed).
+Near-optimal is a separate question ("does it train as well as it can"): a stable trial whose
+final loss is within ``tol`` of the best final loss of stable trials in its *group*, the slices
+that differ only in R, so that every R is held to one bar.
+
+A *slice* is the set of trials that share every setting except α, β and seed; :func:`slice_keys`
+finds those settings among a frame's columns. A cell (:func:`cells`) pools a slice's seeds at
+one (α, β): it is stable when every seed that ran is, and its outcome is the worst of its
+seeds' (diverged, then blew_up, then stalled).
 """
 
 from __future__ import annotations
@@ -26,26 +29,39 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-__all__ = ["tol_text", "slice_keys", "varying", "display_keys", "fixed_settings", "group_by", "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "SPIKE", "Z95"]
+__all__ = ["slice_keys", "group_keys", "varying", "display_keys", "fixed_settings", "group_by",
+           "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS",
+           "Z95", "pct"]
 
-OUTCOMES = ("stable", "unstable", "spiked", "diverged", "failed")
-SPIKE = 1.1
-"""Default spike threshold: peak loss above 1.1 × the initial loss counts as a spike."""
+OUTCOMES = ("stable", "stalled", "blew_up", "diverged", "failed")
+RISE = 0.10
+"""Default blow-up threshold on ``rise``; docs/design.md says why 10%."""
+RISES = (0.05, 0.10, 0.20, 0.50)
+"""Thresholds at which the answer is always shown, so its sensitivity is on the page."""
+TOLS = (0.02, 0.05, 0.10, 0.20)
+"""Tolerances of near-optimal to the group's best final loss."""
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 _AXES = {"alpha", "beta", "seed"}
 _RESULTS = {
     "sweep", "trial_id", "status", "initial_loss", "final_loss", "best_loss", "peak_loss",
-    "outer_steps_done", "tokens", "wall_s", "error", "n_params", "reason", "commit",
+    "rise", "outer_steps_done", "tokens", "wall_s", "error", "n_params", "reason", "commit",
     # runtime settings that do not change what is trained
     "device", "threads",
     # columns added by this module
-    "outcome", "stable", "spiked", "diverged", "failed", "slice_best", "gap",
+    "outcome", "stable", "stalled", "blew_up", "diverged", "failed", "group_best", "gap",
+    "near_optimal",
     # columns of a cell table (so slice_keys works on one as well)
-    "n", "n_stable", "n_unstable", "n_spiked", "n_diverged", "n_failed", "final_mean",
-    "final_std", "stable_frac", "stable_lo", "stable_hi", "trial_ids",
+    "n", "n_stable", "n_stalled", "n_blew_up", "n_diverged", "n_failed", "n_near",
+    "final_mean", "final_std", "rise_max", "stable_frac", "stable_lo", "stable_hi",
+    "trial_ids",
 }
 _BOOKKEEPING_PREFIXES = ("version", "git", "host", "node", "started", "finished", "attempt", "_")
+
+
+def pct(x: float) -> str:
+    """'10%', '2.5%'."""
+    return f"{x:.0%}" if round(x * 100) == x * 100 else f"{x:.1%}"
 
 
 def slice_keys(trials: pd.DataFrame) -> list[str]:
@@ -64,6 +80,11 @@ def slice_keys(trials: pd.DataFrame) -> list[str]:
         keys.append(col)
     head = [k for k in ("H", "R") if k in keys]
     return head + [k for k in keys if k not in head]
+
+
+def group_keys(frame: pd.DataFrame) -> list[str]:
+    """The slice keys other than R: a *group* is the slices that differ only in R."""
+    return [k for k in slice_keys(frame) if k != "R"]
 
 
 def varying(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:
@@ -90,64 +111,64 @@ def group_by(frame: pd.DataFrame, keys: list[str]):
     return frame.groupby(keys, dropna=False, sort=True, observed=True)
 
 
-def label(trials: pd.DataFrame, tol: float = 0.05, diverge: float | None = None,
-          spike: float | None = SPIKE) -> pd.DataFrame:
-    """A copy of ``trials`` with stability columns added (see the module docstring).
+def _numbers(df: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in df:
+        return np.full(len(df), np.nan)
+    return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
 
-    Adds ``outcome`` (one of OUTCOMES), bool ``stable``, ``spiked``, ``diverged``, ``failed``,
-    ``slice_best`` (lowest final loss of a trained trial in the slice) and ``gap``
-    (``final_loss / slice_best - 1``). ``tol`` is the relative tolerance to the slice's best;
-    ``diverge`` re-labels trials whose final or peak loss exceeds ``diverge × initial_loss``;
-    ``spike=None`` turns spike detection off.
+
+def label(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
+          diverge: float | None = None) -> pd.DataFrame:
+    """A copy of ``trials`` with the labels of the module docstring.
+
+    Adds ``outcome`` (one of OUTCOMES), bool ``stable``, ``stalled``, ``blew_up``,
+    ``diverged``, ``failed`` and ``near_optimal`` (at ``tol``), ``group_best`` (lowest final
+    loss of a stable trial in the group of slices differing only in R) and ``gap``
+    (``final_loss / group_best - 1``). ``rise`` is the blow-up threshold; a trial whose rise is
+    unknown (an older row without curves) is never called blown up. ``diverge`` re-labels
+    trials whose final or peak loss exceeds ``diverge × initial_loss``.
     """
-    if tol < 0:
-        raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
+    if not rise >= 0:
+        raise ValueError(f"rise: expected a relative rise >= 0 such as 0.1, got {rise!r}")
+    if not tol >= 0:
+        raise ValueError(f"tol: expected a relative tolerance >= 0 such as 0.05, got {tol!r}")
     df = trials.copy()
-    status = df["status"].astype("string").fillna("completed") if "status" in df else \
-        pd.Series("completed", index=df.index, dtype="string")
-    final = pd.to_numeric(df["final_loss"], errors="coerce").astype(float)
-    initial = pd.to_numeric(df.get("initial_loss", np.nan), errors="coerce")
-    initial = pd.Series(initial, index=df.index, dtype=float)
-    peak = pd.Series(pd.to_numeric(df.get("peak_loss", np.nan), errors="coerce"),
-                     index=df.index, dtype=float)
+    status = (df["status"].astype("string").fillna("completed") if "status" in df else
+              pd.Series("completed", index=df.index, dtype="string"))
+    final, initial = _numbers(df, "final_loss"), _numbers(df, "initial_loss")
+    peak, rises = _numbers(df, "peak_loss"), _numbers(df, "rise")
+    if "rise" not in df:
+        df["rise"] = rises
 
     failed = status.eq("failed").to_numpy(dtype=bool)
-    diverged = (status.eq("diverged").to_numpy(dtype=bool) | ~np.isfinite(final.to_numpy()))
+    diverged = status.eq("diverged").to_numpy(dtype=bool) | ~np.isfinite(final)
     if diverge is not None:
-        limit = (diverge * initial).to_numpy()
-        diverged |= (final.to_numpy() > limit) | (peak.to_numpy() > limit)
+        with np.errstate(invalid="ignore"):
+            diverged |= (final > diverge * initial) | (peak > diverge * initial)
     diverged &= ~failed
-    spiked = np.zeros(len(df), dtype=bool)
-    if spike is not None:
-        spiked = (peak.to_numpy() > spike * initial.to_numpy()) & ~diverged & ~failed
+    with np.errstate(invalid="ignore"):
+        blew_up = (rises > rise) & ~diverged & ~failed
+        # no initial loss recorded: there is nothing to have ended below
+        ended_lower = (final < initial) | ~np.isfinite(initial)
+    stalled = ~failed & ~diverged & ~blew_up & ~ended_lower
+    stable = ~failed & ~diverged & ~blew_up & ended_lower
 
-    trained = ~diverged & ~failed
-    keys = slice_keys(df)
-    best = final.where(trained)
-    if keys:
-        best = best.groupby([df[k] for k in keys], dropna=False, observed=True).transform("min")
+    group = group_keys(df)
+    best = pd.Series(np.where(stable, final, np.nan), index=df.index)
+    if group:
+        best = best.groupby([df[k] for k in group], dropna=False, observed=True).transform("min")
     else:
         best = pd.Series(best.min(), index=df.index)
-    # a trial that ended above its initial loss is never stable; tol=inf keeps only that test
-    ended_lower = final.to_numpy() < initial.to_numpy()
-    ended_lower |= ~np.isfinite(initial.to_numpy())  # no initial loss recorded: no such test
-    stable = trained & ~spiked & ended_lower & (final.to_numpy() <= (1.0 + tol) * best.to_numpy())
-
-    outcome = np.select([failed, diverged, spiked, stable],
-                        ["failed", "diverged", "spiked", "stable"], default="unstable")
-    df["outcome"] = outcome
-    df["stable"] = stable
-    df["spiked"] = spiked
-    df["diverged"] = diverged
-    df["failed"] = failed
-    df["slice_best"] = best.to_numpy()
-    df["gap"] = final.to_numpy() / best.to_numpy() - 1.0
+    best = best.to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = final / best - 1.0
+    df["outcome"] = np.select([failed, diverged, blew_up, stalled],
+                              ["failed", "diverged", "blew_up", "stalled"], default="stable")
+    df["stable"], df["stalled"], df["blew_up"] = stable, stalled, blew_up
+    df["diverged"], df["failed"] = diverged, failed
+    df["group_best"], df["gap"] = best, gap
+    df["near_optimal"] = stable & (gap <= tol)
     return df
-
-
-def tol_text(tol: float) -> str:
-    """'5%', or 'none' for tol=inf (stable = trained, not spiked, ended below its start)."""
-    return "none" if np.isinf(tol) else f"{tol:.0%}"
 
 
 def wilson(k: int | np.ndarray, n: int | np.ndarray,
@@ -163,50 +184,56 @@ def wilson(k: int | np.ndarray, n: int | np.ndarray,
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
-def cells(trials: pd.DataFrame, tol: float = 0.05, diverge: float | None = None,
-          spike: float | None = SPIKE) -> pd.DataFrame:
+_COUNTS = ("stable", "stalled", "blew_up", "diverged", "failed")
+
+
+def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
+          diverge: float | None = None) -> pd.DataFrame:
     """One row per (slice, α, β) cell, seeds pooled.
 
     ``trials`` is labelled first unless it already has an ``outcome`` column. Columns: the slice
-    keys, ``alpha``, ``beta``, ``n`` (seeds that did not fail), ``n_stable``, ``n_unstable``,
-    ``n_spiked``, ``n_diverged``, ``n_failed``, ``stable_frac`` with its Wilson 95% interval
-    ``stable_lo``/``stable_hi``, ``final_mean``/``final_std`` (over seeds that did not diverge;
-    std needs two), ``initial_loss`` (mean), ``best_loss`` (mean), ``peak_loss`` (max),
-    ``stable`` (a strict majority of seeds stable), ``outcome`` (see ``cell_outcome``) and
-    ``trial_ids`` (comma-separated).
+    keys, ``alpha``, ``beta``, ``n`` (seeds that did not fail), ``n_stable``, ``n_stalled``,
+    ``n_blew_up``, ``n_diverged``, ``n_failed``, ``n_near`` (near-optimal seeds),
+    ``stable_frac`` with its Wilson 95% interval ``stable_lo``/``stable_hi``,
+    ``final_mean``/``final_std`` (over seeds that did not diverge; std needs two),
+    ``initial_loss`` (mean), ``best_loss`` (mean), ``peak_loss`` and ``rise_max`` (max),
+    ``stable`` (every seed that ran is stable), ``near_optimal`` (every seed is),
+    ``outcome`` (see :func:`cell_outcome`) and ``trial_ids`` (comma-separated).
     """
-    df = trials if "outcome" in trials.columns else label(trials, tol, diverge, spike)
+    df = trials if "outcome" in trials.columns else label(trials, rise, tol, diverge)
     keys = slice_keys(df) + ["alpha", "beta"]
-    trained = df["outcome"].isin(["stable", "unstable", "spiked"])
+    trained = ~df["diverged"] & ~df["failed"]
     work = df.assign(
-        _ok=~df["failed"],
+        _ok=~df["failed"], _near=df["near_optimal"],
         _final=pd.to_numeric(df["final_loss"], errors="coerce").where(trained),
-        **{f"_{o}": df["outcome"].eq(o) for o in OUTCOMES},
+        _initial=_numbers(df, "initial_loss"), _best=_numbers(df, "best_loss"),
+        _peak=_numbers(df, "peak_loss"), _rise=_numbers(df, "rise"),
+        **{f"_{o}": df["outcome"].eq(o) for o in _COUNTS},
     )
-    g = group_by(work, keys)
-    out = g.agg(
-        n=("_ok", "sum"), n_stable=("_stable", "sum"), n_unstable=("_unstable", "sum"),
-        n_spiked=("_spiked", "sum"), n_diverged=("_diverged", "sum"),
-        n_failed=("_failed", "sum"), final_mean=("_final", "mean"),
-        final_std=("_final", "std"), initial_loss=("initial_loss", "mean"),
-        best_loss=("best_loss", "mean"), peak_loss=("peak_loss", "max"),
+    out = group_by(work, keys).agg(
+        n=("_ok", "sum"), **{f"n_{o}": (f"_{o}", "sum") for o in _COUNTS},
+        n_near=("_near", "sum"), final_mean=("_final", "mean"), final_std=("_final", "std"),
+        initial_loss=("_initial", "mean"), best_loss=("_best", "mean"),
+        peak_loss=("_peak", "max"), rise_max=("_rise", "max"),
         trial_ids=("trial_id", lambda s: ",".join(map(str, s))),
     ).reset_index()
-    for col in ("n", "n_stable", "n_unstable", "n_spiked", "n_diverged", "n_failed"):
+    for col in ["n", "n_near"] + [f"n_{o}" for o in _COUNTS]:
         out[col] = out[col].astype(int)
     out["stable_frac"] = out["n_stable"] / out["n"].where(out["n"] > 0)
     out["stable_lo"], out["stable_hi"] = wilson(out["n_stable"], out["n"])
-    out["stable"] = out["n_stable"] * 2 > out["n"]
-    out["outcome"] = cell_outcome(out["n"], out["n_stable"], out["n_diverged"], out["n_spiked"])
+    out["stable"] = (out["n"] > 0) & (out["n_stable"] == out["n"])
+    out["near_optimal"] = (out["n"] > 0) & (out["n_near"] == out["n"])
+    out["outcome"] = cell_outcome(out["n"], out["n_stable"], out["n_diverged"],
+                                  out["n_blew_up"])
     return out
 
 
-def cell_outcome(n: Any, n_stable: Any, n_diverged: Any, n_spiked: Any) -> np.ndarray:
+def cell_outcome(n: Any, n_stable: Any, n_diverged: Any, n_blew_up: Any) -> np.ndarray:
     """The outcome of a cell (or of pooled cells) from its seed counts, elementwise.
 
-    stable when a strict majority of seeds is; else diverged when at least half diverged; else
-    spiked when at least half spiked; else unstable; failed when no seed ran (n == 0).
+    failed when no seed ran; stable when every seed is; else the worst any seed did: diverged,
+    then blew_up, then stalled.
     """
-    n, k, d, sp = (np.asarray(x, dtype=float) for x in (n, n_stable, n_diverged, n_spiked))
-    return np.select([n == 0, 2 * k > n, 2 * d >= n, 2 * sp >= n],
-                     ["failed", "stable", "diverged", "spiked"], default="unstable")
+    n, k, d, b = (np.asarray(x, dtype=float) for x in (n, n_stable, n_diverged, n_blew_up))
+    return np.select([n == 0, k == n, d > 0, b > 0],
+                     ["failed", "stable", "diverged", "blew_up"], default="stalled")

@@ -60,6 +60,7 @@ TRIAL_SCHEMA = pa.schema(
     + [pa.field("status", pa.string()),
        pa.field("initial_loss", pa.float64()), pa.field("final_loss", pa.float64()),
        pa.field("best_loss", pa.float64()), pa.field("peak_loss", pa.float64()),
+       pa.field("rise", pa.float64()),
        pa.field("outer_steps_done", pa.int64()), pa.field("tokens", pa.int64()),
        pa.field("wall_s", pa.float64()), pa.field("n_params", pa.int64()),
        pa.field("reason", pa.string()), pa.field("error", pa.string()),

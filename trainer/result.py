@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TrainResult", "CURVE_COLUMNS", "STATUSES"]
+__all__ = ["TrainResult", "CURVE_COLUMNS", "STATUSES", "curve_rise"]
 
 STATUSES = ("completed", "diverged", "failed")
 
@@ -48,7 +49,30 @@ class TrainResult:
     """Why a trial diverged, in words; None otherwise."""
     curve: list[dict[str, Any]] = field(default_factory=list)
     """One dict per outer step with CURVE_COLUMNS."""
+    rise: float = field(init=False)
+    """Largest relative rise of the eval loss over its running minimum (docs/design.md,
+    "Stable"): max_t L_t / min_{s<=t} L_s - 1 over the curve; 0 when it never went up."""
+
+    def __post_init__(self) -> None:
+        self.rise = curve_rise([row["eval_loss"] for row in self.curve])
 
     def summary(self) -> dict[str, Any]:
         """The scalar fields, for a trial row or a summary line."""
         return {k: v for k, v in self.__dict__.items() if k != "curve"}
+
+
+def curve_rise(losses: list[float]) -> float:
+    """max_t L_t / min_{s<=t} L_s - 1 over the finite losses of an eval curve, 0.0 if none.
+
+    Measured against the running minimum, not the initial loss, so a late blow-up from a low
+    loss counts in full and an early transient counts only by how far it climbed. Non-finite
+    losses are left out: such a trial is diverged, which outranks any rise.
+    """
+    low, rise = math.inf, 0.0
+    for loss in losses:
+        if not math.isfinite(loss):
+            continue
+        low = min(low, loss)
+        if low > 0:
+            rise = max(rise, loss / low - 1.0)
+    return rise
