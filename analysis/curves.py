@@ -2,7 +2,7 @@
 
 Per slice the chosen cells are the best one (lowest mean final loss among stable cells), the
 edge of the stable region (the stable cell of largest α at the best cell's β, else overall),
-and, where present, a spiked and a diverged cell (the smallest such α, at the best β if any).
+and, where present, a blown-up and a diverged cell (the smallest such α, at the best β if any).
 One trial per cell is drawn: the first of its trial ids.
 """
 
@@ -18,11 +18,11 @@ from .stability import display_keys, group_by, slice_keys
 
 __all__ = ["curve_figure", "curve_trial_ids", "ROLE_COLOURS"]
 
-ROLE_COLOURS = {"best": "#2ca02c", "edge": "#ff7f0e", "spiked": "#9467bd", "diverged": "#d62728"}
+ROLE_COLOURS = {"best": "#2ca02c", "edge": "#ff7f0e", "blew_up": "#9467bd", "diverged": "#d62728"}
 
 
 def _chosen(sl: pd.DataFrame) -> dict[str, pd.Series]:
-    """Cells worth a curve in one slice: best, edge of the stable region, spiked, diverged."""
+    """Cells worth a curve in one slice: best, edge of the stable region, blown up, diverged."""
     out: dict[str, pd.Series] = {}
     clean = sl[(sl["outcome"] == "stable") & sl["final_mean"].notna()]
     if clean.empty:
@@ -39,7 +39,7 @@ def _chosen(sl: pd.DataFrame) -> dict[str, pd.Series]:
         edge = pool.loc[pool["alpha"].idxmax()]
         if edge["alpha"] != best["alpha"] or edge["beta"] != best["beta"]:
             out["edge"] = edge
-    for role in ("spiked", "diverged"):
+    for role in ("blew_up", "diverged"):
         hits = sl[sl["outcome"] == role]
         if len(hits):
             near = hits["beta"] == best["beta"] if best is not None else hits["beta"].notna()

@@ -2,8 +2,9 @@
 
 Colour everywhere is the final loss, mean over seeds, on one scale shared by every facet and
 capped at the initial loss (a cell that did not improve is as bad as one that went up). Cells
-where a majority of seeds diverged have no colour and an "×"; spiked cells a "~"; the stable
-region (cells where a majority of seeds is stable) is outlined in red.
+whose seeds all diverged have no colour; marks: "×" diverged, "↑" blew up, "–" stalled (k/n
+when only some seeds did). The stable region (cells whose every seed is stable) is outlined in
+red; near-optimal cells, a separate question, in a dotted white line.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from plotly.basedatatypes import BaseTraceType
 from plotly.subplots import make_subplots
 
 from .metrics import is_grid
-from .stability import group_by, slice_keys, tol_text, varying
+from .stability import group_by, pct as tol_text, slice_keys, varying
 
-__all__ = ["facet_figures", "fmt", "slice_title", "Overlay", "OUTLINE"]
+__all__ = ["facet_figures", "fmt", "slice_title", "Overlay", "OUTLINE", "NEAR", "MARKS"]
 
 OUTLINE = "#d62728"
+NEAR = "#ffffff"
+MARKS = {"n_diverged": "×", "n_blew_up": "↑", "n_stalled": "–"}
 Overlay = Callable[[dict, list, list], "Sequence[BaseTraceType] | None"]
 """Per facet: (slice settings, α values, β values) -> traces to draw over it (theory)."""
 FACET_PX = 300  # height of one facet row
@@ -48,18 +51,19 @@ def _hover(row: pd.Series, keys: list[str]) -> str:
              f"n seeds={row['n']}  outcome={row['outcome']}",
              f"stable {row['n_stable']}/{row['n']} = {fmt(row['stable_frac'])} "
              f"[{fmt(row['stable_lo'])}, {fmt(row['stable_hi'])}]",
-             f"final loss {fmt(row['final_mean'])} ± {fmt(row['final_std'])}",
-             f"unstable {row['n_unstable']}  spiked {row['n_spiked']}  "
-             f"diverged {row['n_diverged']}  failed {row['n_failed']}",
+             f"final loss {fmt(row['final_mean'])} ± {fmt(row['final_std'])}"
+             f"  near-optimal {row['n_near']}/{row['n']}",
+             f"blew up {row['n_blew_up']}  diverged {row['n_diverged']}  "
+             f"stalled {row['n_stalled']}  failed {row['n_failed']}",
              f"initial {fmt(row['initial_loss'])}  best {fmt(row['best_loss'])}  "
-             f"peak {fmt(row['peak_loss'])}",
+             f"peak {fmt(row['peak_loss'])}  rise {fmt(row['rise_max'])}",
              "trials " + ", ".join(ids[:4]) + (" …" if len(ids) > 4 else "")]
     return "<br>".join(lines)
 
 
 def _mark(row: pd.Series) -> str:
-    """× for diverged seeds, ~ for spiked ones; k/n when not all seeds did."""
-    for count, sign in (("n_diverged", "×"), ("n_spiked", "~")):
+    """The mark of the worst thing a seed did (MARKS); k/n when not all seeds did it."""
+    for count, sign in MARKS.items():
         if row[count] > 0:
             return sign if row[count] == row["n"] else f"{sign}{row[count]}/{row['n']}"
     return ""
@@ -167,7 +171,7 @@ def _facet(part: pd.DataFrame, keys: list[str], use_grid: bool, colour: dict[str
     fig.update_layout(
         coloraxis=colour, height=FACET_PX * len(hs) + 160, margin=dict(l=70, r=40, t=100, b=60),
         plot_bgcolor="#e5e5e5",
-        legend=dict(yanchor="top", y=0.15, xanchor="left", x=1.01),
+        legend=dict(yanchor="top", y=0.15, xanchor="left", x=1.01, bgcolor="#9a9a9a"),
     )
     if use_grid:
         fig.update_xaxes(tickvals=list(range(len(alphas))), ticktext=[fmt(a) for a in alphas],
@@ -198,6 +202,7 @@ def _add_heatmap(fig: go.Figure, sl: pd.DataFrame, keys: list[str], alphas: list
     text = np.full(z.shape, "", dtype=object)
     hover = np.full(z.shape, "no trial", dtype=object)
     stable = np.zeros(z.shape, dtype=bool)
+    near = np.zeros(z.shape, dtype=bool)
     ai = {a: i for i, a in enumerate(alphas)}
     bi = {b: j for j, b in enumerate(betas)}
     for _, c in sl.iterrows():
@@ -207,6 +212,7 @@ def _add_heatmap(fig: go.Figure, sl: pd.DataFrame, keys: list[str], alphas: list
         text[j, i] = _mark(c)
         hover[j, i] = _hover(c, keys)
         stable[j, i] = bool(c["stable"])
+        near[j, i] = bool(c["near_optimal"])
     fig.add_trace(go.Heatmap(
         z=z, x=list(range(len(alphas))), y=list(range(len(betas))), coloraxis="coloraxis",
         text=text, texttemplate="%{text}", textfont=dict(size=18),
@@ -214,9 +220,14 @@ def _add_heatmap(fig: go.Figure, sl: pd.DataFrame, keys: list[str], alphas: list
         name="final loss"), row=row, col=col)
     xs, ys = _outline(stable)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=OUTLINE, width=3),
-                             hoverinfo="skip", name=f"stable region (tol {tol_text(tol)})",
+                             hoverinfo="skip", name="stable region",
                              legendgroup="stable", showlegend=legend and bool(xs)),
                   row=row, col=col)
+    nx, ny = _outline(near)
+    fig.add_trace(go.Scatter(x=nx, y=ny, mode="lines", line=dict(color=NEAR, width=2, dash="dot"),
+                             hoverinfo="skip", name=f"near-optimal (within {tol_text(tol)} of "
+                             f"the best of any R)", legendgroup="near",
+                             showlegend=legend and bool(nx)), row=row, col=col)
     return bool(xs)
 
 

@@ -1,4 +1,4 @@
-"""Read a sweep's results store (DESIGN.md, "The results store") into pandas.
+"""Read a sweep's results store (docs/design.md, "The results store") into pandas.
 
 Paths are local folders or URIs that ``pyarrow.fs`` understands (``s3://bucket/prefix``).
 Every Parquet file is read on its own so that
@@ -20,13 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-__all__ = ["load_trials", "load_curves", "load_sweep_meta", "Filters"]
+__all__ = ["load_trials", "load_curves", "load_sweep_meta", "curve_stats", "fill_from_curves", "Filters"]
 
 Filters = Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None
 """A mapping column -> value (or list of values), or pyarrow-style ``[(col, op, value), ...]``."""
@@ -174,7 +175,45 @@ def load_trials(path: str | Path, filters: Filters = None) -> pd.DataFrame:
     order = [c for c in ("H", "R", "alpha", "beta", "seed") if c in df.columns]
     if order:
         df = df.sort_values(order, kind="stable")
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    return fill_from_curves(df, lambda ids: load_curves(path, trial_ids=ids)) if len(df) else df
+
+
+_FROM_CURVES = ("rise", "peak_loss")
+
+
+def curve_stats(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per trial_id, from its eval curve: ``rise`` (max_t L_t / min_{s<=t} L_s - 1, finite
+    losses only, 0 when it never went up) and ``peak_loss`` (highest eval loss after the first
+    round; the only one when there is one), as the trainer writes them (docs/design.md)."""
+    c = curves[["trial_id", "outer_step", "eval_loss"]].sort_values(["trial_id", "outer_step"])
+    loss = pd.to_numeric(c["eval_loss"], errors="coerce").astype(float)
+    loss = loss.where(np.isfinite(loss))
+    low = loss.groupby(c["trial_id"]).cummin()
+    rise = (loss / low - 1.0).groupby(c["trial_id"]).max().fillna(0.0).clip(lower=0.0)
+    later = loss.where(c.groupby("trial_id").cumcount() > 0)
+    peak = later.groupby(c["trial_id"]).max().fillna(loss.groupby(c["trial_id"]).max())
+    return pd.DataFrame({"rise": rise, "peak_loss": peak})
+
+
+def fill_from_curves(trials: pd.DataFrame, read_curves) -> pd.DataFrame:
+    """``trials`` with ``rise`` and ``peak_loss`` computed from curves where a row lacks them
+    (rows written before those columns existed); still null where no curve is stored."""
+    missing = pd.Series(False, index=trials.index)
+    for col in _FROM_CURVES:
+        if col not in trials:
+            trials[col] = np.nan
+        missing |= trials[col].isna()
+    if not missing.any() or "trial_id" not in trials:
+        return trials
+    curves = read_curves(trials.loc[missing, "trial_id"].astype(str).tolist())
+    if curves.empty or "eval_loss" not in curves:
+        return trials
+    stats = curve_stats(curves)
+    ids = trials["trial_id"].astype(str)
+    for col in _FROM_CURVES:
+        trials[col] = trials[col].astype(float).fillna(ids.map(stats[col]))
+    return trials
 
 
 def load_curves(path: str | Path, trial_ids: Iterable[str] | None = None) -> pd.DataFrame:

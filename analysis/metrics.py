@@ -1,43 +1,42 @@
-"""Per-slice metrics of the stable region (issue 4, point 3) and the restart gain.
+"""The answer's numbers: α edges, restart gain, paired effect, near-optimal (docs/design.md).
 
-Definitions, exactly (a *cell* is one (slice, α, β) point, seeds pooled; see stability.py):
+A *line* is one (slice, β) of a grid; a *group* is the slices that differ only in R.
 
-- stable fraction of the grid: stable cells / cells of the slice.
-- α range per β: lowest and highest α of a stable cell at that β, ``width_log2 =
-  log2(alpha_max / alpha_min)`` (0 when one or no α is stable), and ``holes``: unstable α
-  strictly between the two, so a range that is not contiguous shows.
-- LR sensitivity (Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer
-  training instabilities", eq. for LR sensitivity, with α in place of the learning rate): per
-  trial ``v = min(final_loss, initial_loss)``, and ``v = initial_loss`` when it diverged; per
-  cell the mean of ``v`` over seeds; per β ``mean_α(v) - min_α(v)`` over the α of that β; the
-  slice's value is the mean of that over β. 0 means every α does as well as the best one.
-- best configuration: the cell with the lowest mean final loss among cells where no seed
-  diverged or spiked (any cell if there is none such).
-- restart gain, per group of slices that differ only in R: (stable fraction of the grid at R)
-  / (stable fraction at R=0), for every R > 0. On a common (α, β) grid this is the ratio of
-  the stable areas. Its 95% interval is a percentile bootstrap over seeds: each cell's seeds
-  are resampled with replacement (for a stable/not-stable label that is a Binomial(n, k/n)
-  draw), cells re-labelled by majority, the ratio recomputed. With one seed per cell the
-  interval collapses onto the point: seeds are the only noise it measures. The gain is
-  reported for every tolerance in ``tols`` because the answer depends on it (DESIGN.md).
-
-α-range, sensitivity and area metrics assume a grid; for scattered (Optuna) slices the stable
-fraction is that of the sampled points and ``grid`` is False.
+- stable α edge, per line (with ``edge_lo``/``edge_hi``, its bootstrap interval, 0 meaning
+  below the grid): the largest α such that it and every smaller α of the grid are
+  stable cells. ``edge_kind`` says what the number is: ``exact`` (the next α is not stable),
+  ``lower_bound`` (the largest α of the grid is stable: the edge is at least this) or
+  ``below_grid`` (the smallest α is not stable; ``edge`` is NaN).
+- restart gain, per (group, β, R > 0): edge at R / edge at R=0. ``bound`` says how far the
+  ratio is known: ``exact``, ``at_least`` (R's edge is a lower bound), ``at_most`` (R=0's is),
+  ``unknown`` (both are). inf when nothing is stable at R=0 but some is at R.
+- area gain, per (group, R > 0): stable area in (log α, β) at R over that at R=0, each cell
+  weighted by its share of the grid (midpoints between neighbouring values).
+- Both with a 95% percentile bootstrap over seeds: the seeds are drawn with replacement, the
+  same draw for every R (a seed is one init and one data order in every arm), cells re-judged
+  (stable when every drawn seed is), edges and areas recomputed. With two seeds there are
+  three distinct draws: the interval is coarse, and says so by being wide.
+- paired effect, per (group, R > 0) and per β: pairs of trials equal in everything but R;
+  ``lowered`` the fraction whose final loss is lower at R (a diverged trial counts as +inf),
+  ``median_diff`` of final loss at R minus at R=0, ``p`` the two-sided sign test (ties out).
+- near-optimal, per (group, R, tol): cells whose every seed is stable and within tol of the
+  best final loss of the group (one bar for every R).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .stability import SPIKE, cells, group_by, label, slice_keys, tol_text
+from .stability import RISE, RISES, TOLS, cells, group_by, group_keys, label, slice_keys
 
-__all__ = ["summarize", "restart_gain", "alpha_ranges", "slice_table", "is_grid", "gain_table", "TOLS"]
+__all__ = ["summarize", "alpha_edges", "restart_gain", "area_gain", "paired_effect",
+           "near_optimal_table", "slice_table", "is_grid", "sign_test", "RISES", "TOLS"]
 
-TOLS = (0.02, 0.05, 0.10, 0.20)
-"""Tolerances at which the restart gain is always reported."""
+N_BOOT = 1000
 
 
 def is_grid(slice_cells: pd.DataFrame) -> bool:
@@ -46,169 +45,290 @@ def is_grid(slice_cells: pd.DataFrame) -> bool:
     return product > 0 and len(slice_cells) * 2 >= product
 
 
-def _capped(trials: pd.DataFrame) -> pd.Series:
-    """Per trial min(final, initial); the initial loss for a diverged trial (Wortsman et al.)."""
-    final = pd.to_numeric(trials["final_loss"], errors="coerce")
-    initial = pd.to_numeric(trials["initial_loss"], errors="coerce")
-    v = np.fmin(final, initial)
-    return v.where(~trials["diverged"], initial)
+def _key_dict(keys: list[str], key: Any) -> dict[str, Any]:
+    return dict(zip(keys, key if isinstance(key, tuple) else (key,))) if keys else {}
 
 
-def alpha_ranges(trials: pd.DataFrame, cell_table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (slice, β): n_alpha, n_stable, alpha_min, alpha_max, width_log2, holes,
-    lr_sensitivity. ``trials`` must be labelled (for the sensitivity's per-trial values)."""
+def _edge_index(stable: np.ndarray) -> np.ndarray:
+    """(..., n_alpha) bool, α ascending -> (...,) index of the edge; -1 when α[0] is unstable."""
+    return np.cumprod(stable, axis=-1).sum(axis=-1) - 1
+
+
+def _edge_kind(idx: int, n_alpha: int) -> str:
+    return "below_grid" if idx < 0 else ("lower_bound" if idx == n_alpha - 1 else "exact")
+
+
+def alpha_edges(cell_table: pd.DataFrame) -> pd.DataFrame:
+    """One row per line (slice, β): ``edge``, ``edge_kind``, ``first_unstable`` (the α just
+    past the edge, NaN for a lower bound), ``n_alpha``, ``n_stable``."""
     keys = slice_keys(cell_table)
-    ok = trials[~trials["failed"]]
-    v = ok.assign(_v=_capped(ok)).groupby(keys + ["alpha", "beta"], dropna=False,
-                                          observed=True)["_v"].mean().rename("_v")
-    c = cell_table.merge(v.reset_index(), on=keys + ["alpha", "beta"], how="left")
     rows = []
-    for key, grp in group_by(c, keys + ["beta"]):
+    for key, grp in group_by(cell_table, keys + ["beta"]):
         grp = grp.sort_values("alpha")
-        stable_a = grp.loc[grp["stable"], "alpha"].to_numpy(dtype=float)
-        lo, hi = (stable_a.min(), stable_a.max()) if len(stable_a) else (np.nan, np.nan)
-        inside = grp[(grp["alpha"] > lo) & (grp["alpha"] < hi)]
-        vals = grp["_v"].to_numpy(dtype=float)
-        sens = float(np.nanmean(vals) - np.nanmin(vals)) if np.isfinite(vals).any() else np.nan
-        row = dict(zip(keys + ["beta"], key if isinstance(key, tuple) else (key,)))
-        row.update(n_alpha=len(grp), n_stable=len(stable_a), alpha_min=lo, alpha_max=hi,
-                   width_log2=float(np.log2(hi / lo)) if len(stable_a) else 0.0,
-                   holes=int((~inside["stable"]).sum()), lr_sensitivity=sens)
+        alphas = grp["alpha"].to_numpy(dtype=float)
+        i = int(_edge_index(grp["stable"].to_numpy(dtype=bool)))
+        row = _key_dict(keys + ["beta"], key)
+        row.update(edge=alphas[i] if i >= 0 else np.nan, edge_kind=_edge_kind(i, len(alphas)),
+                   first_unstable=alphas[i + 1] if i + 1 < len(alphas) else np.nan,
+                   n_alpha=len(alphas), n_stable=int(grp["stable"].sum()))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def slice_table(trials: pd.DataFrame, cell_table: pd.DataFrame,
-                ranges: pd.DataFrame) -> pd.DataFrame:
-    """One row per slice: counts, stable fraction, best configuration, LR sensitivity."""
-    keys = slice_keys(cell_table)
-    rows = []
-    for key, grp in group_by(cell_table, keys):
-        key = key if isinstance(key, tuple) else (key,)
-        clean = grp[(grp["n_diverged"] == 0) & (grp["n_spiked"] == 0) & grp["final_mean"].notna()]
-        pool = clean if len(clean) else grp[grp["final_mean"].notna()]
-        best = pool.loc[pool["final_mean"].idxmin()] if len(pool) else None
-        row: dict[str, Any] = dict(zip(keys, key)) if keys else {}
-        row.update(
-            n_trials=int(grp["n"].sum() + grp["n_failed"].sum()),
-            n_cells=len(grp), n_stable_cells=int(grp["stable"].sum()),
-            stable_frac=float(grp["stable"].mean()),
-            n_seeds=int(grp["n"].max()), n_diverged=int(grp["n_diverged"].sum()),
-            n_spiked=int(grp["n_spiked"].sum()), n_failed=int(grp["n_failed"].sum()),
-            best_alpha=np.nan if best is None else float(best["alpha"]),
-            best_beta=np.nan if best is None else float(best["beta"]),
-            best_loss=np.nan if best is None else float(best["final_mean"]),
-            best_loss_std=np.nan if best is None else float(best["final_std"]),
-            initial_loss=float(grp["initial_loss"].mean()),
-            grid=is_grid(grp),
-        )
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    if not keys:
-        return out.assign(lr_sensitivity=float(ranges["lr_sensitivity"].mean()))
-    # merge (not a dict lookup) so that null slice keys, e.g. of older files, still match
-    sens = group_by(ranges, keys)["lr_sensitivity"].mean().reset_index()
-    return out.merge(sens, on=keys, how="left")
+def _widths(values: np.ndarray) -> np.ndarray:
+    """Each grid value's share of its axis: half the distance to each neighbour."""
+    if len(values) == 1:
+        return np.ones(1)
+    mids = (values[1:] + values[:-1]) / 2
+    edges = np.concatenate([[2 * values[0] - mids[0]], mids, [2 * values[-1] - mids[-1]]])
+    return np.diff(edges)
 
 
-def _boot_frac(n: np.ndarray, k: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot,) stable fractions of a slice with per-cell seed counts n and stable counts k."""
-    p = np.divide(k, n, out=np.zeros(len(n)), where=n > 0)
-    draws = rng.binomial(n[None, :], p[None, :], size=(n_boot, len(n)))
-    return (2 * draws > n[None, :]).mean(axis=1)
+class _Cube:
+    """Per-trial stability of one group as an array [R, seed, β, α] (NaN: no trial)."""
+
+    def __init__(self, grp: pd.DataFrame):
+        self.rs = np.sort(grp["R"].unique())
+        self.seeds = np.sort(grp["seed"].unique())
+        self.betas = np.sort(grp["beta"].unique())
+        self.alphas = np.sort(grp["alpha"].unique())
+        ok = grp[~grp["failed"]]
+        self.s = np.full((len(self.rs), len(self.seeds), len(self.betas), len(self.alphas)),
+                         np.nan)
+        idx = tuple(np.searchsorted(ax, ok[c].to_numpy()) for ax, c in (
+            (self.rs, "R"), (self.seeds, "seed"), (self.betas, "beta"), (self.alphas, "alpha")))
+        self.s[idx] = ok["stable"].to_numpy(dtype=float)
+        self.weight = np.outer(_widths(self.betas), _widths(np.log(self.alphas)))
+
+    def judged(self, draws: np.ndarray) -> np.ndarray:
+        """(B, n_draw) seed indices -> (B, R, β, α) bool cells: every drawn seed that ran is
+        stable, and at least one ran."""
+        s = self.s[:, draws]                        # (R, B, n_draw, β, α)
+        ran = ~np.isnan(s)
+        cell = np.where(ran, s == 1, True).all(axis=2) & ran.any(axis=2)
+        return np.moveaxis(cell, 1, 0)
+
+    def edges(self, cell: np.ndarray) -> np.ndarray:
+        """(..., β, α) -> (..., β) edge α, NaN below the grid."""
+        i = _edge_index(cell)
+        return np.where(i >= 0, self.alphas[np.clip(i, 0, None)], np.nan)
+
+    def areas(self, cell: np.ndarray) -> np.ndarray:
+        return (cell * self.weight).sum(axis=(-1, -2))
 
 
-def restart_gain(trials: pd.DataFrame, tols: Sequence[float] = TOLS,
-                 diverge: float | None = None, spike: float | None = SPIKE,
-                 n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Restart gain per group of slices differing only in R, per R > 0 and per tolerance.
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with NaN (nothing stable) handled: x/NaN = inf, NaN/NaN = NaN."""
+    num, den = np.nan_to_num(num, nan=0.0), np.nan_to_num(den, nan=0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = num / den
+    return np.where((num == 0) & (den == 0), np.nan, out)
 
-    Columns: the slice keys other than R, ``R``, ``tol``, ``stable_cells`` and ``cells`` at R,
-    ``stable_cells_R0`` and ``cells_R0``, ``gain`` (inf when nothing is stable at R=0 but some
-    is at R, nan when nothing is stable at either), ``gain_lo``/``gain_hi`` (bootstrap 95%),
-    ``n_seeds`` (fewest seeds in a cell). Empty when there is no R column or no R=0 slice.
-    """
-    cols = ["R", "tol", "gain", "gain_lo", "gain_hi", "stable_cells", "cells",
-            "stable_cells_R0", "cells_R0", "n_seeds"]
-    if "R" not in trials.columns:
-        return pd.DataFrame(columns=cols)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for tol in tols:
-        c = cells(label(trials, tol, diverge, spike))
-        group = [k for k in slice_keys(c) if k != "R"]
-        for key, grp in group_by(c, group):
-            base = grp[grp["R"] == 0]
-            if base.empty:
+
+def _interval(x: np.ndarray) -> tuple[float, float]:
+    x = x[~np.isnan(x)]
+    if not len(x):
+        return np.nan, np.nan
+    lo, hi = np.quantile(x, [0.025, 0.975], method="inverted_cdf")
+    return float(lo), float(hi)
+
+
+def _bound(kind: str, kind0: str) -> str:
+    lb, lb0 = kind == "lower_bound", kind0 == "lower_bound"
+    return {(False, False): "exact", (True, False): "at_least",
+            (False, True): "at_most", (True, True): "unknown"}[(lb, lb0)]
+
+
+def _groups(labelled: pd.DataFrame):
+    """(group settings, trials of the group) for every group that has an R=0 slice and a grid."""
+    if "R" not in labelled or "seed" not in labelled:
+        return
+    keys = group_keys(labelled)
+    for key, grp in group_by(labelled, keys):
+        if (grp["R"] == 0).any() and (grp["R"] != 0).any():
+            yield _key_dict(keys, key), grp
+
+
+def _gains(labelled: pd.DataFrame, rise: float, n_boot: int,
+           rng: np.random.Generator) -> tuple[list[dict], list[dict], list[dict]]:
+    """Rows of the edge-ratio, area-ratio and per-arm edge-interval tables of one threshold."""
+    edge_rows, area_rows, arm_rows = [], [], []
+    for settings, grp in _groups(labelled):
+        cube = _Cube(grp)
+        n = len(cube.seeds)
+        draws = np.vstack([np.arange(n)[None, :], rng.integers(0, n, size=(n_boot, n))])
+        cell = cube.judged(draws)                   # (1 + B, R, β, α); row 0 is the data
+        edges, areas = cube.edges(cell), cube.areas(cell)
+        i0 = int(np.flatnonzero(cube.rs == 0)[0])
+        below0 = np.nan_to_num(edges, nan=0.0)        # below the grid: 0 for the quantiles
+        for ri, r in enumerate(cube.rs):
+            for bi, beta in enumerate(cube.betas):
+                lo, hi = _interval(below0[1:, ri, bi])
+                arm_rows.append({**settings, "R": r, "beta": beta, "edge_lo": lo,
+                                 "edge_hi": hi})
+            if r == 0:
                 continue
-            n0, k0 = base["n"].to_numpy(), base["n_stable"].to_numpy()
-            f0, b0 = base["stable"].mean(), _boot_frac(n0, k0, n_boot, rng)
-            for r, sl in grp[grp["R"] != 0].groupby("R", sort=True):
-                f, b = sl["stable"].mean(), _boot_frac(sl["n"].to_numpy(),
-                                                       sl["n_stable"].to_numpy(), n_boot, rng)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratios = b / b0
-                    gain = f / f0 if f0 > 0 else (np.inf if f > 0 else np.nan)
-                ratios = ratios[~np.isnan(ratios)]
-                lo, hi = (np.quantile(ratios, [0.025, 0.975], method="inverted_cdf")
-                          if len(ratios) else (np.nan, np.nan))
-                row = dict(zip(group, key if isinstance(key, tuple) else (key,))) if group else {}
-                row.update(R=r, tol=tol, gain=float(gain), gain_lo=float(lo), gain_hi=float(hi),
-                           stable_cells=int(sl["stable"].sum()), cells=len(sl),
-                           stable_cells_R0=int(base["stable"].sum()), cells_R0=len(base),
-                           n_seeds=int(min(sl["n"].min(), base["n"].min())))
-                rows.append(row)
+            eg = _ratio(edges[:, ri], edges[:, i0])            # (1 + B, β)
+            ag = _ratio(areas[:, ri], areas[:, i0])
+            lo, hi = _interval(ag[1:])
+            area_rows.append({**settings, "R": r, "rise": rise, "gain": float(ag[0]),
+                              "gain_lo": lo, "gain_hi": hi, "area": float(areas[0, ri]),
+                              "area_R0": float(areas[0, i0]), "n_seeds": n})
+            for bi, beta in enumerate(cube.betas):
+                k = _edge_kind(int(_edge_index(cell[0, ri, bi])), len(cube.alphas))
+                k0 = _edge_kind(int(_edge_index(cell[0, i0, bi])), len(cube.alphas))
+                lo, hi = _interval(eg[1:, bi])
+                edge_rows.append({**settings, "beta": beta, "R": r, "rise": rise,
+                                  "edge": float(edges[0, ri, bi]), "edge_kind": k,
+                                  "edge_R0": float(edges[0, i0, bi]), "edge_kind_R0": k0,
+                                  "gain": float(eg[0, bi]), "gain_lo": lo, "gain_hi": hi,
+                                  "bound": _bound(k, k0), "n_seeds": n})
+    return edge_rows, area_rows, arm_rows
+
+
+_GAIN_COLS = ["beta", "R", "rise", "edge", "edge_kind", "edge_R0", "edge_kind_R0", "gain",
+              "gain_lo", "gain_hi", "bound", "n_seeds"]
+_AREA_COLS = ["R", "rise", "gain", "gain_lo", "gain_hi", "area", "area_R0", "n_seeds"]
+
+
+def _frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=cols)
     out = pd.DataFrame(rows)
     return out[[c for c in out.columns if c not in cols] + cols]
 
 
-def summarize(trials: pd.DataFrame, tol: float = 0.05, tols: Sequence[float] = TOLS,
-              diverge: float | None = None, spike: float | None = SPIKE,
-              n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Every metric of the module docstring for a trial frame (as from ``load_trials``).
+def restart_gain(trials: pd.DataFrame, rises: Sequence[float] = RISES,
+                 diverge: float | None = None, n_boot: int = N_BOOT,
+                 seed: int = 0) -> pd.DataFrame:
+    """Edge ratio per (group, β, R > 0) and per blow-up threshold (module docstring)."""
+    rng = np.random.default_rng(seed)
+    rows = [r for rise in rises for r in _gains(label(trials, rise, diverge=diverge),
+                                                rise, n_boot, rng)[0]]
+    return _frame(rows, _GAIN_COLS)
 
-    Returns a dict: ``tol`` (the tolerance used), ``tols``, ``trials`` (labelled at ``tol``),
-    ``cells`` (see ``stability.cells``), ``slices`` (one row per slice), ``alpha_range`` (one
-    row per slice and β) and ``restart_gain`` (per R > 0 and per tolerance in ``tols``, with
-    ``tol`` itself always included).
+
+def area_gain(trials: pd.DataFrame, rises: Sequence[float] = RISES,
+              diverge: float | None = None, n_boot: int = N_BOOT,
+              seed: int = 0) -> pd.DataFrame:
+    """Stable-area ratio per (group, R > 0) and per blow-up threshold (module docstring)."""
+    rng = np.random.default_rng(seed)
+    rows = [r for rise in rises for r in _gains(label(trials, rise, diverge=diverge),
+                                                rise, n_boot, rng)[1]]
+    return _frame(rows, _AREA_COLS)
+
+
+def sign_test(k: int, n: int) -> float:
+    """Two-sided exact sign test: P(at least as far from n/2 as k) under Binomial(n, 1/2)."""
+    if n == 0:
+        return float("nan")
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2 ** n
+    return float(min(1.0, 2 * tail))
+
+
+def paired_effect(labelled: pd.DataFrame) -> pd.DataFrame:
+    """Per (group, R > 0) with ``beta`` = NaN for all β pooled, and per (group, β, R > 0):
+    ``pairs``, ``lowered`` (count), ``raised``, ``frac_lowered``, ``median_diff``, ``p``."""
+    rows = []
+    for settings, grp in _groups(labelled):
+        ok = grp[~grp["failed"]].assign(
+            _f=lambda d: pd.to_numeric(d["final_loss"], errors="coerce").where(~d["diverged"],
+                                                                              np.inf))
+        ok["_f"] = ok["_f"].fillna(np.inf)
+        wide = ok.pivot_table(index=["beta", "alpha", "seed"], columns="R", values="_f",
+                              aggfunc="first")
+        for r in [c for c in wide.columns if c != 0]:
+            both = wide[[0, r]].dropna()
+            for beta, part in [(np.nan, both)] + list(both.groupby(level="beta")):
+                a, b = part[r].to_numpy(), part[0].to_numpy()
+                with np.errstate(invalid="ignore"):
+                    d = a - b
+                low, high = int((a < b).sum()), int((a > b).sum())
+                fin = d[np.isfinite(d)]
+                rows.append({**settings, "beta": beta, "R": r, "pairs": len(part),
+                             "lowered": low, "raised": high,
+                             "frac_lowered": low / len(part) if len(part) else np.nan,
+                             "median_diff": float(np.median(fin)) if len(fin) else np.nan,
+                             "p": sign_test(low, low + high)})
+    return pd.DataFrame(rows, columns=None if rows else
+                        ["beta", "R", "pairs", "lowered", "raised", "frac_lowered",
+                         "median_diff", "p"])
+
+
+def near_optimal_table(trials: pd.DataFrame, tols: Sequence[float] = TOLS,
+                       rise: float = RISE, diverge: float | None = None) -> pd.DataFrame:
+    """Per (slice, tol): near-optimal cells of the slice, of its cells, and the group's best."""
+    rows = []
+    for tol in tols:
+        c = cells(label(trials, rise, tol, diverge))
+        lab = label(trials, rise, tol, diverge)
+        keys = slice_keys(c)
+        for key, sl in group_by(c, keys):
+            settings = _key_dict(keys, key)
+            mask = np.ones(len(lab), dtype=bool)
+            for k, v in settings.items():
+                mask &= (lab[k] == v).to_numpy() | (pd.isna(v) & lab[k].isna().to_numpy())
+            best = lab.loc[mask, "group_best"]
+            rows.append({**settings, "tol": tol, "near_cells": int(sl["near_optimal"].sum()),
+                         "cells": len(sl),
+                         "group_best": float(best.iloc[0]) if len(best) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def slice_table(cell_table: pd.DataFrame) -> pd.DataFrame:
+    """One row per slice: cells and their outcomes, the best stable configuration."""
+    keys = slice_keys(cell_table)
+    rows = []
+    for key, grp in group_by(cell_table, keys):
+        pool = grp[grp["stable"] & grp["final_mean"].notna()]
+        best = pool.loc[pool["final_mean"].idxmin()] if len(pool) else None
+        row: dict[str, Any] = _key_dict(keys, key)
+        row.update(
+            n_trials=int(grp["n"].sum() + grp["n_failed"].sum()), n_cells=len(grp),
+            stable_cells=int(grp["stable"].sum()), stable_frac=float(grp["stable"].mean()),
+            n_seeds=int(grp["n"].max()),
+            **{f"n_{o}": int(grp[f"n_{o}"].sum()) for o in ("blew_up", "diverged", "stalled",
+                                                            "failed")},
+            best_alpha=np.nan if best is None else float(best["alpha"]),
+            best_beta=np.nan if best is None else float(best["beta"]),
+            best_loss=np.nan if best is None else float(best["final_mean"]),
+            initial_loss=float(grp["initial_loss"].mean()), grid=is_grid(grp))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
+              rises: Sequence[float] = RISES, tols: Sequence[float] = TOLS,
+              diverge: float | None = None, n_boot: int = N_BOOT,
+              seed: int = 0) -> dict[str, Any]:
+    """Every number of the module docstring for a trial frame (as from ``load_trials``).
+
+    Returns a dict: ``rise`` and ``tol`` used, ``rises``, ``tols``, ``trials`` (labelled),
+    ``cells``, ``slices``, ``edges`` (per line), ``restart_gain`` (edge ratio per (group, β,
+    R > 0) and threshold in ``rises``, ``rise`` always included), ``area_gain``, ``paired``
+    and ``near_optimal`` (per slice and tolerance in ``tols``).
     """
+    rises = tuple(sorted({float(r) for r in rises} | {float(rise)}))
     tols = tuple(sorted({float(t) for t in tols} | {float(tol)}))
-    labelled = label(trials, tol, diverge, spike)
+    labelled = label(trials, rise, tol, diverge)
     cell_table = cells(labelled)
-    ranges = alpha_ranges(labelled, cell_table)
+    rng = np.random.default_rng(seed)
+    edge_rows, area_rows = [], []
+    edges = alpha_edges(cell_table)
+    for r in rises:
+        e, a, arms = _gains(labelled if r == rise else label(trials, r, tol, diverge), r,
+                            n_boot, rng)
+        edge_rows += e
+        area_rows += a
+        if r == rise and arms:
+            arms = pd.DataFrame(arms)
+            on = [c for c in arms.columns if c not in ("edge_lo", "edge_hi")]
+            edges = edges.merge(arms, on=on, how="left")
     return {
-        "tol": tol, "tols": tols, "trials": labelled, "cells": cell_table,
-        "slices": slice_table(labelled, cell_table, ranges), "alpha_range": ranges,
-        "restart_gain": restart_gain(trials, tols, diverge, spike, n_boot, seed),
+        "rise": rise, "tol": tol, "rises": rises, "tols": tols, "trials": labelled,
+        "cells": cell_table, "slices": slice_table(cell_table),
+        "edges": edges,
+        "restart_gain": _frame(edge_rows, _GAIN_COLS), "area_gain": _frame(area_rows, _AREA_COLS),
+        "paired": paired_effect(labelled),
+        "near_optimal": near_optimal_table(trials, tols, rise, diverge),
     }
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
-
-
-def _gain_text(g: pd.Series) -> str:
-    if pd.isna(g["gain"]):
-        return "– (nothing stable)"
-    text = f"{_fmt(g['gain'])} [{_fmt(g['gain_lo'])}, {_fmt(g['gain_hi'])}]"
-    counts = [int(g[c]) for c in ("stable_cells", "cells", "stable_cells_R0", "cells_R0")]
-    return f"{text} ({counts[0]}/{counts[1]} vs {counts[2]}/{counts[3]})"
-
-
-def gain_table(gains: pd.DataFrame, tol: float) -> pd.DataFrame:
-    """Restart gain pivoted: one row per (group, R), one column per tolerance."""
-    if gains.empty:
-        return pd.DataFrame()
-    keys = [c for c in gains.columns if c not in (
-        "tol", "gain", "gain_lo", "gain_hi", "stable_cells", "cells", "stable_cells_R0",
-        "cells_R0", "n_seeds")]
-    g = gains.assign(text=gains.apply(_gain_text, axis=1))
-    wide = g.pivot_table(index=keys, columns="tol", values="text", aggfunc="first",
-                         dropna=False).reset_index()
-    wide.columns = [c if not isinstance(c, float) else
-                    f"tol {tol_text(c)}" + (" (used)" if np.isclose(c, tol) else "")
-                    for c in wide.columns]
-    seeds = g.groupby(keys, dropna=False)["n_seeds"].min().reset_index()
-    return wide.merge(seeds, on=keys, how="left")

@@ -1,8 +1,9 @@
 """The HTML report: one self-contained offline file, plotly's JS embedded once.
 
-Sections, in order: the tolerance and counts; the restart gain across tolerances; the metrics
-per slice and per β; the stability facets; an optional theory figure; chosen loss curves with
-momentum_cos; the spec, versions and commit from sweep.json. ``png_dir`` also writes every
+Sections, in order: the generated answer; the thresholds and counts; the α edges per (H, β)
+with their figure; the gain at other thresholds; the stable area; the paired runs;
+near-optimal cells; the slices; the stability facets; an optional theory figure; chosen loss
+curves with momentum_cos; the spec, versions and commit from sweep.json. ``png_dir`` also writes every
 figure as a PNG through kaleido, which needs a Chrome or Chromium.
 """
 
@@ -25,9 +26,12 @@ from plotly.offline import get_plotlyjs
 from .curves import curve_figure, curve_trial_ids
 from .figures import Overlay, facet_figures, fmt, slice_title
 from .load import load_curves, load_sweep_meta, load_trials
-from .metrics import TOLS, gain_table, summarize
-from .stability import SPIKE, fixed_settings, slice_keys, tol_text
-from .theory_report import default_tol, is_toy, toy_overlay, toy_theory_figure
+from .answer import answer_sentence, threshold_text
+from .edge_figure import edge_figure
+from .metrics import summarize
+from .show import answer_tables
+from .stability import OUTCOMES, RISE, RISES, TOLS, fixed_settings, pct, slice_keys
+from .theory_report import is_toy, toy_overlay, toy_theory_figure
 
 __all__ = ["write_report", "write_pngs", "find_browser", "PngExportError", "Theory"]
 
@@ -39,7 +43,9 @@ _BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-sta
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 24px 32px; color: #222; max-width: 1500px; }
 h1 { margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #ccc; }
-p.lead { color: #444; margin-top: 4px; }
+p.lead { color: #444; margin-top: 4px; max-width: 1100px; }
+p.answer { font-size: 17px; max-width: 1100px; background: #f4f7fb; border-left: 4px solid #1f77b4;
+           padding: 10px 14px; }
 table.metrics { border-collapse: collapse; font-size: 13px; margin: 8px 0 16px; }
 table.metrics th, table.metrics td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 table.metrics th { background: #f2f2f2; }
@@ -125,27 +131,32 @@ def _search_is_grid(meta: dict) -> bool | None:
     return {"grid": True, "optuna": False}.get(kind)
 
 
-def write_report(path: str | Path, out_html: str | Path, tol: float | None = None,
-                 png_dir: str | Path | None = None, *, diverge: float | None = None,
-                 spike: float | None = SPIKE, tols: Sequence[float] = TOLS,
+def _alphas(cell_table: pd.DataFrame) -> list[float]:
+    return sorted(float(a) for a in cell_table["alpha"].unique())
+
+
+def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
+                 tol: float = 0.05, png_dir: str | Path | None = None, *,
+                 diverge: float | None = None, rises: Sequence[float] = RISES,
+                 tols: Sequence[float] = TOLS,
                  theory: "Theory | go.Figure | None" = None,
                  theory_overlay: "Overlay | None" = None) -> Path:
     """Write the report of the sweep at ``path`` (folder or s3:// URI) to ``out_html``.
 
-    ``tol`` is the stability tolerance (stated in the report), ``tols`` those at which the
-    restart gain is also shown. ``theory`` is a hook for a theory overlay: a figure, or a
+    ``rise`` is the blow-up threshold and ``tol`` the near-optimal tolerance (both stated on
+    the page); the answer is also shown at every threshold of ``rises`` and near-optimal at
+    every tolerance of ``tols``. ``theory`` is a hook for a theory overlay: a figure, or a
     callable ``theory(cells, meta)`` returning one, shown after the heatmaps;
     ``theory_overlay(settings, alphas, betas)`` returns traces drawn over each facet (see
-    ``figures.facet_figures``), e.g. a predicted boundary. With ``png_dir``
-    every figure is also written as a PNG (PngExportError when that is impossible; the HTML is
-    written first). Returns the HTML's path.
+    ``figures.facet_figures``), e.g. a predicted boundary. With ``png_dir`` every figure is
+    also written as a PNG (PngExportError when that is impossible; the HTML is written
+    first). Returns the HTML's path.
     """
     meta = load_sweep_meta(path)
     trials = load_trials(path)
     if trials.empty:
         raise ValueError(f"no trial results under {path}")
-    tol, tols = default_tol(trials, tol, tols)  # None: 5%, or none for a toy sweep
-    s = summarize(trials, tol=tol, tols=tols, diverge=diverge, spike=spike)
+    s = summarize(trials, rise=rise, tol=tol, rises=rises, tols=tols, diverge=diverge)
     c = s["cells"]
     keys = slice_keys(c)
     if is_toy(trials) and theory is None and theory_overlay is None:
@@ -153,8 +164,11 @@ def write_report(path: str | Path, out_html: str | Path, tol: float | None = Non
         theory_overlay = toy_overlay(trials)
         theory = lambda _c, _m: toy_theory_figure(trials, load_curves(path))  # noqa: E731
     figures: list[tuple[str, go.Figure]] = []
-    for i, (title, fig) in enumerate(facet_figures(c, tol, grid=_search_is_grid(meta),
-                                                     overlay=theory_overlay)):
+    grid = _search_is_grid(meta)
+    efig = edge_figure(s["edges"], _alphas(c)) if grid is not False and len(s["edges"]) else None
+    if efig is not None:
+        figures.append(("edges", efig))
+    for i, (title, fig) in enumerate(facet_figures(c, tol, grid=grid, overlay=theory_overlay)):
         fig.update_layout(title=dict(text=f"Final loss and stable region — {title}", x=0.01))
         figures.append((f"stability_{i}", fig))
     if theory is not None:
@@ -167,44 +181,61 @@ def write_report(path: str | Path, out_html: str | Path, tol: float | None = Non
 
     name = (meta.get("spec") or {}).get("name") or str(trials.get("sweep", pd.Series([""]))
                                                        .iloc[0] or Path(str(path)).name)
-    status = trials["status"].value_counts().to_dict() if "status" in trials else {}
+    counts = s["trials"]["outcome"].value_counts()
     fixed = fixed_settings(c)
     hide = list(fixed)
-    slices = s["slices"].drop(columns=hide + ["initial_loss"], errors="ignore")
-    lead = (f"{len(trials)} trials in {len(slices)} slices ("
-            + ", ".join(f"{v} {k}" for k, v in status.items()) + "). "
-            + (f"<b>Stability tolerance used: {tol:.0%}</b>: a trial is stable when it did not "
-               f"diverge or spike, ended below its initial loss, and its final loss is within "
-               f"{tol:.0%} of the best final loss of its slice" if np.isfinite(tol) else
-               "<b>Stability tolerance used: none</b> (a toy sweep converges exponentially, so "
-               "a tolerance to the slice's best would mark only its fastest cell): a trial is "
-               "stable when it did not diverge or spike and ended below its initial loss")
-            + f"; a cell is stable when a strict majority of its seeds is. "
-            f"Spiked: peak loss above {fmt(spike)}× the initial loss, then recovered"
-            f"{'' if spike is not None else ' (off)'}.")
+    tables = answer_tables(s, hide)
+    unknown = int(s["trials"]["rise"].isna().sum())
+    lead = (f"{len(trials)} trials in {len(s['slices'])} slices: "
+            + ", ".join(f"{counts.get(o, 0)} {o.replace('_', ' ')}" for o in OUTCOMES) + ". "
+            + html.escape(threshold_text(rise, tol))
+            + (f" {unknown} trials have no recorded rise (older rows without curves) and are "
+               f"never counted as blown up." if unknown else ""))
     if fixed:
         lead += "<br>Same in every slice: " + html.escape(slice_title(fixed, fixed.values()))
-    gains = s["restart_gain"].drop(columns=hide, errors="ignore")
-    parts = [f"<h1>Sweep {html.escape(str(name))}</h1><p class='lead'>{lead}</p>",
-             "<h2>Restart gain</h2><p class='note'>Stable fraction of the (α, β) grid with "
-             "restarts every R outer steps divided by the same at R=0, per tolerance; "
-             "[95% bootstrap over seeds] (stable cells with R vs at R=0).</p>",
-             _table(gain_table(gains, tol)) if len(gains) else "<p class='note'>No restart gain: it needs slices at R=0 and at "
-             "R&gt;0 that differ only in R.</p>",
-             f"<h2>Slices (tol {tol_text(tol)})</h2>", _table(slices),
-             "<p class='note'>lr_sensitivity: Wortsman et al. 2023 over α: mean over α of "
-             "min(final, initial) − its minimum over α, per β, averaged over β (diverged: "
-             "initial).</p>",
-             "<h2>Stable α range per β</h2>", _table(s["alpha_range"].drop(columns=hide, errors="ignore")),
-             "<h2>Stability maps</h2><p class='note'>Colour: final loss, mean over seeds, "
-             "one scale capped at the initial loss. × diverged (k/n: seeds), ~ spiked, red "
-             "outline: stable region. Hover a cell for all its numbers.</p>"]
+    parts = [f"<h1>Sweep {html.escape(str(name))}</h1>",
+             f"<p class='answer'>{html.escape(answer_sentence(s))}</p>",
+             f"<p class='lead'>{lead}</p>"]
+    sections = [
+        ("edges", "Stable α edge per (H, β)", "The largest α such that it and every smaller α "
+         "of the grid are stable, at R=0 and with restarts. ≥: stable up to the grid's largest "
+         "α (a lower bound; the gain is then bounded, marked ≥, ≤ or ? when both are). below: "
+         "not even the smallest α is stable. Edge gain = edge at R / edge at R=0 [95% "
+         "bootstrap over seeds, the same seeds drawn for both arms]."),
+        ("sensitivity", "The same gain at other blow-up thresholds", "A trial blew up when its "
+         "eval loss rose more than the threshold above its running minimum."),
+        ("area", "Stable area", "Stable cells weighted by their share of the grid in (log α, "
+         "β), with restarts over without [95% bootstrap over seeds]."),
+        ("paired", "Paired runs", "Each pair: the same α, β and seed (same init and data) with "
+         "and without restarts. lowered / raised: pairs whose final loss is lower / higher with "
+         "restarts (a diverged run counts as worse than any); median_diff: final loss with "
+         "restarts minus without; p: two-sided sign test, ties left out."),
+        ("near", "Near-optimal cells", "Stable, and final loss within the tolerance of the best "
+         "final loss of any R in the group (one bar for every R): does it train as well as it "
+         "can, a different question from whether it trains."),
+    ]
+    for key, title, note in sections:
+        if key in tables:
+            parts += [f"<h2>{title}</h2><p class='note'>{note}</p>", _table(tables[key])]
+            if key == "edges" and efig is not None:
+                parts.append(efig.to_html(full_html=False, include_plotlyjs=False,
+                                          config={"responsive": True}))
+    slices = s["slices"].drop(columns=hide + ["initial_loss"], errors="ignore")
+    parts += ["<h2>Slices</h2>", _table(slices),
+              "<h2>Stability maps</h2><p class='note'>Colour: final loss, mean over seeds, "
+              "one scale capped at the initial loss; blank: every seed diverged. Marks (the "
+              "worst any seed did; k/n when only some seeds did): × diverged, ↑ blew up, – "
+              "stalled (ended above its initial loss). Red outline: stable region (every seed "
+              f"stable); dotted white outline: near-optimal at {pct(tol)}. Hover a cell for "
+              "all its numbers.</p>"]
     for name_, fig in figures:
+        if name_ == "edges":
+            continue
         if name_ == "theory":
             parts.append("<h2>Theory</h2>")
         if name_ == "curves":
             parts.append("<h2>Loss curves of chosen cells</h2><p class='note'>Per slice: the "
-                         "best cell, the stable cell of largest α (edge), a spiked and a "
+                         "best cell, the stable cell of largest α (edge), a blown-up and a "
                          "diverged one where present (first seed). Right: cos(m, Δ) before "
                          "each update; dotted lines: restarts.</p>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,

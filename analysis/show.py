@@ -1,9 +1,9 @@
-"""The terminal view of a sweep: metrics tables and a text stability map per slice.
+"""The terminal view of a sweep: the answer, the α edges, metrics tables, a map per slice.
 
-Map symbols: ``#`` stable, ``.`` unstable (trained, but not within the tolerance), ``~``
-spiked, ``x`` diverged, ``!`` only failed trials, blank: no trial. β grows upwards, α to the
-right, as in the report. Scattered (Optuna) slices are binned: α on a log2 scale, β linearly,
-and the seeds of a bin pooled.
+Map symbols: ``#`` stable, ``x`` diverged, ``^`` blew up, ``-`` stalled (did not end below its
+initial loss), ``!`` only failed trials, blank: no trial (a cell takes its worst seed's mark).
+β grows upwards, α to the right, as in the report. Scattered (Optuna) slices are binned: α on
+a log2 scale, β linearly, and the seeds of a bin pooled.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .answer import answer_sentence
 from .figures import fmt, slice_title
 from .load import load_sweep_meta, load_trials
-from .metrics import TOLS, gain_table, summarize
-from .theory_report import default_tol
-from .stability import (SPIKE, cell_outcome, tol_text, display_keys, fixed_settings, group_by,
-                        slice_keys)
+from .metrics import summarize
+from .stability import (RISE, RISES, TOLS, cell_outcome, display_keys, fixed_settings,
+                        group_by, pct, slice_keys)
 
-__all__ = ["render_show", "render_summary", "text_map", "SYMBOLS"]
+__all__ = ["render_show", "render_summary", "text_map", "edge_text", "answer_tables",
+           "SYMBOLS"]
 
-SYMBOLS = {"stable": "#", "unstable": ".", "spiked": "~", "diverged": "x", "failed": "!"}
+SYMBOLS = {"stable": "#", "diverged": "x", "blew_up": "^", "stalled": "-", "failed": "!"}
 MAX_AXIS = 14  # more distinct values than this on an axis: bin them
 BINS = 8
 _CORNER = "β\\α"
@@ -45,9 +46,9 @@ def text_map(slice_cells: pd.DataFrame) -> str:
     """A compact text map of one slice's cells (see the module docstring)."""
     xi, xl = _axis(slice_cells["alpha"], log=True)
     yi, yl = _axis(slice_cells["beta"], log=False)
-    counts = np.zeros((len(yl), len(xl), 4))  # n, n_stable, n_diverged, n_spiked per bin
+    counts = np.zeros((len(yl), len(xl), 4))  # n, n_stable, n_diverged, n_blew_up per bin
     present = np.zeros((len(yl), len(xl)), dtype=bool)
-    cols = ["n", "n_stable", "n_diverged", "n_spiked"]
+    cols = ["n", "n_stable", "n_diverged", "n_blew_up"]
     for (x, y), row in zip(zip(xi, yi), slice_cells[cols].to_numpy(dtype=float)):
         counts[y, x] += row
         present[y, x] = True
@@ -76,29 +77,93 @@ def _cell(v: Any) -> str:
     return fmt(v)
 
 
+def edge_text(edge: float, kind: str) -> str:
+    """'1.4', '≥2' (stable to the grid's end) or 'below' (not even the smallest α)."""
+    if kind == "below_grid":
+        return "below"
+    return ("≥" if kind == "lower_bound" else "") + fmt(float(edge))
+
+
+def _gain_text(g: pd.Series) -> str:
+    if pd.isna(g["gain"]):
+        return "– (nothing stable)"
+    sign = {"at_least": "≥", "at_most": "≤", "unknown": "?"}.get(g["bound"], "")
+    return f"{sign}{fmt(g['gain'])} [{fmt(g['gain_lo'])}, {fmt(g['gain_hi'])}]"
+
+
+def answer_tables(s: dict[str, Any], hide: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
+    """The answer's tables for a page or a terminal: ``edges`` (one row per (H, β) line and
+    R>0: edge at R=0, at R, gain; at the threshold used), ``sensitivity`` (edge gain per
+    threshold), ``area``, ``paired`` (pooled over β) and ``near`` (near-optimal cells)."""
+    g, rise = s["restart_gain"], s["rise"]
+    drop = [c for c in hide if c not in ("H", "R", "beta")]
+    out: dict[str, pd.DataFrame] = {}
+    if len(g):
+        used = g[np.isclose(g["rise"], rise)].drop(columns=drop, errors="ignore")
+        keys = [c for c in used.columns if c not in (
+            "rise", "edge", "edge_kind", "edge_R0", "edge_kind_R0", "gain", "gain_lo",
+            "gain_hi", "bound", "n_seeds")]
+        out["edges"] = used[keys].assign(
+            **{"edge at R=0": [edge_text(e, k) for e, k in zip(used["edge_R0"],
+                                                                used["edge_kind_R0"])],
+               "edge at R": [edge_text(e, k) for e, k in zip(used["edge"], used["edge_kind"])],
+               "edge gain [95%]": used.apply(_gain_text, axis=1).to_numpy(),
+               "seeds": used["n_seeds"].to_numpy()})
+        wide = g.assign(text=g.apply(_gain_text, axis=1)).drop(columns=drop, errors="ignore")
+        out["sensitivity"] = wide.pivot_table(index=keys, columns="rise", values="text",
+                                              aggfunc="first").reset_index()
+        out["sensitivity"].columns = [c if not isinstance(c, float) else f"rise > {pct(c)}"
+                                      + (" (used)" if np.isclose(c, rise) else "")
+                                      for c in out["sensitivity"].columns]
+    a = s["area_gain"]
+    if len(a):
+        a = a[np.isclose(a["rise"], rise)].drop(columns=drop + ["rise"], errors="ignore")
+        out["area"] = a.assign(**{"area gain [95%]": [
+            f"{fmt(x)} [{fmt(lo)}, {fmt(hi)}]" for x, lo, hi in
+            zip(a["gain"], a["gain_lo"], a["gain_hi"])]}).drop(
+            columns=["gain", "gain_lo", "gain_hi"])
+    p = s["paired"]
+    if len(p):
+        out["paired"] = p[p["beta"].isna()].drop(columns=drop + ["beta"], errors="ignore")
+    n = s["near_optimal"]
+    if len(n):
+        n = n.drop(columns=drop, errors="ignore")
+        nk = [c for c in n.columns if c not in ("tol", "near_cells", "cells", "group_best")]
+        near = n.assign(text=[f"{a}/{b}" for a, b in zip(n["near_cells"], n["cells"])])
+        near = near.pivot_table(index=nk, columns="tol", values="text",
+                                aggfunc="first").reset_index()
+        near.columns = [c if not isinstance(c, float) else f"within {pct(c)}"
+                        for c in near.columns]
+        out["near"] = near
+    return out
+
+
 def render_summary(s: dict[str, Any], name: str = "") -> str:
     """The terminal text of a ``summarize`` result."""
-    tol = s["tol"]
     trials = s["trials"]
     c = s["cells"]
     counts = trials["outcome"].value_counts()
     fixed = fixed_settings(c)
     hide = list(fixed)
-    head = (f"sweep {name}: {len(trials)} trials · tolerance {tol_text(tol)} · "
+    head = (f"sweep {name}: {len(trials)} trials · blow-up threshold rise > {pct(s['rise'])} · "
             + ", ".join(f"{counts.get(o, 0)} {o}" for o in SYMBOLS))
-    slices = s["slices"].drop(columns=hide + ["initial_loss", "n_failed", "best_loss_std",
-                                              "grid"], errors="ignore")
-    out = [head]
+    out = [head, "", answer_sentence(s)]
     if fixed:
         out.append("same in every slice: " + slice_title(fixed, fixed.values()))
-    out += ["",
-            "restart gain = stable fraction of the (α, β) grid at R / at R=0 "
-            "[95% bootstrap over seeds] (stable cells at R vs R=0):",
-            _frame(gain_table(s["restart_gain"].drop(columns=hide, errors="ignore"), tol)), "",
-            f"slices (tol {tol_text(tol)}):", _frame(slices), "",
-            "stable α range per β:",
-            _frame(s["alpha_range"].drop(columns=hide, errors="ignore")), "",
-            "maps: # stable  . unstable  ~ spiked  x diverged  ! failed"]
+    t = answer_tables(s, hide)
+    titles = {"edges": "stable α edge per (H, β) line, R=0 against R (≥: stable to the grid's "
+                       "end; below: not even the smallest α):",
+              "sensitivity": "edge gain (edge at R / at R=0) at each blow-up threshold:",
+              "area": "stable area in (log α, β), R against R=0:",
+              "paired": "paired runs (same α, β, seed), R against R=0:",
+              "near": f"near-optimal cells (stable, within tol of the best of any R):"}
+    for key, title in titles.items():
+        if key in t:
+            out += ["", title, _frame(t[key])]
+    slices = s["slices"].drop(columns=hide + ["initial_loss", "n_failed", "grid"],
+                              errors="ignore")
+    out += ["", "slices:", _frame(slices), "",
+            "maps: # stable  x diverged  ^ blew up  - stalled  ! failed"]
     keys = slice_keys(c)
     shown = display_keys(c)
     for key, sl in (group_by(c, keys) if keys else [((), c)]):
@@ -108,17 +173,14 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
     return "\n".join(out)
 
 
-def render_show(path: str | Path, tol: float | None = None, *, diverge: float | None = None,
-                spike: float | None = SPIKE, tols: Sequence[float] = TOLS) -> str:
-    """The terminal view of the sweep at ``path``: metrics tables, then a map per slice.
-
-    ``tol=None`` picks the default: 5% for LM sweeps, none (inf) for toy sweeps.
-    """
+def render_show(path: str | Path, rise: float = RISE, tol: float = 0.05, *,
+                diverge: float | None = None, rises: Sequence[float] = RISES,
+                tols: Sequence[float] = TOLS) -> str:
+    """The terminal view of the sweep at ``path``: the answer, its tables, a map per slice."""
     trials = load_trials(path)
     if trials.empty:
         return f"no trial results under {path}"
-    tol, tols = default_tol(trials, tol, tols)
     meta = load_sweep_meta(path)
     name = (meta.get("spec") or {}).get("name") or Path(str(path).rstrip("/")).name
-    return render_summary(summarize(trials, tol=tol, tols=tols, diverge=diverge, spike=spike),
-                          name)
+    return render_summary(summarize(trials, rise=rise, tol=tol, rises=rises, tols=tols,
+                                    diverge=diverge), name)

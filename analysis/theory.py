@@ -1,4 +1,4 @@
-"""The mode-wise restart theory of DESIGN.md, in numpy: which (α, β) a spectrum predicts stable.
+"""The mode-wise restart theory of docs/design.md, in numpy: which (α, β) a spectrum predicts stable.
 
 One eigen-mode λ of a squared loss, H inner GD steps of size η: the outer optimizer sees
 μ = 1 − (1−ηλ)^H and acts on the state (e, m) by the 2×2 matrix
@@ -115,7 +115,7 @@ def mode_trajectory(mu: Any, alpha: Any, beta: Any, R: int, T: int,
                     outer: str = "nesterov") -> np.ndarray:
     """e_t / e_0 after outer steps t = 1..T, m zeroed before step t when t % R == 0 (R > 0).
 
-    Exactly the loop of DESIGN.md on one mode; shape (*broadcast, T).
+    Exactly the loop of docs/design.md on one mode; shape (*broadcast, T).
     """
     A = outer_matrix(mu, alpha, beta, outer)
     state = np.zeros(A.shape[:-1])                         # (..., 2): (e, m)

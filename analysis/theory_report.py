@@ -19,29 +19,14 @@ from .figures import Overlay
 from .theory import parse_spectrum, power_law_spectrum, predicted_stable
 from .theory_plots import boundary_traces, contraction_figure
 
-__all__ = ["default_tol", "TOY_TOLS", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "is_toy", "FINE"]
+__all__ = ["is_toy", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "is_toy", "FINE"]
 
 FINE = 60          # theory grid points per axis between the measured grid's ends
 MAX_MODES = 256    # modes kept of a long spectrum: log-spaced, first and last included
 
 
-TOY_TOLS = (float("inf"),)
-
-
 def is_toy(trials: pd.DataFrame) -> bool:
     return "kind" in trials and len(trials) > 0 and bool((trials["kind"] == "toy").all())
-
-
-def default_tol(trials: pd.DataFrame, tol: float | None, tols):
-    """(tol, tols) to use: as given, else 5% for LM sweeps and none (inf) for toy sweeps.
-
-    A noiseless toy run converges exponentially, so "within 5% of the slice's best final
-    loss" would mark only the fastest cell stable; there, stable means not diverged, not
-    spiked and ended below its initial loss: the measured counterpart of a rate below 1.
-    """
-    if tol is not None:
-        return tol, tols
-    return (float("inf"), TOY_TOLS) if is_toy(trials) else (0.05, tols)
 
 
 def _thin(lams: np.ndarray) -> np.ndarray:

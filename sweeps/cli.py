@@ -49,7 +49,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("results")
     p.add_argument("-o", "--out", default="report.html", help="HTML file (default report.html)")
     p.add_argument("--png", metavar="DIR", help="also write each figure as PNG into DIR")
-    p.add_argument("--tol", type=float, default=None, help="stability tolerance (e.g. 0.05)")
+    p.add_argument("--rise", type=float, default=None,
+                   help="blow-up threshold: a trial whose eval loss rose more than this above its "
+                        "running minimum blew up (default 0.1; docs/design.md says why)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="near-optimal tolerance to the best final loss of any R (default 0.05)")
     p.add_argument("--theory-spectrum", metavar="SPEC",
                    help="LM sweeps: draw the linearized theory's boundary for this assumed "
                         "spectrum (powerlaw:DIM:POWER or a file of eigenvalues); labelled as assumed")
@@ -58,7 +62,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="print a sweep's stability tables in the terminal")
     p.add_argument("results")
-    p.add_argument("--tol", type=float, default=None, help="stability tolerance (e.g. 0.05)")
+    p.add_argument("--rise", type=float, default=None,
+                   help="blow-up threshold: a trial whose eval loss rose more than this above its "
+                        "running minimum blew up (default 0.1; docs/design.md says why)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="near-optimal tolerance to the best final loss of any R (default 0.05)")
 
     # train and theory come from other modules; only import them when they are asked for
     first = next((a for a in (argv or []) if not a.startswith("-")), None)
@@ -138,12 +146,13 @@ def _dispatch(args: argparse.Namespace) -> Any:
         return 0
     if cmd in ("report", "show"):
         _check_tol(args.tol)
+        _check_rise(args.rise)
         from .status import require_sweep
 
         require_sweep(args.results)
         import analysis
 
-        kw = {} if args.tol is None else {"tol": args.tol}
+        kw = {k: v for k, v in (("tol", args.tol), ("rise", args.rise)) if v is not None}
         if cmd == "show":
             print(analysis.render_show(args.results, **kw))
             return 0
@@ -195,6 +204,12 @@ def _spectrum_overlay(args: argparse.Namespace):
 def _check_tol(tol: float | None) -> None:
     if tol is not None and not (0 < tol < 10):
         raise UsageError(f"--tol: expected a relative tolerance such as 0.05, got {tol}")
+
+
+def _check_rise(rise: float | None) -> None:
+    if rise is not None and not (0 < rise < 100):
+        raise UsageError(f"--rise: expected a relative rise above 0 such as 0.1 (10% above the "
+                         f"running minimum), got {rise}")
 
 
 def _check(path: str) -> int:

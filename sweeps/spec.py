@@ -1,4 +1,4 @@
-"""The sweep spec: YAML → typed, validated ``SweepSpec`` (see DESIGN.md, "The sweep spec").
+"""The sweep spec: YAML → typed, validated ``SweepSpec`` (see docs/design.md, "The sweep spec").
 
 Everything that can be wrong with a spec is found here, before Ray starts and before anything is
 written, and reported as one ``SpecError`` whose message names the key (``space.alpha``) and the

@@ -1,18 +1,15 @@
-"""analysis.stability and analysis.metrics on a hand-built sweep whose metrics are known.
+"""analysis.stability, analysis.metrics and analysis.answer on hand-built stores with known answers.
 
-The fixture, initial loss 10 everywhere, one seed per cell (D: diverged, S: spiked, peak 12):
-
-    R=0          α=0.5   1      2      4          R=2          α=0.5   1      2      4
-    β=0.9        2.09    S 2.01 D      D          β=0.9        2.03    2.5    2.09   D
-    β=0.8        3.0     2.0    2.08   D          β=0.8        3.0     2.05   2.0    2.06
-
-Both slices have best 2.0. At tol 5% (threshold 2.1) the stable cells are R=0: (0.8, 1),
-(0.8, 2), (0.9, 0.5) -> 3/8; R=2: (0.8, 1), (0.8, 2), (0.8, 4), (0.9, 0.5), (0.9, 2) -> 5/8.
+Every store is a grid α × β × R ∈ {0, 3} × 2 seeds at H=10 with initial loss 5; a function
+of (R, α, β, seed) gives each trial's final loss, rise and status, so the expected labels,
+edges, gains and sentence follow from the function alone.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,175 +18,258 @@ import pyarrow.parquet as pq
 import pytest
 
 import analysis
-from analysis import cells, label, load_trials, render_show, restart_gain, slice_keys, summarize
+from analysis import (answer_sentence, cells, label, load_trials, render_show, restart_gain,
+                      sign_test, slice_keys, summarize)
+from analysis.load import curve_stats
 from analysis.stability import wilson
+from trainer.result import curve_rise
 
-D, S = "D", "S"
-GRID = {
-    0: {0.9: [2.09, (S, 2.01), D, D], 0.8: [3.0, 2.0, 2.08, D]},
-    2: {0.9: [2.03, 2.5, 2.09, D], 0.8: [3.0, 2.05, 2.0, 2.06]},
-}
 ALPHAS = [0.5, 1.0, 2.0, 4.0]
+BETAS = [0.9, 0.95]
+INIT = 5.0
+Trial = Callable[[int, float, float, int], tuple]  # -> (final, rise[, status])
 
 
-def _row(R: int, alpha: float, beta: float, seed: int, value, **extra) -> dict:
-    status, final, peak = "completed", value, 8.0
-    if value == D:
-        status, final, peak = "diverged", 25.0, 25.0
-    elif isinstance(value, tuple):
-        final, peak = value[1], 12.0
+def _row(R: int, alpha: float, beta: float, seed: int, final: float, rise: float | None,
+         status: str = "completed", **extra) -> dict:
     row = dict(sweep="hand", trial_id=f"R{R}-a{alpha}-b{beta}-s{seed}", alpha=alpha, beta=beta,
-               H=10, R=R, workers=2, seed=seed, outer="nesterov", kind="toy", lr=0.01,
-               status=status, initial_loss=10.0, final_loss=final, best_loss=final,
-               peak_loss=peak, outer_steps_done=5, tokens=100, wall_s=0.1, error=None,
-               commit="abc", versions_torch="2.13.0", node_id=f"node-{alpha}",
-               started_at=f"2026-01-01T00:0{seed}:00", finished_at="2026-01-01T00:09:00")
+               H=10, R=R, workers=2, seed=seed, outer="nesterov", kind="lm", lr=0.003,
+               status=status, initial_loss=INIT, final_loss=final, best_loss=final,
+               peak_loss=final * (1 + (rise or 0)), rise=rise, outer_steps_done=5, tokens=100,
+               wall_s=0.1, error=None, node_id="n", started_at="2026-01-01T00:00:00",
+               finished_at="2026-01-01T00:09:00")
     row.update(extra)
     return row
 
 
-@pytest.fixture
-def hand(tmp_path: Path) -> Path:
-    """The sweep of the module docstring, one Parquet file per trial, plus a failed rerun."""
-    rows = [_row(R, a, b, 0, v) for R, g in GRID.items() for b, vals in g.items()
-            for a, v in zip(ALPHAS, vals)]
-    rows.append(_row(0, 1.0, 0.8, 1, 2.0, status="failed", final_loss=None, error="OOM"))
+def _rows(f: Trial, alphas=ALPHAS, betas=BETAS, seeds=(0, 1)) -> list[dict]:
+    return [_row(R, a, b, s, *f(R, a, b, s)) for R in (0, 3) for a in alphas for b in betas
+            for s in seeds]
+
+
+def _store(tmp_path: Path, rows: list[dict], drop: tuple[str, ...] = ()) -> Path:
     folder = tmp_path / "hand" / "trials"
     folder.mkdir(parents=True)
     for r in rows:
+        r = {k: v for k, v in r.items() if k not in drop}
         pq.write_table(pa.Table.from_pylist([r]), folder / f"{r['trial_id']}.parquet")
     return tmp_path / "hand"
 
 
-def _cell(c: pd.DataFrame, R: int, alpha: float, beta: float) -> pd.Series:
-    hit = c[(c["R"] == R) & (c["alpha"] == alpha) & (c["beta"] == beta)]
-    assert len(hit) == 1
-    return hit.iloc[0]
+def slower(R, a, b, s):
+    """Healthy everywhere: larger α trains more slowly, never rises."""
+    return 3.0 + 0.1 * a + 0.01 * s, 0.01
 
 
-def test_slice_keys_leave_out_axes_results_and_bookkeeping(hand: Path) -> None:
-    keys = slice_keys(load_trials(hand))
+def restarts_2pct_better(R, a, b, s):
+    final, rise = slower(R, a, b, s)
+    return (final * 0.98 if R else final), rise
+
+
+def r0_blows_up(R, a, b, s):
+    """R=0 climbs back up (rise 0.3) at the two largest α at β=0.95; restarts never do."""
+    final, _ = slower(R, a, b, s)
+    if R == 0 and b == 0.95 and a >= 2.0:
+        return final + 1.0, 0.3
+    return (final - 0.05 if R else final), 0.01
+
+
+def restarts_blow_up(R, a, b, s):
+    """The opposite: with restarts, α ≥ 2 blows up at every β; without, nothing does."""
+    final, _ = slower(R, a, b, s)
+    return final, (0.4 if R and a >= 2.0 else 0.02)
+
+
+def test_labels_are_a_property_of_the_trial_alone() -> None:
+    rows = [_row(0, 1.0, 0.9, 0, 3.0, 0.01), _row(0, 2.0, 0.9, 0, 4.5, 0.3),
+            _row(0, 4.0, 0.9, 0, 9.0, 0.5, status="diverged"),
+            _row(0, 0.5, 0.9, 0, 5.2, 0.0), _row(0, 0.5, 0.9, 1, math.nan, None,
+                                                   status="failed", error="OOM"),
+            _row(0, 1.0, 0.9, 1, 2.0, None)]  # rise unknown: not called blown up
+    t = label(pd.DataFrame(rows)).set_index("trial_id")
+    assert list(t["outcome"]) == ["stable", "blew_up", "diverged", "stalled", "failed",
+                                  "stable"]
+    assert list(t["stable"]) == [True, False, False, False, False, True]
+    # one other trial, far better, changes nothing about the first one's label
+    alone = label(pd.DataFrame(rows[:1]))
+    assert bool(alone["stable"].iloc[0])
+    # the threshold is a setting: at 50% the rise of 0.3 is no blow-up
+    assert label(pd.DataFrame(rows), rise=0.5).set_index("trial_id").loc[
+        "R0-a2.0-b0.9-s0", "outcome"] == "stable"
+    # diverge=1.5: final 9 and peak above 7.5 -> diverged (already); the blown-up 4.5*1.3 too
+    assert label(pd.DataFrame(rows), diverge=1.1).set_index("trial_id").loc[
+        "R0-a2.0-b0.9-s0", "outcome"] == "diverged"
+    with pytest.raises(ValueError, match="rise"):
+        label(pd.DataFrame(rows), rise=-1)
+
+
+def test_slice_keys_leave_out_axes_results_and_bookkeeping(tmp_path: Path) -> None:
+    keys = slice_keys(load_trials(_store(tmp_path, _rows(slower))))
     assert keys[:2] == ["H", "R"]
     assert set(keys) == {"H", "R", "workers", "outer", "kind", "lr"}
 
 
-def test_labels(hand: Path) -> None:
-    t = label(load_trials(hand), tol=0.05).set_index("trial_id")
-    assert t.loc["R0-a1.0-b0.8-s0", "outcome"] == "stable"
-    assert t.loc["R0-a2.0-b0.8-s0", "stable"]                 # 2.08 <= 1.05 * 2.0
-    assert t.loc["R0-a0.5-b0.8-s0", "outcome"] == "unstable"  # 3.0
-    # the spike: final 2.01 is within 5% of the best, but the trial is not called stable
-    assert t.loc["R0-a1.0-b0.9-s0", "outcome"] == "spiked"
-    assert not t.loc["R0-a1.0-b0.9-s0", "stable"]
-    assert t.loc["R0-a4.0-b0.8-s0", "outcome"] == "diverged"
-    assert t.loc["R0-a1.0-b0.8-s1", "outcome"] == "failed"
-    assert (t["slice_best"].dropna() == 2.0).all()
-    # diverge=1.15: the spike (peak 12 > 11.5) is now a divergence; spike=None: it is stable
-    assert label(load_trials(hand), diverge=1.15).set_index("trial_id").loc[
-        "R0-a1.0-b0.9-s0", "outcome"] == "diverged"
-    assert label(load_trials(hand), spike=None).set_index("trial_id").loc[
-        "R0-a1.0-b0.9-s0", "outcome"] == "stable"
+def test_a_uniformly_better_restart_arm_gains_no_stability(tmp_path: Path) -> None:
+    """(a) restarts 2% better everywhere, no blow-ups: stability gain 1, near-optimal never
+    favours R=0, and the sentence claims no widening."""
+    s = summarize(load_trials(_store(tmp_path, _rows(restarts_2pct_better))))
+    g = s["restart_gain"]
+    assert len(g) and (g["gain"] == 1.0).all()
+    assert (g["bound"] == "unknown").all()          # both stable to the grid's end
+    assert (s["area_gain"]["gain"] == 1.0).all()
+    near = s["near_optimal"].pivot_table(index="tol", columns="R", values="near_cells")
+    assert (near[3] >= near[0]).all() and (near[3] > near[0]).any()
+    p = s["paired"]
+    pooled = p[p["beta"].isna()].iloc[0]
+    assert (pooled["lowered"], pooled["pairs"]) == (16, 16)
+    text = answer_sentence(s)
+    assert text.startswith("Not measured") and "widen" not in text.split(".")[0]
+    assert "lowered the final loss: lower in 16 and higher in 0 of 16" in text
 
 
-def test_stable_fraction_alpha_range_and_best(hand: Path) -> None:
-    s = summarize(load_trials(hand), tol=0.05)
-    sl = s["slices"].set_index("R")
-    assert sl.loc[0, "n_stable_cells"] == 3 and sl.loc[0, "stable_frac"] == pytest.approx(3 / 8)
-    assert sl.loc[2, "n_stable_cells"] == 5 and sl.loc[2, "stable_frac"] == pytest.approx(5 / 8)
-    assert (sl.loc[0, "best_alpha"], sl.loc[0, "best_beta"], sl.loc[0, "best_loss"]) == (
-        1.0, 0.8, 2.0)
-    assert (sl.loc[2, "best_alpha"], sl.loc[2, "best_beta"]) == (2.0, 0.8)
-    assert sl.loc[0, "n_failed"] == 1 and sl.loc[0, "n_diverged"] == 3
-    assert sl.loc[0, "n_spiked"] == 1
-    r = s["alpha_range"].set_index(["R", "beta"])
-    assert tuple(r.loc[(0, 0.8), ["alpha_min", "alpha_max", "width_log2"]]) == (1.0, 2.0, 1.0)
-    assert tuple(r.loc[(0, 0.9), ["alpha_min", "alpha_max", "width_log2"]]) == (0.5, 0.5, 0.0)
-    assert tuple(r.loc[(2, 0.8), ["alpha_min", "alpha_max", "width_log2"]]) == (1.0, 4.0, 2.0)
-    assert tuple(r.loc[(2, 0.9), ["alpha_min", "alpha_max", "width_log2"]]) == (0.5, 2.0, 2.0)
-    assert r.loc[(2, 0.9), "holes"] == 1 and r.loc[(2, 0.8), "holes"] == 0
+def test_b_restarts_remove_blow_ups_and_widen_the_edge(tmp_path: Path) -> None:
+    """(b) R=0 blows up at the two largest α at β=0.95; R=3 does not: edge and area gain > 1."""
+    s = summarize(load_trials(_store(tmp_path, _rows(r0_blows_up))))
+    g = s["restart_gain"]
+    used = g[np.isclose(g["rise"], 0.1)].set_index("beta")
+    assert used.loc[0.95, "edge_R0"] == 1.0 and used.loc[0.95, "edge_kind_R0"] == "exact"
+    assert used.loc[0.95, "edge"] == 4.0 and used.loc[0.95, "edge_kind"] == "lower_bound"
+    assert used.loc[0.95, "gain"] == 4.0 and used.loc[0.95, "bound"] == "at_least"
+    assert used.loc[0.9, "gain"] == 1.0
+    a = s["area_gain"]
+    assert (a.loc[np.isclose(a["rise"], 0.1), "gain"] > 1).all()
+    # at a threshold above the rise, nothing blew up: no gain there, and the page says so
+    assert (g.loc[np.isclose(g["rise"], 0.5), "gain"] == 1.0).all()
+    text = answer_sentence(s)
+    assert text.startswith("Yes: restarts every R=3 outer steps widen the stable region.")
+    assert "higher on 1, lower on 0" in text and "50%: undetermined" in text
+    stable = s["cells"].set_index(["R", "beta", "alpha"])["stable"]
+    assert not stable[(0, 0.95, 2.0)] and stable[(3, 0.95, 2.0)]
 
 
-def test_lr_sensitivity(hand: Path) -> None:
-    """mean_α min(final, initial) − min_α, diverged counted as the initial loss 10."""
-    s = summarize(load_trials(hand), tol=0.05)
-    r = s["alpha_range"].set_index(["R", "beta"])
-    # R=0, β=0.8: mean(3.0, 2.0, 2.08, 10) − 2.0 = 2.27; β=0.9: mean(2.09, 2.01, 10, 10) − 2.01
-    assert r.loc[(0, 0.8), "lr_sensitivity"] == pytest.approx(2.27)
-    assert r.loc[(0, 0.9), "lr_sensitivity"] == pytest.approx(4.015)
-    sl = s["slices"].set_index("R")
-    assert sl.loc[0, "lr_sensitivity"] == pytest.approx((2.27 + 4.015) / 2)
-    # R=2: β=0.8: mean(3.0, 2.05, 2.0, 2.06) − 2.0; β=0.9: mean(2.03, 2.5, 2.09, 10) − 2.03
-    assert sl.loc[2, "lr_sensitivity"] == pytest.approx((0.2775 + 2.125) / 2)
+def test_c_slow_is_not_unstable(tmp_path: Path) -> None:
+    """(c) larger α monotonically slower and never rising: every cell is stable."""
+    s = summarize(load_trials(_store(tmp_path, _rows(slower))))
+    assert s["cells"]["stable"].all() and s["trials"]["stable"].all()
+    assert (s["edges"]["edge_kind"] == "lower_bound").all()
+    assert (s["edges"]["edge"] == 4.0).all()
 
 
-def test_restart_gain_across_tolerances(hand: Path) -> None:
-    g = restart_gain(load_trials(hand), tols=(0.02, 0.05, 0.20, 0.60))
-    assert list(g["R"].unique()) == [2] and (g["H"] == 10).all()
-    by = g.set_index("tol")
-    # threshold 2.04: 1 vs 2 stable; 2.1 and 2.4: 3 vs 5; 3.2: 4 vs 7
-    assert by.loc[0.02, "gain"] == pytest.approx(2.0)
-    assert (by.loc[0.02, "stable_cells_R0"], by.loc[0.02, "stable_cells"]) == (1, 2)
-    assert by.loc[0.05, "gain"] == pytest.approx(5 / 3)
-    assert by.loc[0.20, "gain"] == pytest.approx(5 / 3)
-    assert by.loc[0.60, "gain"] == pytest.approx(7 / 4)
-    # one seed per cell: the bootstrap over seeds has nothing to resample
-    assert (g["gain_lo"] == g["gain"]).all() and (g["gain_hi"] == g["gain"]).all()
-    assert (g["n_seeds"] == 1).all()
-    # summarize always includes its own tolerance among the reported ones
-    s = summarize(load_trials(hand), tol=0.07, tols=(0.02,))
-    assert sorted(s["restart_gain"]["tol"]) == [0.02, 0.07]
+def test_the_opposite_effect_is_said_plainly(tmp_path: Path) -> None:
+    s = summarize(load_trials(_store(tmp_path, _rows(restarts_blow_up))))
+    g = s["restart_gain"]
+    used = g[np.isclose(g["rise"], 0.1)]
+    assert (used["gain"] == 0.25).all() and (used["bound"] == "at_most").all()  # 1 / ≥4
+    text = answer_sentence(s)
+    assert text.startswith("No, the opposite: restarts every R=3 outer steps narrow")
+
+
+def test_no_effect_where_restarts_change_nothing(tmp_path: Path) -> None:
+    """Identical arms with an edge inside the grid: 'No', gain exactly 1, no paired effect."""
+    def same(R, a, b, s):
+        return 3.0 + 0.1 * a, (0.3 if a >= 2.0 else 0.01)
+    s = summarize(load_trials(_store(tmp_path, _rows(same))))
+    assert (s["restart_gain"]["gain"] == 1.0).all()
+    text = answer_sentence(s)
+    assert text.startswith("No: restarts every R=3 outer steps leave the stable region")
+    assert "did not change the final loss consistently" in text
+
+
+def test_bootstrap_over_seeds_is_paired_and_has_width(tmp_path: Path) -> None:
+    """Seed 1 of R=0 blows up at α=2, β=0.95; seed 0 does not: the interval spans 1."""
+    def f(R, a, b, s):
+        if R == 0 and b == 0.95 and a >= 2.0 and (s == 1 or a == 4.0):
+            return 4.0, 0.3
+        return 3.0, 0.01
+    s = summarize(load_trials(_store(tmp_path, _rows(f))), n_boot=2000)
+    row = s["restart_gain"].query("beta == 0.95 and rise == 0.1").iloc[0]
+    assert row["gain"] == 4.0                      # all seeds: R=0 edge 1, R=3 edge ≥ 4
+    assert row["gain_lo"] == 2.0 and row["gain_hi"] == 4.0   # seed 0 alone: R=0 edge 2
+    e = s["edges"].query("R == 0 and beta == 0.95").iloc[0]
+    assert (e["edge"], e["edge_lo"], e["edge_hi"]) == (1.0, 1.0, 2.0)
+
+
+def test_edges_below_the_grid_and_a_nothing_stable_arm(tmp_path: Path) -> None:
+    def f(R, a, b, s):
+        return 3.0, (0.3 if R == 0 or a > 1.0 else 0.01)
+    s = summarize(load_trials(_store(tmp_path, _rows(f))))
+    e = s["edges"].set_index(["R", "beta"])
+    assert e.loc[(0, 0.9), "edge_kind"] == "below_grid" and np.isnan(e.loc[(0, 0.9), "edge"])
+    assert e.loc[(3, 0.9), "edge"] == 1.0
+    g = s["restart_gain"].query("rise == 0.1")
+    assert np.isinf(g["gain"]).all()
+    assert "∞" in answer_sentence(s)
+
+
+def test_sign_test_exact_values() -> None:
+    assert sign_test(28, 30) == pytest.approx(2 * (1 + 30 + 435) / 2 ** 30)
+    assert sign_test(5, 10) == 1.0
+    assert sign_test(0, 3) == pytest.approx(0.25)
+    assert math.isnan(sign_test(0, 0))
 
 
 def test_wilson_hand_values() -> None:
     lo, hi = wilson(2, 3)
     assert (float(lo), float(hi)) == pytest.approx((0.2077, 0.9385), abs=1e-4)
-    lo, hi = wilson(1, 2)
-    assert (float(lo), float(hi)) == pytest.approx((0.0945, 0.9055), abs=1e-4)
-    lo, hi = wilson(0, 3)
-    assert (float(lo), float(hi)) == pytest.approx((0.0, 0.5615), abs=1e-4)
     lo, hi = wilson(0, 0)
     assert np.isnan(lo) and np.isnan(hi)
 
 
-def test_cells_pool_seeds(tmp_path: Path) -> None:
-    """Three seeds per cell: stable fraction, Wilson interval, mean ± std, majority label."""
-    rows = [_row(0, 1.0, 0.9, s, v) for s, v in enumerate([2.0, 2.09, 2.6])]  # best 2.0: 2 of 3
-    rows += [_row(0, 2.0, 0.9, s, v) for s, v in enumerate([D, D, 2.05])]
-    rows += [_row(2, 1.0, 0.9, s, v) for s, v in enumerate([2.0, 2.02, 2.04])]
-    rows += [_row(2, 2.0, 0.9, s, v) for s, v in enumerate([2.0, 2.7, D])]
-    c = cells(pd.DataFrame(rows), tol=0.05)
-    a = _cell(c, 0, 1.0, 0.9)
-    assert (a["n"], a["n_stable"], a["stable"]) == (3, 2, True)
-    assert a["stable_frac"] == pytest.approx(2 / 3)
-    assert (a["stable_lo"], a["stable_hi"]) == pytest.approx((0.2077, 0.9385), abs=1e-4)
-    assert a["final_mean"] == pytest.approx(2.23)
-    assert a["final_std"] == pytest.approx(0.32357, abs=1e-4)
-    b = _cell(c, 0, 2.0, 0.9)
-    assert (b["n_diverged"], b["outcome"], b["stable"]) == (2, "diverged", False)
-    assert b["final_mean"] == pytest.approx(2.05) and np.isnan(b["final_std"])
-    # with seeds that disagree, the bootstrap interval has width and holds the point
-    g = restart_gain(pd.DataFrame(rows), tols=(0.05,), n_boot=2000)
-    row = g.iloc[0]
-    assert row["gain"] == pytest.approx(1.0)  # 1 of 2 cells stable at R=0 and at R=2
-    assert row["gain_lo"] <= row["gain"] <= row["gain_hi"] and row["gain_lo"] < row["gain_hi"]
+def test_cells_pool_seeds_and_take_the_worst_mark() -> None:
+    rows = [_row(0, 1.0, 0.9, 0, 3.0, 0.01), _row(0, 1.0, 0.9, 1, 3.2, 0.3),
+            _row(0, 2.0, 0.9, 0, 9.0, 1.0, status="diverged"), _row(0, 2.0, 0.9, 1, 3.1, 0.3)]
+    c = cells(pd.DataFrame(rows)).set_index("alpha")
+    assert (c.loc[1.0, "n"], c.loc[1.0, "n_stable"], c.loc[1.0, "stable"]) == (2, 1, False)
+    assert c.loc[1.0, "outcome"] == "blew_up" and c.loc[2.0, "outcome"] == "diverged"
+    assert c.loc[1.0, "final_mean"] == pytest.approx(3.1)
+    assert c.loc[1.0, "rise_max"] == pytest.approx(0.3)
 
 
-def test_terminal_view(hand: Path) -> None:
-    text = render_show(hand, tol=0.05)
-    assert "tolerance 5%" in text
-    # the restart gain table comes before the per-slice table and the maps
-    assert text.index("restart gain") < text.index("slices (tol 5%)") < text.index("H=10, R=0")
-    assert "1.67" in text  # the gain 5/3 at 5%
-    maps = text.split("H=10, R=0: stable 3/8 cells\n")[1].splitlines()
+def test_rise_from_curves_matches_the_trainer(tmp_path: Path) -> None:
+    """(d) an older store without peak_loss and rise: both come back from the curves, exactly
+    as the trainer computes them; without curves they are null, and show/report still work."""
+    rng = np.random.default_rng(0)
+    rows = _rows(r0_blows_up)
+    curves = []
+    for r in rows:
+        ev = list(3 + rng.random(8))
+        r["rise"], r["peak_loss"] = curve_rise(ev), max(ev[1:])
+        curves += [{"trial_id": r["trial_id"], "outer_step": t, "eval_loss": v}
+                   for t, v in enumerate(ev)]
+    store = _store(tmp_path, rows, drop=("rise", "peak_loss"))
+    (store / "curves").mkdir()
+    pq.write_table(pa.Table.from_pylist(curves), store / "curves" / "all.parquet")
+    t = load_trials(store).set_index("trial_id")
+    want = pd.DataFrame(rows).set_index("trial_id")
+    np.testing.assert_allclose(t["rise"], want.loc[t.index, "rise"], rtol=1e-12)
+    np.testing.assert_allclose(t["peak_loss"], want.loc[t.index, "peak_loss"], rtol=1e-12)
+    assert curve_stats(pd.DataFrame(curves))["rise"].min() >= 0
+
+    bare = _store(tmp_path / "bare", rows, drop=("rise", "peak_loss"))
+    t = load_trials(bare)
+    assert t["rise"].isna().all() and t["peak_loss"].isna().all()
+    assert "sweep hand" in render_show(bare)
+    out = analysis.write_report(bare, tmp_path / "bare.html")
+    assert "no recorded rise" in out.read_text(encoding="utf-8")
+
+
+def test_terminal_view_leads_with_the_answer(tmp_path: Path) -> None:
+    text = render_show(_store(tmp_path, _rows(r0_blows_up)))
+    lines = text.splitlines()
+    assert lines[2].startswith("Yes: restarts every R=3")
+    assert text.index("stable α edge per (H, β)") < text.index("slices:") < text.index(
+        "H=10, R=0: stable")
+    maps = text.split("H=10, R=0: stable 6/8 cells\n")[1].splitlines()
     assert maps[0].split() == ["β\\α", "0.5", "1", "2", "4"]
-    assert maps[1].split() == ["0.9", "#", "~", "x", "x"]
-    assert maps[2].split() == ["0.8", ".", "#", "#", "x"]
-    maps = text.split("H=10, R=2: stable 5/8 cells\n")[1].splitlines()
-    assert maps[1].split() == ["0.9", "#", ".", "#", "x"]
-    assert maps[2].split() == ["0.8", ".", "#", "#", "#"]
+    assert maps[1].split() == ["0.95", "#", "#", "^", "^"]
+    assert maps[2].split() == ["0.9", "#", "#", "#", "#"]
+    edges = text.split("stable α edge per (H, β) line")[1].split("\n\n")[0]
+    assert "≥4" in edges and "≥4 [" in edges
 
 
 def test_public_names() -> None:
     for name in ("load_trials", "load_curves", "load_sweep_meta", "label", "cells", "summarize",
-                 "write_report", "render_show"):
+                 "write_report", "render_show", "answer_sentence", "restart_gain", "area_gain",
+                 "paired_effect"):
         assert name in analysis.__all__ and callable(getattr(analysis, name))
+    assert restart_gain is analysis.restart_gain

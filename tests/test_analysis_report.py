@@ -23,7 +23,7 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from analysis import PngExportError, cells, load_trials, render_show, write_report
-from analysis.figures import facet_figures
+from analysis.figures import NEAR, OUTLINE, facet_figures
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ALPHAS = [0.25, 0.5, 1.0, 2.0, 4.0]
@@ -72,7 +72,7 @@ def _trial(tid: str, a: float, b: float, H: int, R: int, seed: int, T: int,
 
 def write_synthetic_sweep(root: Path, search: str = "grid", Hs=(10, 50), Rs=(0, 4),
                           seeds=(0, 1), T: int = 12, n_points: int = 12) -> Path:
-    """A sweep folder as DESIGN.md lays it out: grid, or scattered points like Optuna's."""
+    """A sweep folder as docs/design.md lays it out: grid, or scattered points like Optuna's."""
     name = f"synth-{search}"
     sweep = root / name
     (sweep / "trials").mkdir(parents=True)
@@ -167,7 +167,7 @@ def test_report_loads_in_chromium_and_draws_every_slice(grid_report, tmp_path: P
     assert n_slices == 4
     assert got["errors"] == []
     assert got["heatmaps"] == n_slices and got["drawn"] == n_slices
-    assert got["plots"] == 2  # the stability facets and the curves
+    assert got["plots"] == 3  # the α edges, the stability facets and the curves
     assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -176,10 +176,15 @@ def test_report_is_self_contained(grid_report) -> None:
     page = report.read_text(encoding="utf-8")
     assert page.count(get_plotlyjs()[:300]) == 1  # plotly's JS once, for every figure
     assert not re.search(r"<script[^>]+src=", page)  # nothing fetched: works offline
-    # the tolerance, the restart gain across tolerances, and sweep.json are on the page
-    assert "Stability tolerance used: 5%" in page
-    assert page.index("Restart gain") < page.index("Slices (tol 5%)")
-    for tol in ("tol 2%", "tol 5% (used)", "tol 10%", "tol 20%"):
+    # the answer first, then its thresholds, the edges, the sensitivity, and sweep.json
+    answer = page.index("<p class='answer'>")
+    assert answer < page.index("rose more than 10% above its running minimum")
+    assert page[answer:].startswith("<p class='answer'>Yes: restarts every R=4 outer steps "
+                                    "widen the stable region.")
+    assert answer < page.index("Stable α edge per (H, β)") < page.index("<h2>Slices")
+    for rise in ("rise &gt; 5%", "rise &gt; 10% (used)", "rise &gt; 20%", "rise &gt; 50%"):
+        assert rise in page
+    for tol in ("within 2%", "within 5%", "within 10%", "within 20%"):
         assert tol in page
     assert "abc1234" in page and "2.13.0" in page and "synth-grid" in page
     assert "2026-01-01T01:00:00Z" in page and "<h3>runs</h3>" in page
@@ -187,16 +192,18 @@ def test_report_is_self_contained(grid_report) -> None:
 
 def test_heatmap_marks_and_hover(grid_report) -> None:
     sweep, _ = grid_report
-    c = cells(load_trials(sweep), tol=0.05)
+    c = cells(load_trials(sweep))
     (_, fig), = facet_figures(c, 0.05)
     heat = [t for t in fig.data if t.type == "heatmap"]
     assert len(heat) == 4
     text = np.concatenate([np.asarray(t.text).ravel() for t in heat])
-    assert "×" in text and "~" in text  # diverged and spiked cells are marked
+    assert "×" in text and "↑" in text  # diverged and blown-up cells are marked
     hover = "".join(str(h) for t in heat for h in np.asarray(t.hovertext).ravel())
     assert "n seeds=2" in hover and "final loss" in hover and "trials " in hover
-    outlines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines"]
+    outlines = [t for t in fig.data if t.type == "scatter" and t.line.color == OUTLINE]
     assert len(outlines) == 4 and all(len(t.x) > 0 for t in outlines)
+    near = [t for t in fig.data if t.type == "scatter" and t.line.color == NEAR]
+    assert len(near) == 4 and any(len(t.x) > 0 for t in near)
     # colour capped at the initial loss on one shared axis
     assert fig.layout.coloraxis.cmax == pytest.approx(INITIAL)
     assert all(t.coloraxis == "coloraxis" for t in heat)
@@ -243,7 +250,7 @@ def test_png_export(grid_report, tmp_path: Path) -> None:
     _chromium()
     write_report(sweep, tmp_path / "r.html", png_dir=tmp_path / "png")
     pngs = sorted(p.name for p in (tmp_path / "png").glob("*.png"))
-    assert pngs == ["curves.png", "stability_0.png"]
+    assert pngs == ["curves.png", "edges.png", "stability_0.png"]
     assert all((tmp_path / "png" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
 

@@ -60,6 +60,11 @@ def test_show_and_report_call_the_analysis(results, tmp_path, capsys):
     assert main(["report", str(results), "-o", str(html)]) == 0
     assert html.stat().st_size > 1000
     assert main(["show", str(results), "--tol", "-1"]) == 2
+    assert main(["show", str(results), "--rise", "0"]) == 2
+    assert "--rise: expected a relative rise above 0" in capsys.readouterr().err
+    # the threshold reaches the labels: at rise > 10 nothing blows up, at 0.1 it may
+    assert main(["show", str(results), "--rise", "10"]) == 0
+    assert "blow-up threshold rise > 1000%" in capsys.readouterr().out
 
 
 def test_train_and_theory_subcommands(capsys):

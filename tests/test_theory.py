@@ -16,7 +16,7 @@ OUTERS = ("nesterov", "heavy_ball")
 
 
 def simulate(mu: float, alpha: float, beta: float, steps: int, outer: str) -> list[float]:
-    """DESIGN.md's outer loop on one mode, written out: e after each of `steps` outer steps."""
+    """docs/design.md's outer loop on one mode, written out: e after each of `steps` outer steps."""
     e, m, out = 1.0, 0.0, []
     for _ in range(steps):
         delta = mu * e                                  # H GD steps shrink e by (1 − μ)

@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md, each a test that can fail, on the real LM trial."""
+"""The invariants of docs/design.md, each a test that can fail, on the real LM trial."""
 
 import json
 import math
@@ -11,6 +11,7 @@ import torch
 from trainer import ConfigError, OuterOptimizer, TrainConfig, pseudo_gradient, train
 from trainer.lm import LMProblem
 from trainer.loop import inner_lr
+from trainer.result import curve_rise
 
 SMALL = dict(model="tiny", batch_size=4, seq_len=32, eval_batches=1, warmup_steps=2)
 GOLDEN = Path(__file__).parent / "data" / "golden_tiny_curve.json"
@@ -73,7 +74,7 @@ def test_outer_update_matches_hand_computation(kind):
     m2 = beta * m1 + d2
     u2 = d2 + beta * m2 if kind == "nesterov" else m2
     assert np.allclose(theta[0].numpy(), th1 - alpha * u2, atol=1e-15)
-    # and the torch SGD convention DESIGN.md names
+    # and the torch SGD convention docs/design.md names
     p = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
     sgd = torch.optim.SGD([p], lr=alpha, momentum=beta, nesterov=kind == "nesterov")
     for d in (d1, d2):
@@ -139,6 +140,17 @@ def test_on_step_rows_and_result_fields():
     assert r.tokens == 3 * 2 * 3 * 4 * 32 == rows[-1]["tokens"]
     assert r.final_loss < r.initial_loss and r.best_loss <= r.final_loss
     assert r.peak_loss == max(row["eval_loss"] for row in rows[1:])
+    ev = [row["eval_loss"] for row in rows]
+    want = max(ev[t] / min(ev[: t + 1]) - 1 for t in range(len(ev)))
+    assert r.rise == pytest.approx(want, rel=1e-12) and r.summary()["rise"] == r.rise
+
+
+def test_rise_is_measured_against_the_running_minimum():
+    """A late climb from a low loss counts in full; a curve that only falls has rise 0."""
+    assert curve_rise([5.0, 4.0, 3.0]) == 0.0
+    assert curve_rise([5.3, 3.4, 5.0, 3.0]) == pytest.approx(5.0 / 3.4 - 1)
+    assert curve_rise([4.0, math.nan, 4.4]) == pytest.approx(0.1)  # non-finite left out
+    assert curve_rise([]) == 0.0
 
 
 def test_stored_curve_guards_numeric_drift():

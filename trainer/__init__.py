@@ -1,4 +1,4 @@
-"""trainer: one DiLoCo trial (DESIGN.md), knowing nothing of Ray.
+"""trainer: one DiLoCo trial (docs/design.md), knowing nothing of Ray.
 
 Names that need torch load on first use, so that reading a config (`sweeps check`) stays fast.
 """

@@ -1,6 +1,6 @@
 """TrainConfig: every setting of one DiLoCo trial, typed, documented and validated.
 
-Field names follow the words of DESIGN.md: alpha, beta, H, R, workers, outer_steps, seed.
+Field names follow the words of docs/design.md: alpha, beta, H, R, workers, outer_steps, seed.
 A config is flat on purpose: one trial row in Parquet carries every field as a column.
 """
 
@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """One trial: the DiLoCo loop of DESIGN.md on one model, one corpus, one seed."""
+    """One trial: the DiLoCo loop of docs/design.md on one model, one corpus, one seed."""
 
     # --- the outer loop (swept) ---
     alpha: float = 0.7

@@ -1,4 +1,4 @@
-"""The DiLoCo trial loop of DESIGN.md, over any `Problem` (the LM, or the toy regression).
+"""The DiLoCo trial loop of docs/design.md, over any `Problem` (the LM, or the toy regression).
 
     θ ← init(seed);  m ← 0;  each worker keeps its own inner-optimizer state across rounds
     for t = 0 .. T-1:

@@ -1,4 +1,4 @@
-"""The DiLoCo outer step with momentum restarting, exactly as DESIGN.md writes it.
+"""The DiLoCo outer step with momentum restarting, exactly as docs/design.md writes it.
 
     if R > 0 and t % R == 0:  m ← 0
     Δ ← θ − mean_i(θ_i)                 # pseudo-gradient: old minus new

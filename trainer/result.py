@@ -10,7 +10,7 @@ __all__ = ["TrainResult", "CURVE_COLUMNS", "STATUSES", "curve_rise"]
 
 STATUSES = ("completed", "diverged", "failed")
 
-# One row per outer step, as DESIGN.md names the curve columns (trial_id is added by the store).
+# One row per outer step, as docs/design.md names the curve columns (trial_id is added by the store).
 CURVE_COLUMNS = (
     "outer_step",        # t, the round just finished (0-based, as in `t % R == 0`)
     "tokens",            # tokens consumed by all workers so far

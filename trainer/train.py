@@ -1,4 +1,4 @@
-"""`train(config)`: one trial of DESIGN.md, on the LM or the toy problem."""
+"""`train(config)`: one trial of docs/design.md, on the LM or the toy problem."""
 
 from __future__ import annotations
 

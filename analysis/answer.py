@@ -1,0 +1,134 @@
+"""The sentence the report and ``show`` lead with: do restarts widen the stable region?
+
+Generated from the numbers of ``metrics.summarize`` and nothing else, so that it can say no,
+or the opposite, when the data does. Per R > 0 each (H, β) line is *wider* (edge ratio above 1,
+or something stable where R=0 had nothing), *narrower*, *same*, or *undetermined* (both arms
+stable up to the grid's largest α: the grid does not reach where either breaks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .metrics import sign_test
+from .stability import pct
+
+__all__ = ["line_verdicts", "verdict", "answer_sentence", "threshold_text"]
+
+
+def line_verdicts(gains: pd.DataFrame) -> pd.Series:
+    """Per row of a restart-gain table: wider, narrower, same or undetermined."""
+    out = []
+    for g, bound in zip(gains["gain"].to_numpy(dtype=float), gains["bound"]):
+        if np.isnan(g):
+            out.append("same")           # nothing stable in either arm
+        elif bound == "unknown":
+            out.append("undetermined")
+        elif g > 1:
+            out.append("wider")
+        elif g < 1:
+            out.append("narrower")
+        else:
+            out.append("same")
+    return pd.Series(out, index=gains.index, dtype=object)
+
+
+def verdict(gains: pd.DataFrame) -> str:
+    """yes, opposite, mixed, none or undetermined, from the lines of one R."""
+    v = line_verdicts(gains).value_counts()
+    wider, narrower = v.get("wider", 0), v.get("narrower", 0)
+    if wider and narrower:
+        return "mixed"
+    if wider:
+        return "yes"
+    if narrower:
+        return "opposite"
+    return "undetermined" if v.get("undetermined", 0) == len(gains) and len(gains) else "none"
+
+
+_LEAD = {
+    "yes": "Yes: restarts every R={r} outer steps widen the stable region.",
+    "opposite": "No, the opposite: restarts every R={r} outer steps narrow the stable region.",
+    "mixed": "Mixed: restarts every R={r} outer steps widen the stable region on some lines "
+             "and narrow it on others.",
+    "none": "No: restarts every R={r} outer steps leave the stable region where it is.",
+    "undetermined": "Not measured: with and without restarts every R={r} outer steps, every "
+                    "line is stable up to the largest α of the grid, so the grid does not reach "
+                    "where training breaks.",
+}
+
+
+def _num(x: float) -> str:
+    return "∞" if np.isinf(x) else f"{x:.3g}"
+
+
+def _paired_text(p: pd.Series) -> str:
+    k, m, n = int(p["lowered"]), int(p["raised"]), int(p["pairs"])
+    if n == 0:
+        return ""
+    counts = (f"lower in {k} and higher in {m} of {n} paired runs (same α, β, seed"
+              + (f"; {n - k - m} tied" if n - k - m else "")
+              + f"; median change {p['median_diff']:+.3g}, sign test p = {p['p']:.2g})")
+    if p["p"] < 0.05:
+        way = "lowered" if k > m else "raised"
+        return f" They {way} the final loss: {counts}."
+    return f" They did not change the final loss consistently: {counts}."
+
+
+def threshold_text(rise: float, tol: float) -> str:
+    """The words of the labels, with the thresholds in force."""
+    return (f"Stable: not diverged, eval loss never rose more than {pct(rise)} above its "
+            f"running minimum (else blew up), and ended below its initial loss; a cell is "
+            f"stable when every seed is. Near-optimal: stable and within {pct(tol)} of the best "
+            f"final loss of any R.")
+
+
+def answer_sentence(s: dict[str, Any]) -> str:
+    """One paragraph answering the question from a ``summarize`` result (plain text)."""
+    gains, areas, paired = s["restart_gain"], s["area_gain"], s["paired"]
+    if gains.empty:
+        return ("No answer on restarts: that needs a grid with slices at R=0 and at R>0 that "
+                "differ only in R. " + threshold_text(s["rise"], s["tol"]))
+    rise = s["rise"]
+    parts = []
+    for r, g in gains[np.isclose(gains["rise"], rise)].groupby("R", sort=True):
+        lines = line_verdicts(g).value_counts()
+        v = verdict(g)
+        text = _LEAD[v].format(r=r)
+        if v != "undetermined":
+            text += (f" The stable α edge is higher on {lines.get('wider', 0)}, lower on "
+                     f"{lines.get('narrower', 0)} and the same on {lines.get('same', 0)} of "
+                     f"{len(g)} (H, β) lines")
+            if lines.get("undetermined", 0):
+                text += f" ({lines['undetermined']} stable to the grid's end in both arms)"
+            a = areas[(areas["R"] == r) & np.isclose(areas["rise"], rise)]
+            if len(a):
+                text += "; stable area ×" + ", ×".join(
+                    f"{_num(x['gain'])} [{_num(x['gain_lo'])}, {_num(x['gain_hi'])}]"
+                    + (f" at H={x['H']:g}" if "H" in x and len(a) > 1 else "")
+                    for _, x in a.iterrows())
+            text += "."
+        pooled = paired[(paired["R"] == r) & paired["beta"].isna()] if len(paired) else paired
+        if len(pooled):
+            total = pooled[["pairs", "lowered", "raised"]].sum()
+            meds = pooled["median_diff"].to_numpy(dtype=float)
+            row = pd.Series({**total.to_dict(), "median_diff": float(np.nanmedian(meds))
+                             if np.isfinite(meds).any() else np.nan,
+                             "p": sign_test(int(total["lowered"]),
+                                            int(total["lowered"] + total["raised"]))})
+            text += _paired_text(row)
+        others = {}
+        for t, gt in gains[(gains["R"] == r) & ~np.isclose(gains["rise"], rise)].groupby("rise"):
+            others[t] = verdict(gt)
+        if others:
+            same = [pct(t) for t, w in others.items() if w == v]
+            diff = [f"{pct(t)}: {w}" for t, w in others.items() if w != v]
+            text += ((" At blow-up threshold" + ("s " if len(same) > 1 else " ")
+                      + ", ".join(same) + " the answer is the same") if same else " ")
+            text += ("; it differs at " + ", ".join(diff) if diff and same else
+                     ("It differs at " + ", ".join(diff) if diff else "")) + "."
+        parts.append(text)
+    return " ".join(parts) + " " + threshold_text(rise, s["tol"])
