@@ -1,4 +1,4 @@
-"""The answer's numbers: α edges, restart gain, paired effect, near-optimal (docs/design.md).
+"""The answer's numbers: α edges and the restart gain, by line and by area (docs/design.md).
 
 A *line* is one (slice, β) of a grid; a *group* is the slices that differ only in R.
 
@@ -16,22 +16,19 @@ A *line* is one (slice, β) of a grid; a *group* is the slices that differ only 
   same draw for every R (a seed is one init and one data order in every arm), cells re-judged
   (stable when every drawn seed is), edges and areas recomputed. With two seeds there are
   three distinct draws: the interval is coarse, and says so by being wide.
-- paired effect, per (group, R > 0) and per β: pairs of trials equal in everything but R;
-  ``lowered`` the fraction whose final loss is lower at R (a diverged trial counts as +inf),
-  ``median_diff`` of final loss at R minus at R=0, ``p`` the two-sided sign test (ties out).
-- near-optimal, per (group, R, tol): cells whose every seed is stable and within tol of the
-  best final loss of the group (one bar for every R).
+- the paired effect and near-optimal cells: ``analysis.effects``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .stability import RISE, RISES, TOLS, cells, group_by, group_keys, label, slice_keys
+from .effects import near_optimal_table, paired_effect, sign_test
+from .stability import (RISE, RISES, TOLS, cells, group_by, key_dict, label, restart_groups,
+                        slice_keys)
 
 __all__ = ["summarize", "alpha_edges", "restart_gain", "area_gain", "paired_effect",
            "near_optimal_table", "slice_table", "is_grid", "sign_test", "RISES", "TOLS"]
@@ -43,10 +40,6 @@ def is_grid(slice_cells: pd.DataFrame) -> bool:
     """True when a slice's cells cover at least half of the product of its α and β values."""
     product = slice_cells["alpha"].nunique() * slice_cells["beta"].nunique()
     return product > 0 and len(slice_cells) * 2 >= product
-
-
-def _key_dict(keys: list[str], key: Any) -> dict[str, Any]:
-    return dict(zip(keys, key if isinstance(key, tuple) else (key,))) if keys else {}
 
 
 def _edge_index(stable: np.ndarray) -> np.ndarray:
@@ -67,7 +60,7 @@ def alpha_edges(cell_table: pd.DataFrame) -> pd.DataFrame:
         grp = grp.sort_values("alpha")
         alphas = grp["alpha"].to_numpy(dtype=float)
         i = int(_edge_index(grp["stable"].to_numpy(dtype=bool)))
-        row = _key_dict(keys + ["beta"], key)
+        row = key_dict(keys + ["beta"], key)
         row.update(edge=alphas[i] if i >= 0 else np.nan, edge_kind=_edge_kind(i, len(alphas)),
                    first_unstable=alphas[i + 1] if i + 1 < len(alphas) else np.nan,
                    n_alpha=len(alphas), n_stable=int(grp["stable"].sum()))
@@ -139,21 +132,11 @@ def _bound(kind: str, kind0: str) -> str:
             (False, True): "at_most", (True, True): "unknown"}[(lb, lb0)]
 
 
-def _groups(labelled: pd.DataFrame):
-    """(group settings, trials of the group) for every group that has an R=0 slice and a grid."""
-    if "R" not in labelled or "seed" not in labelled:
-        return
-    keys = group_keys(labelled)
-    for key, grp in group_by(labelled, keys):
-        if (grp["R"] == 0).any() and (grp["R"] != 0).any():
-            yield _key_dict(keys, key), grp
-
-
 def _gains(labelled: pd.DataFrame, rise: float, n_boot: int,
            rng: np.random.Generator) -> tuple[list[dict], list[dict], list[dict]]:
     """Rows of the edge-ratio, area-ratio and per-arm edge-interval tables of one threshold."""
     edge_rows, area_rows, arm_rows = [], [], []
-    for settings, grp in _groups(labelled):
+    for settings, grp in restart_groups(labelled):
         cube = _Cube(grp)
         n = len(cube.seeds)
         draws = np.vstack([np.arange(n)[None, :], rng.integers(0, n, size=(n_boot, n))])
@@ -198,81 +181,26 @@ def _frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
     return out[[c for c in out.columns if c not in cols] + cols]
 
 
+def _gain_table(which: int, cols: list[str], trials: pd.DataFrame, rises: Sequence[float],
+                diverge: float | None, n_boot: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [r for rise in rises for r in _gains(label(trials, rise, diverge=diverge),
+                                                rise, n_boot, rng)[which]]
+    return _frame(rows, cols)
+
+
 def restart_gain(trials: pd.DataFrame, rises: Sequence[float] = RISES,
                  diverge: float | None = None, n_boot: int = N_BOOT,
                  seed: int = 0) -> pd.DataFrame:
     """Edge ratio per (group, β, R > 0) and per blow-up threshold (module docstring)."""
-    rng = np.random.default_rng(seed)
-    rows = [r for rise in rises for r in _gains(label(trials, rise, diverge=diverge),
-                                                rise, n_boot, rng)[0]]
-    return _frame(rows, _GAIN_COLS)
+    return _gain_table(0, _GAIN_COLS, trials, rises, diverge, n_boot, seed)
 
 
 def area_gain(trials: pd.DataFrame, rises: Sequence[float] = RISES,
               diverge: float | None = None, n_boot: int = N_BOOT,
               seed: int = 0) -> pd.DataFrame:
     """Stable-area ratio per (group, R > 0) and per blow-up threshold (module docstring)."""
-    rng = np.random.default_rng(seed)
-    rows = [r for rise in rises for r in _gains(label(trials, rise, diverge=diverge),
-                                                rise, n_boot, rng)[1]]
-    return _frame(rows, _AREA_COLS)
-
-
-def sign_test(k: int, n: int) -> float:
-    """Two-sided exact sign test: P(at least as far from n/2 as k) under Binomial(n, 1/2)."""
-    if n == 0:
-        return float("nan")
-    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2 ** n
-    return float(min(1.0, 2 * tail))
-
-
-def paired_effect(labelled: pd.DataFrame) -> pd.DataFrame:
-    """Per (group, R > 0) with ``beta`` = NaN for all β pooled, and per (group, β, R > 0):
-    ``pairs``, ``lowered`` (count), ``raised``, ``frac_lowered``, ``median_diff``, ``p``."""
-    rows = []
-    for settings, grp in _groups(labelled):
-        ok = grp[~grp["failed"]].assign(
-            _f=lambda d: pd.to_numeric(d["final_loss"], errors="coerce").where(~d["diverged"],
-                                                                              np.inf))
-        ok["_f"] = ok["_f"].fillna(np.inf)
-        wide = ok.pivot_table(index=["beta", "alpha", "seed"], columns="R", values="_f",
-                              aggfunc="first")
-        for r in [c for c in wide.columns if c != 0]:
-            both = wide[[0, r]].dropna()
-            for beta, part in [(np.nan, both)] + list(both.groupby(level="beta")):
-                a, b = part[r].to_numpy(), part[0].to_numpy()
-                with np.errstate(invalid="ignore"):
-                    d = a - b
-                low, high = int((a < b).sum()), int((a > b).sum())
-                fin = d[np.isfinite(d)]
-                rows.append({**settings, "beta": beta, "R": r, "pairs": len(part),
-                             "lowered": low, "raised": high,
-                             "frac_lowered": low / len(part) if len(part) else np.nan,
-                             "median_diff": float(np.median(fin)) if len(fin) else np.nan,
-                             "p": sign_test(low, low + high)})
-    return pd.DataFrame(rows, columns=None if rows else
-                        ["beta", "R", "pairs", "lowered", "raised", "frac_lowered",
-                         "median_diff", "p"])
-
-
-def near_optimal_table(trials: pd.DataFrame, tols: Sequence[float] = TOLS,
-                       rise: float = RISE, diverge: float | None = None) -> pd.DataFrame:
-    """Per (slice, tol): near-optimal cells of the slice, of its cells, and the group's best."""
-    rows = []
-    for tol in tols:
-        c = cells(label(trials, rise, tol, diverge))
-        lab = label(trials, rise, tol, diverge)
-        keys = slice_keys(c)
-        for key, sl in group_by(c, keys):
-            settings = _key_dict(keys, key)
-            mask = np.ones(len(lab), dtype=bool)
-            for k, v in settings.items():
-                mask &= (lab[k] == v).to_numpy() | (pd.isna(v) & lab[k].isna().to_numpy())
-            best = lab.loc[mask, "group_best"]
-            rows.append({**settings, "tol": tol, "near_cells": int(sl["near_optimal"].sum()),
-                         "cells": len(sl),
-                         "group_best": float(best.iloc[0]) if len(best) else np.nan})
-    return pd.DataFrame(rows)
+    return _gain_table(1, _AREA_COLS, trials, rises, diverge, n_boot, seed)
 
 
 def slice_table(cell_table: pd.DataFrame) -> pd.DataFrame:
@@ -282,7 +210,7 @@ def slice_table(cell_table: pd.DataFrame) -> pd.DataFrame:
     for key, grp in group_by(cell_table, keys):
         pool = grp[grp["stable"] & grp["final_mean"].notna()]
         best = pool.loc[pool["final_mean"].idxmin()] if len(pool) else None
-        row: dict[str, Any] = _key_dict(keys, key)
+        row: dict[str, Any] = key_dict(keys, key)
         row.update(
             n_trials=int(grp["n"].sum() + grp["n_failed"].sum()), n_cells=len(grp),
             stable_cells=int(grp["stable"].sum()), stable_frac=float(grp["stable"].mean()),

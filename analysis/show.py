@@ -156,7 +156,7 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
               "sensitivity": "edge gain (edge at R / at R=0) at each blow-up threshold:",
               "area": "stable area in (log α, β), R against R=0:",
               "paired": "paired runs (same α, β, seed), R against R=0:",
-              "near": f"near-optimal cells (stable, within tol of the best of any R):"}
+              "near": "near-optimal cells (stable, within tol of the best of any R):"}
     for key, title in titles.items():
         if key in t:
             out += ["", title, _frame(t[key])]

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["slice_keys", "group_keys", "varying", "display_keys", "fixed_settings", "group_by",
-           "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS",
+           "key_dict", "restart_groups", "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS",
            "Z95", "pct"]
 
 OUTCOMES = ("stable", "stalled", "blew_up", "diverged", "failed")
@@ -85,6 +85,21 @@ def slice_keys(trials: pd.DataFrame) -> list[str]:
 def group_keys(frame: pd.DataFrame) -> list[str]:
     """The slice keys other than R: a *group* is the slices that differ only in R."""
     return [k for k in slice_keys(frame) if k != "R"]
+
+
+def key_dict(keys: list[str], key: Any) -> dict[str, Any]:
+    """``key`` of a groupby over ``keys`` as a dict (a scalar key for one column)."""
+    return dict(zip(keys, key if isinstance(key, tuple) else (key,))) if keys else {}
+
+
+def restart_groups(labelled: pd.DataFrame):
+    """(group settings, trials of the group) for every group that has an R=0 slice and a grid."""
+    if "R" not in labelled or "seed" not in labelled:
+        return
+    keys = group_keys(labelled)
+    for key, grp in group_by(labelled, keys):
+        if (grp["R"] == 0).any() and (grp["R"] != 0).any():
+            yield key_dict(keys, key), grp
 
 
 def varying(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:

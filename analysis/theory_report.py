@@ -9,7 +9,7 @@ legend says whose assumption it is.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
