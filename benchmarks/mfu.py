@@ -15,7 +15,7 @@ import time
 import torch
 
 from trainer import train
-from trainer.lm import resolve_device
+from trainer.device import resolve_device
 from trainer.packed import train_packed
 
 from .batched import add_common_args, base_config, line

@@ -71,7 +71,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     # train and theory come from other modules; only import them when they are asked for
     first = next((a for a in (argv or []) if not a.startswith("-")), None)
     for name, mod, text in (("train", "sweeps.cli_train", "run one trial, no Ray"),
-                            ("theory", "analysis.theory", "the linearized stability theory")):
+                            ("theory", "analysis.theory_cli", "the linearized stability theory")):
         if first == name:
             import importlib
 
@@ -166,9 +166,9 @@ def _dispatch(args: argparse.Namespace) -> Any:
 
         return cli_train.main(args)
     if cmd == "theory":
-        from analysis import theory
+        from analysis import theory_cli
 
-        return theory.main(args)
+        return theory_cli.main(args)
     raise UsageError(f"unknown command {cmd!r}")
 
 

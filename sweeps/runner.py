@@ -23,7 +23,7 @@ from .preflight import preflight
 from .space import Plan, check_sampler, grid_param_space, optuna_searcher, plan
 from .spec import SweepSpec
 from .store import Store, now, open_fs, trial_id
-from .trainable import failed_row, make_trainable, pack_configs, trial_config
+from .trainable import failed_row, make_trainable, pack_configs
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output"]
 

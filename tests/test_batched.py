@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from trainer import ConfigError, TrainConfig, train
-from trainer.batched import BatchedGroup, StackedAdamW, clip_per_slot_, stacked_loss, use_batched
+from trainer.batched import BatchedGroup, StackedAdamW, clip_per_slot_, stacked_loss
+from trainer.device import use_batched
 from trainer.lm import LMProblem, adamw_for
 from trainer.loop import SequentialGroup
 from trainer.model import GPT, resolve_model

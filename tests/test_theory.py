@@ -7,10 +7,12 @@ import argparse
 import numpy as np
 import pytest
 
-from analysis.theory import (add_parser, block_contraction, block_contraction_closed,
-                             critical_alpha_mu, effective_mu, main, max_rate, mode_trajectory,
+from analysis.theory import (block_contraction, block_contraction_closed,
+                             critical_alpha_mu, effective_mu, max_rate, mode_trajectory,
                              outer_matrix, parse_grid, power_law_spectrum, predicted_stable,
                              restart_rate, spectral_radius)
+
+from analysis.theory_cli import add_parser, main
 
 OUTERS = ("nesterov", "heavy_ball")
 

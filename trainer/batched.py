@@ -19,26 +19,11 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data import Sampler
+from .device import autocast_for
 from .model import GPT, _rope
 
-__all__ = ["use_batched", "BATCHED_ON_CPU", "stacked_loss", "clip_per_slot_", "StackedAdamW",
+__all__ = ["stacked_loss", "clip_per_slot_", "StackedAdamW",
            "StackedLM", "BatchedGroup"]
-
-BATCHED_ON_CPU = True
-"""batched=auto on CPU: stacked M=4 tiny workers measured 1.17-1.49x the sequential inner-step
-rate on 2 cores (docs/performance.md), never slower; flip here if a machine says otherwise."""
-
-
-def use_batched(cfg: TrainConfig, device: torch.device) -> bool:
-    """cfg.batched on/off as asked; auto: batched for M > 1 on CUDA, and on CPU if BATCHED_ON_CPU.
-
-    Batched workers hold all M workers' activations at once (sequential ones, one worker's):
-    set batched=off where memory is short.
-    """
-    if cfg.batched != "auto":
-        return cfg.batched == "on"
-    return cfg.workers > 1 and (device.type == "cuda" or BATCHED_ON_CPU)
-
 
 def _linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     # x: (S, N, in), w: (S, out, in) as nn.Linear stores it -> (S, N, out)
@@ -219,7 +204,6 @@ class BatchedGroup:
 
     def __init__(self, problem):
         cfg = problem.cfg
-        from .lm import autocast_for
 
         # CPU samplers: the same streams as the sequential workers', moved to the device as one batch
         samplers = [Sampler(problem.corpus, i, cfg.workers, cfg.split, cfg.seed, cfg.batch_size,

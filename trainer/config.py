@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["TrainConfig", "ConfigError", "OUTER_KINDS", "TRIAL_KINDS", "SPLITS", "DTYPES", "DEVICES",
@@ -109,7 +109,7 @@ class TrainConfig:
     """torch intra-op threads for this trial; 0 leaves torch's default."""
     batched: str = "auto"
     """LM workers as one stacked computation: on, off (sequential reference), or auto (where
-    measured faster; see trainer.batched.use_batched). Same math either way."""
+    measured faster; see trainer.device.use_batched). Same math either way."""
 
     def __post_init__(self) -> None:
         self.validate()

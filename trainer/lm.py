@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
 
-from .config import ConfigError, TrainConfig
+from .batched import BatchedGroup
+from .config import TrainConfig
 from .data import Sampler, eval_batches, load_corpus
+from .device import autocast_for, resolve_device, use_batched
 from .memory import check_memory
 from .model import GPT, resolve_model
 
-__all__ = ["LMProblem", "LMWorker", "resolve_device", "autocast_for", "adamw_for", "init_model"]
-
-
-def resolve_device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but torch sees no CUDA device; use auto or cpu")
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
-
-
-def autocast_for(cfg: TrainConfig, device: torch.device):
-    """bf16 autocast on CUDA when asked; float32 everywhere else."""
-    if device.type == "cuda" and cfg.dtype == "bfloat16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+__all__ = ["LMProblem", "LMWorker", "adamw_for", "init_model"]
 
 
 def adamw_for(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -93,7 +79,6 @@ class LMProblem:
 
     def make_group(self):
         """The M workers: stacked into one computation where cfg.batched says so, else in turn."""
-        from .batched import BatchedGroup, use_batched
         from .loop import SequentialGroup
 
         if use_batched(self.cfg, self.device):

@@ -26,7 +26,8 @@ import torch
 from .batched import StackedLM
 from .config import ConfigError, TrainConfig
 from .data import Sampler
-from .lm import LMProblem, autocast_for, init_model, resolve_device
+from .device import autocast_for, resolve_device
+from .lm import LMProblem, init_model
 from .loop import inner_lr, train_divergence
 from .memory import check_memory
 from .outer import OuterOptimizer
