@@ -6,6 +6,8 @@ One eigen-mode λ of a squared loss, H inner GD steps of size η: the outer opti
     heavy_ball:  A = [[1 − αμ,       −αβ ], [μ, β]]
     nesterov:    A = [[1 − αμ(1+β),  −αβ²], [μ, β]]
 
+(each rule's A lives beside its update in trainer.outer_rules, a numbers-only module).
+
 Per-step contraction: ρ(A) without restarts (R = 0); |c_R|^(1/R) with c_R = (A^R)₁₁ when m is
 zeroed every R steps. A configuration is predicted stable when every mode's rate is below 1.
 The command line (`diloco-sweep theory`) is in ``analysis.theory_cli``.
@@ -18,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OUTER_KINDS", "effective_mu", "outer_matrix", "block_contraction",
+from trainer.outer_rules import OUTER_RULES, outer_rule
+
+__all__ = ["OUTER_KINDS", "effective_mu", "has_theory", "outer_matrix", "block_contraction",
            "block_contraction_closed", "spectral_radius", "restart_rate", "mode_trajectory",
            "power_law_spectrum", "max_rate", "predicted_stable", "critical_alpha_mu",
            "parse_grid", "parse_spectrum"]
 
-OUTER_KINDS = ("nesterov", "heavy_ball")
+OUTER_KINDS = tuple(k for k in OUTER_RULES if OUTER_RULES[k].matrix is not None)
 _CLOSE = 1e-3  # eigenvalues closer than this (relative) use the repeated-root form of s_R
 
 
@@ -35,21 +39,21 @@ def effective_mu(lam: Any, eta: float, H: int) -> np.ndarray:
         return np.where(x < 1, -np.expm1(H * np.log1p(-safe)), 1.0 - (1.0 - x) ** H)
 
 
+def has_theory(outer: str) -> bool:
+    """True when the outer rule has a linear model (trainer.outer_rules); False for an unknown
+    or model-less rule, which the report then draws no prediction for."""
+    rule = OUTER_RULES.get(outer)
+    return rule is not None and rule.matrix is not None
+
+
 def outer_matrix(mu: Any, alpha: Any, beta: Any, outer: str = "nesterov") -> np.ndarray:
     """The outer step A on (e, m), broadcast over μ, α, β; shape (*broadcast, 2, 2)."""
-    if outer not in OUTER_KINDS:
-        raise ValueError(f"outer: expected one of {', '.join(OUTER_KINDS)}, got {outer!r}")
+    rule = outer_rule(outer)
+    if rule.matrix is None:
+        raise ValueError(f"outer: rule {outer!r} has no theory model; the rules with one are "
+                         f"{', '.join(k for k in OUTER_RULES if has_theory(k))}")
     mu, alpha, beta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (mu, alpha, beta)))
-    A = np.empty(mu.shape + (2, 2))
-    if outer == "nesterov":
-        A[..., 0, 0] = 1 - alpha * mu * (1 + beta)
-        A[..., 0, 1] = -alpha * beta ** 2
-    else:
-        A[..., 0, 0] = 1 - alpha * mu
-        A[..., 0, 1] = -alpha * beta
-    A[..., 1, 0] = mu
-    A[..., 1, 1] = beta
-    return A
+    return rule.matrix(mu, alpha, beta)
 
 
 def block_contraction(mu: Any, alpha: Any, beta: Any, R: int,

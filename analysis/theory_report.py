@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .figures import Overlay
-from .theory import parse_spectrum, power_law_spectrum, predicted_stable
+from .theory import has_theory, parse_spectrum, power_law_spectrum, predicted_stable
 from .theory_plots import boundary_traces, contraction_figure
 
 __all__ = ["is_toy", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "is_toy", "FINE"]
@@ -42,6 +42,8 @@ def _overlay(spectrum_of: Callable[[dict], tuple[np.ndarray, float]], name: str)
     shown = {"legend": False}
 
     def draw(settings: dict, alphas: list, betas: list):
+        if not has_theory(str(settings.get("outer", "nesterov"))):
+            return []  # a rule with no linear model: nothing to predict, nothing drawn
         lams, eta = spectrum_of(settings)
         a = np.geomspace(min(alphas), max(alphas), FINE) if min(alphas) > 0 else np.linspace(
             min(alphas), max(alphas), FINE)
@@ -82,6 +84,8 @@ def toy_theory_figure(trials: pd.DataFrame, curves: pd.DataFrame) -> go.Figure |
     if curves.empty or "mode_err" not in curves:
         return None
     outer = trials["outer"].mode().iloc[0] if "outer" in trials else None
+    if outer is not None and not has_theory(str(outer)):
+        return None
     part = trials[trials["outer"] == outer] if outer is not None else trials
     fig = contraction_figure(part, curves[curves["trial_id"].isin(part["trial_id"])])
     fig.update_layout(title=dict(text=f"Per-step contraction of the stiffest mode (λ=1): predicted "

@@ -5,12 +5,14 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from trainer import ConfigError, OuterOptimizer, TrainConfig, pseudo_gradient, train
 from trainer.lm import LMProblem
 from trainer.loop import inner_lr
+from trainer.outer_rules import OUTER_RULES, OuterRule
 from trainer.result import curve_rise
 
 SMALL = dict(model="tiny", batch_size=4, seq_len=32, eval_batches=1, warmup_steps=2)
@@ -83,7 +85,8 @@ def test_outer_update_matches_hand_computation(kind):
     assert torch.allclose(p.detach(), theta[0], atol=1e-15)
 
 
-def test_outer_step_with_positive_alpha_lowers_a_convex_quadratic():
+@pytest.mark.parametrize("kind", list(OUTER_RULES))
+def test_outer_step_with_positive_alpha_lowers_a_convex_quadratic(kind):
     # f(θ) = ½ Σ λ θ²; workers take GD steps; the outer step must move θ downhill
     lam = torch.tensor([1.0, 0.3, 0.05])
     theta = [torch.tensor([1.0, -2.0, 3.0])]
@@ -95,8 +98,26 @@ def test_outer_step_with_positive_alpha_lowers_a_convex_quadratic():
         for _ in range(4):
             w -= 0.5 * lam * w
         workers.append([w])
-    OuterOptimizer(theta, alpha=0.7, beta=0.9).step(pseudo_gradient(theta, workers))
+    OuterOptimizer(theta, alpha=0.7, beta=0.9, kind=kind).step(pseudo_gradient(theta, workers))
     assert f(theta[0]) < before
+
+
+def test_a_new_outer_rule_is_one_registry_entry(monkeypatch):
+    """The sign rule, registered without a theory model: it trains end to end, the theory says
+    it has no model, and the report's overlay draws nothing for it instead of failing."""
+    from analysis.theory import has_theory
+    from analysis.theory_report import toy_overlay
+
+    sign = OuterRule("sign", lambda delta, m, beta: [x.sign() for x in m], None, "θ ← θ − α·sign(m)")
+    monkeypatch.setitem(OUTER_RULES, "sign", sign)
+    r = train(TrainConfig(kind="toy", outer="sign", alpha=0.01, beta=0.5, H=2, outer_steps=4,
+                          toy_dim=20))
+    assert r.status == "completed" and r.final_loss < r.initial_loss
+    assert not has_theory("sign") and has_theory("nesterov")
+    trials = pd.DataFrame([dict(lr=0.5, toy_dim=20, toy_power=1.0, outer="sign", H=2, R=0)])
+    assert toy_overlay(trials)({"H": 2, "R": 0, "outer": "sign"}, [0.5, 1.0], [0.0, 0.9]) == []
+    with pytest.raises(ConfigError, match="outer"):
+        TrainConfig(outer="no-such-rule")
 
 
 def test_restart_zeroes_momentum_exactly_at_multiples_of_R():

@@ -12,10 +12,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .outer_rules import OUTER_RULES
+
 __all__ = ["TrainConfig", "ConfigError", "OUTER_KINDS", "TRIAL_KINDS", "SPLITS", "DTYPES", "DEVICES",
            "BATCHED"]
 
-OUTER_KINDS = ("nesterov", "heavy_ball")
+OUTER_KINDS = tuple(OUTER_RULES)  # the registry decides; see trainer/outer_rules.py
 TRIAL_KINDS = ("lm", "toy")
 SPLITS = ("iid", "by_file")
 DTYPES = ("float32", "bfloat16")
@@ -47,7 +49,8 @@ class TrainConfig:
     seed: int = 0
     """Seeds the model init and every worker's data stream."""
     outer: str = "nesterov"
-    """Outer update: nesterov (torch SGD nesterov=True convention) or heavy_ball."""
+    """Outer update rule, a name in trainer.outer_rules.OUTER_RULES: nesterov (torch SGD
+    nesterov=True convention) or heavy_ball, or any rule registered there."""
 
     # --- what is trained ---
     kind: str = "lm"
@@ -124,7 +127,7 @@ class TrainConfig:
         _check_int(self, "workers", 1)
         _check_int(self, "outer_steps", 1)
         _check_int(self, "seed", 0)
-        _check_choice(self, "outer", OUTER_KINDS)
+        _check_choice(self, "outer", tuple(OUTER_RULES))  # live: a rule registered later counts
         _check_choice(self, "kind", TRIAL_KINDS)
         _check_choice(self, "split", SPLITS)
         _check_choice(self, "device", DEVICES)

@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from .outer_rules import outer_rule
+
 __all__ = ["OuterOptimizer", "pseudo_gradient", "average"]
 
 
@@ -36,12 +38,11 @@ def pseudo_gradient(theta: list[torch.Tensor], workers: list[list[torch.Tensor]]
 
 
 class OuterOptimizer:
-    """Outer SGD with momentum (nesterov or heavy_ball) and a restart every R outer steps."""
+    """Outer SGD with momentum (a rule of trainer.outer_rules) and a restart every R steps."""
 
     def __init__(self, params: list[torch.Tensor], alpha: float, beta: float,
                  kind: str = "nesterov", restart_every: int = 0):
-        if kind not in ("nesterov", "heavy_ball"):
-            raise ValueError(f"outer: expected nesterov or heavy_ball, got {kind!r}")
+        self.rule = outer_rule(kind)
         self.params = params
         self.alpha, self.beta, self.kind, self.R = alpha, beta, kind, restart_every
         # m follows θ's dtype (float64 for the toy theory), but never below float32
@@ -67,10 +68,7 @@ class OuterOptimizer:
 
         torch._foreach_mul_(self.m, self.beta)
         torch._foreach_add_(self.m, delta)                       # m ← β·m + Δ
-        if self.kind == "nesterov":
-            update = torch._foreach_add(delta, self.m, alpha=self.beta)   # Δ + β·m
-        else:
-            update = self.m                                                # m
+        update = self.rule.direction(delta, self.m, self.beta)    # u, per the rule
         for p, u in zip(self.params, update):
             p.sub_(u.to(p.dtype), alpha=self.alpha)              # θ ← θ − α·update
         return {"pseudo_grad_norm": d_norm, "momentum_norm": _norm(self.m), "momentum_cos": cos}
