@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-__all__ = ["load_trials", "load_curves", "load_sweep_meta", "curve_stats", "fill_from_curves", "Filters"]
+__all__ = ["load_trials", "load_curves", "load_sweep_meta", "curve_stats", "fill_from_curves",
+           "column_roles", "Filters"]
 
 Filters = Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None
 """A mapping column -> value (or list of values), or pyarrow-style ``[(col, op, value), ...]``."""
@@ -167,6 +168,7 @@ def load_trials(path: str | Path, filters: Filters = None) -> pd.DataFrame:
     if table is None:
         return pd.DataFrame()
     df = table.to_pandas()
+    df.attrs["roles"] = column_roles(table.schema)
     if "trial_id" in df.columns and len(df):
         failed = df["status"].eq("failed") if "status" in df.columns else False
         # stable sort on "failed" keeps file order among equals: the last row is the newest
@@ -177,6 +179,13 @@ def load_trials(path: str | Path, filters: Filters = None) -> pd.DataFrame:
         df = df.sort_values(order, kind="stable")
     df = df.reset_index(drop=True)
     return fill_from_curves(df, lambda ids: load_curves(path, trial_ids=ids)) if len(df) else df
+
+
+def column_roles(schema: pa.Schema) -> dict[str, str]:
+    """Column -> role (axis, setting, runtime, result, bookkeeping) from the Parquet field
+    metadata the store writes; columns of files written before roles existed have none."""
+    return {f.name: f.metadata[b"role"].decode() for f in schema
+            if f.metadata and b"role" in f.metadata}
 
 
 _FROM_CURVES = ("rise", "peak_loss")

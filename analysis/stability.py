@@ -42,6 +42,7 @@ TOLS = (0.02, 0.05, 0.10, 0.20)
 """Tolerances of near-optimal to the group's best final loss."""
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
+# For columns without a stored role only (see slice_keys): what the store's roles would say.
 _AXES = {"alpha", "beta", "seed"}
 _RESULTS = {
     "sweep", "trial_id", "status", "initial_loss", "final_loss", "best_loss", "peak_loss",
@@ -65,14 +66,22 @@ def pct(x: float) -> str:
 
 
 def slice_keys(trials: pd.DataFrame) -> list[str]:
-    """The columns that define a slice: settings other than α, β, seed, results, bookkeeping.
+    """The columns that define a slice: the settings, not α, β, seed, results or bookkeeping.
 
+    A frame read by ``load_trials`` knows each column's role from the store's Parquet metadata
+    (``frame.attrs["roles"]``); a column with the role ``setting`` is a slice key. Columns with
+    no role (files written before roles, frames built by hand) fall back to the names below.
     ``H`` and ``R`` come first when present (the report's facet rows and columns); columns that
     hold lists or mappings are left out (they cannot be grouped on).
     """
+    roles = trials.attrs.get("roles") or {}
     keys = []
     for col in trials.columns:
-        if col in _AXES or col in _RESULTS or str(col).startswith(_BOOKKEEPING_PREFIXES):
+        role = roles.get(col)
+        if role is not None and role != "setting":
+            continue
+        if role is None and (col in _AXES or col in _RESULTS
+                             or str(col).startswith(_BOOKKEEPING_PREFIXES)):
             continue
         sample = trials[col].dropna()
         if len(sample) and isinstance(sample.iloc[0], (list, dict, np.ndarray)):
@@ -240,6 +249,7 @@ def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
     out["near_optimal"] = (out["n"] > 0) & (out["n_near"] == out["n"])
     out["outcome"] = cell_outcome(out["n"], out["n_stable"], out["n_diverged"],
                                   out["n_blew_up"])
+    out.attrs = dict(df.attrs)  # the roles, so slice_keys works on a cell table too
     return out
 
 

@@ -24,17 +24,12 @@ import pyarrow.parquet as pq
 from trainer.config import TrainConfig
 from trainer.result import CURVE_COLUMNS
 
+from .columns import RUNTIME_FIELDS, TRIAL_SCHEMA
 from .errors import ForeignFileError, StoreError
-from .spec import field_kind
 
 __all__ = ["Store", "trial_id", "TRIAL_SCHEMA", "CURVE_SCHEMA", "DONE_STATUSES", "open_fs"]
 
 DONE_STATUSES = ("completed", "diverged")
-
-
-# How a trial runs, not what it computes: batched and sequential workers do the same math, and
-# a CPU thread count or device choice must not make a finished trial look missing on rerun.
-RUNTIME_FIELDS = ("batched", "threads", "device")
 
 
 def trial_id(config: TrainConfig) -> str:
@@ -47,26 +42,6 @@ def trial_id(config: TrainConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _config_fields() -> list[pa.Field]:
-    types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "model": pa.string()}
-    return [pa.field(n, types[field_kind(n)]) for n in TrainConfig.field_names()]
-
-
-_LEAD = ["alpha", "beta", "H", "R", "workers", "seed"]
-TRIAL_SCHEMA = pa.schema(
-    [pa.field("sweep", pa.string()), pa.field("trial_id", pa.string())]
-    + sorted(_config_fields(), key=lambda f: (f.name not in _LEAD, _LEAD.index(f.name)
-                                               if f.name in _LEAD else 0))
-    + [pa.field("status", pa.string()),
-       pa.field("initial_loss", pa.float64()), pa.field("final_loss", pa.float64()),
-       pa.field("best_loss", pa.float64()), pa.field("peak_loss", pa.float64()),
-       pa.field("rise", pa.float64()),
-       pa.field("outer_steps_done", pa.int64()), pa.field("tokens", pa.int64()),
-       pa.field("wall_s", pa.float64()), pa.field("n_params", pa.int64()),
-       pa.field("reason", pa.string()), pa.field("error", pa.string()),
-       pa.field("node_id", pa.string()), pa.field("started_at", pa.string()),
-       pa.field("finished_at", pa.string())]
-)
 _CURVE_TYPES = {"outer_step": pa.int64(), "tokens": pa.int64()}
 CURVE_SCHEMA = pa.schema([pa.field("trial_id", pa.string())]
                          + [pa.field(c, _CURVE_TYPES.get(c, pa.float64())) for c in CURVE_COLUMNS])

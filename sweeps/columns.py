@@ -1,0 +1,81 @@
+"""The trial columns of the results store, each declared once with its role.
+
+Roles (written into each Parquet field's metadata as ``role``, so that every reader, pandas
+users included, can tell what a column is without a list of names):
+
+- ``axis``: α, β and seed, the swept coordinates inside a slice (docs/design.md, "Words");
+- ``setting``: every other TrainConfig field; the settings that vary define the slices;
+- ``runtime``: settings that do not change what is trained (device, threads, batched);
+  left out of ``trial_id``;
+- ``result``: what the trial produced: every field of ``trainer.TrainResult``, and ``error``;
+- ``bookkeeping``: sweep, trial_id and provenance.
+
+The settings come from TrainConfig and the results from TrainResult, so a new result is one
+field there: the store writes it, the schema types it, and analysis reads it as a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import pyarrow as pa
+
+from trainer.config import TrainConfig
+from trainer.result import TrainResult
+
+from .spec import field_kind
+
+__all__ = ["Role", "ROLES", "ROLE_KEY", "AXES", "RUNTIME_FIELDS", "TRIAL_COLUMNS",
+           "TRIAL_SCHEMA", "trial_roles"]
+
+Role = Literal["axis", "setting", "runtime", "result", "bookkeeping"]
+ROLES: tuple[Role, ...] = ("axis", "setting", "runtime", "result", "bookkeeping")
+ROLE_KEY = b"role"
+AXES = ("alpha", "beta", "seed")
+RUNTIME_FIELDS = ("batched", "threads", "device")
+"""Settings left out of trial_id: batched and sequential workers do the same math, and a thread
+count or device choice must not make a finished trial look missing on rerun."""
+
+_KIND_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(),
+               "model": pa.string()}
+_RESULT_TYPES = {"str": pa.string(), "str | None": pa.string(), "float": pa.float64(),
+                 "int": pa.int64()}
+_LEAD = ["alpha", "beta", "H", "R", "workers", "seed"]  # column order a reader sees first
+
+
+def _field(name: str, typ: pa.DataType, role: Role) -> pa.Field:
+    return pa.field(name, typ, metadata={ROLE_KEY: role.encode()})
+
+
+def _config_columns() -> list[pa.Field]:
+    names = sorted(TrainConfig.field_names(),
+                   key=lambda n: (n not in _LEAD, _LEAD.index(n) if n in _LEAD else 0))
+    return [_field(n, _KIND_TYPES[field_kind(n)], "axis" if n in AXES else
+                   "runtime" if n in RUNTIME_FIELDS else "setting") for n in names]
+
+
+def _result_columns() -> list[pa.Field]:
+    out = []
+    for f in dataclasses.fields(TrainResult):
+        if f.name == "curve":  # its own table, curves/
+            continue
+        typ = _RESULT_TYPES.get(str(f.type))
+        if typ is None:
+            raise TypeError(f"TrainResult.{f.name}: type {f.type} has no Parquet column type; "
+                            f"use one of {', '.join(_RESULT_TYPES)}")
+        out.append(_field(f.name, typ, "result"))
+    return out
+
+
+TRIAL_COLUMNS: tuple[pa.Field, ...] = tuple(
+    [_field("sweep", pa.string(), "bookkeeping"), _field("trial_id", pa.string(), "bookkeeping")]
+    + _config_columns() + _result_columns()
+    + [_field("error", pa.string(), "result")]
+    + [_field(n, pa.string(), "bookkeeping") for n in ("node_id", "started_at", "finished_at")])
+TRIAL_SCHEMA = pa.schema(TRIAL_COLUMNS)
+
+
+def trial_roles() -> dict[str, Role]:
+    """Column name -> role, as the store writes it."""
+    return {f.name: f.metadata[ROLE_KEY].decode() for f in TRIAL_COLUMNS}  # type: ignore[misc]
