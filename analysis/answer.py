@@ -3,7 +3,8 @@
 Generated from the numbers of ``metrics.summarize`` and nothing else, so that it can say no,
 or the opposite, when the data does. Per R > 0 each (H, β) line is *wider* (edge ratio above 1,
 or something stable where R=0 had nothing), *narrower*, *same*, or *undetermined* (both arms
-stable up to the grid's largest α: the grid does not reach where either breaks).
+stable up to the grid's largest α: the grid does not reach where either breaks); a line on which
+one arm ran no trial is *no_data* and not counted.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import sign_test
-from .stability import pct
+from .effects import pair_summary
+from .stability import pct, why_no_groups
 
 __all__ = ["line_verdicts", "verdict", "answer_sentence", "threshold_text"]
 
@@ -23,7 +24,9 @@ def line_verdicts(gains: pd.DataFrame) -> pd.Series:
     """Per row of a restart-gain table: wider, narrower, same or undetermined."""
     out = []
     for g, bound in zip(gains["gain"].to_numpy(dtype=float), gains["bound"]):
-        if np.isnan(g):
+        if bound == "no_data":
+            out.append("no_data")        # one arm ran no trial on this line
+        elif np.isnan(g):
             out.append("same")           # nothing stable in either arm
         elif bound == "unknown":
             out.append("undetermined")
@@ -37,8 +40,11 @@ def line_verdicts(gains: pd.DataFrame) -> pd.Series:
 
 
 def verdict(gains: pd.DataFrame) -> str:
-    """yes, opposite, mixed, none or undetermined, from the lines of one R."""
+    """yes, opposite, mixed, none, undetermined or no_data, from the lines of one R."""
     v = line_verdicts(gains).value_counts()
+    if v.get("no_data", 0) == len(gains):
+        return "no_data"
+    gains = gains[line_verdicts(gains) != "no_data"]
     wider, narrower = v.get("wider", 0), v.get("narrower", 0)
     if wider and narrower:
         return "mixed"
@@ -55,6 +61,7 @@ _LEAD = {
     "mixed": "Mixed: restarts every R={r} outer steps widen the stable region on some lines "
              "and narrow it on others.",
     "none": "No: restarts every R={r} outer steps leave the stable region where it is.",
+    "no_data": "No answer for R={r}: no line has trials in both arms.",
     "undetermined": "Not measured: with and without restarts every R={r} outer steps, every "
                     "line is stable up to the largest α of the grid, so the grid does not reach "
                     "where training breaks.",
@@ -62,7 +69,7 @@ _LEAD = {
 
 
 def _num(x: float) -> str:
-    return "∞" if np.isinf(x) else f"{x:.3g}"
+    return "–" if np.isnan(x) else "∞" if np.isinf(x) else f"{x:.3g}"
 
 
 def _paired_text(p: pd.Series) -> str:
@@ -88,22 +95,25 @@ def threshold_text(rise: float, tol: float) -> str:
 
 def answer_sentence(s: dict[str, Any]) -> str:
     """One paragraph answering the question from a ``summarize`` result (plain text)."""
-    gains, areas, paired = s["restart_gain"], s["area_gain"], s["paired"]
+    gains, areas, pairs = s["restart_gain"], s["area_gain"], s["pairs"]
     if gains.empty:
-        return ("No answer on restarts: that needs a grid with slices at R=0 and at R>0 that "
-                "differ only in R. " + threshold_text(s["rise"], s["tol"]))
+        return (f"No answer on restarts: {why_no_groups(s['trials'])}. "
+                + threshold_text(s["rise"], s["tol"]))
     rise = s["rise"]
     parts = []
     for r, g in gains[np.isclose(gains["rise"], rise)].groupby("R", sort=True):
         lines = line_verdicts(g).value_counts()
         v = verdict(g)
         text = _LEAD[v].format(r=r)
-        if v != "undetermined":
+        if v not in ("undetermined", "no_data"):
+            counted = len(g) - lines.get("no_data", 0)
             text += (f" The stable α edge is higher on {lines.get('wider', 0)}, lower on "
                      f"{lines.get('narrower', 0)} and the same on {lines.get('same', 0)} of "
-                     f"{len(g)} (H, β) lines")
+                     f"{counted} (H, β) lines")
             if lines.get("undetermined", 0):
                 text += f" ({lines['undetermined']} stable to the grid's end in both arms)"
+            if lines.get("no_data", 0):
+                text += f"; {lines['no_data']} more have no trials in one arm and are not counted"
             a = areas[(areas["R"] == r) & np.isclose(areas["rise"], rise)]
             if len(a):
                 text += "; stable area ×" + ", ×".join(
@@ -111,15 +121,9 @@ def answer_sentence(s: dict[str, Any]) -> str:
                     + (f" at H={x['H']:g}" if "H" in x and len(a) > 1 else "")
                     for _, x in a.iterrows())
             text += "."
-        pooled = paired[(paired["R"] == r) & paired["beta"].isna()] if len(paired) else paired
-        if len(pooled):
-            total = pooled[["pairs", "lowered", "raised"]].sum()
-            meds = pooled["median_diff"].to_numpy(dtype=float)
-            row = pd.Series({**total.to_dict(), "median_diff": float(np.nanmedian(meds))
-                             if np.isfinite(meds).any() else np.nan,
-                             "p": sign_test(int(total["lowered"]),
-                                            int(total["lowered"] + total["raised"]))})
-            text += _paired_text(row)
+        mine = pairs[pairs["R"] == r] if len(pairs) else pairs
+        if len(mine):  # every pair of every group at this R, one median and one sign test
+            text += _paired_text(pd.Series(pair_summary(mine)))
         others = {}
         for t, gt in gains[(gains["R"] == r) & ~np.isclose(gains["rise"], rise)].groupby("rise"):
             others[t] = verdict(gt)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .stability import RISE, TOLS, cells, group_by, key_dict, label, restart_groups, slice_keys
 
-__all__ = ["sign_test", "paired_effect", "near_optimal_table"]
+__all__ = ["sign_test", "paired_diffs", "pair_summary", "paired_effect", "near_optimal_table"]
 
 
 def sign_test(k: int, n: int) -> float:
@@ -28,33 +28,57 @@ def sign_test(k: int, n: int) -> float:
     return float(min(1.0, 2 * tail))
 
 
-def paired_effect(labelled: pd.DataFrame) -> pd.DataFrame:
-    """Per (group, R > 0) with ``beta`` = NaN for all β pooled, and per (group, β, R > 0):
-    ``pairs``, ``lowered`` (count), ``raised``, ``frac_lowered``, ``median_diff``, ``p``."""
-    rows = []
+def paired_diffs(labelled: pd.DataFrame) -> pd.DataFrame:
+    """One row per pair (group settings, β, α, seed, R > 0): ``final`` at R, ``final_R0``, and
+    ``diff`` = final − final_R0; a diverged trial's final loss counts as +inf."""
+    out = []
     for settings, grp in restart_groups(labelled):
-        ok = grp[~grp["failed"]].assign(
-            _f=lambda d: pd.to_numeric(d["final_loss"], errors="coerce").where(~d["diverged"],
-                                                                              np.inf))
-        ok["_f"] = ok["_f"].fillna(np.inf)
-        wide = ok.pivot_table(index=["beta", "alpha", "seed"], columns="R", values="_f",
-                              aggfunc="first")
+        grp = grp if "seed" in grp else grp.assign(seed=0)
+        ok = grp[~grp["failed"]]
+        f = pd.to_numeric(ok["final_loss"], errors="coerce").where(~ok["diverged"], np.inf)
+        wide = ok.assign(_f=f.fillna(np.inf)).pivot_table(
+            index=["beta", "alpha", "seed"], columns="R", values="_f", aggfunc="first")
+        if 0 not in wide.columns:   # every R=0 trial of the group failed: nothing to pair
+            continue
         for r in [c for c in wide.columns if c != 0]:
-            both = wide[[0, r]].dropna()
-            for beta, part in [(np.nan, both)] + list(both.groupby(level="beta")):
-                a, b = part[r].to_numpy(), part[0].to_numpy()
-                with np.errstate(invalid="ignore"):
-                    d = a - b
-                low, high = int((a < b).sum()), int((a > b).sum())
-                fin = d[np.isfinite(d)]
-                rows.append({**settings, "beta": beta, "R": r, "pairs": len(part),
-                             "lowered": low, "raised": high,
-                             "frac_lowered": low / len(part) if len(part) else np.nan,
-                             "median_diff": float(np.median(fin)) if len(fin) else np.nan,
-                             "p": sign_test(low, low + high)})
-    return pd.DataFrame(rows, columns=None if rows else
-                        ["beta", "R", "pairs", "lowered", "raised", "frac_lowered",
-                         "median_diff", "p"])
+            both = wide[[0, r]].dropna().reset_index()
+            with np.errstate(invalid="ignore"):
+                diff = both[r] - both[0]
+            out.append(pd.DataFrame({**settings, "beta": both["beta"], "alpha": both["alpha"],
+                                     "seed": both["seed"], "R": r, "final": both[r],
+                                     "final_R0": both[0], "diff": diff}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
+        columns=["beta", "alpha", "seed", "R", "final", "final_R0", "diff"])
+
+
+def pair_summary(pairs: pd.DataFrame) -> dict:
+    """pairs, lowered, raised, frac_lowered, median_diff (finite differences), sign-test p."""
+    a, b = pairs["final"].to_numpy(dtype=float), pairs["final_R0"].to_numpy(dtype=float)
+    low, high = int((a < b).sum()), int((a > b).sum())
+    d = pairs["diff"].to_numpy(dtype=float)
+    fin = d[np.isfinite(d)]
+    return {"pairs": len(pairs), "lowered": low, "raised": high,
+            "frac_lowered": low / len(pairs) if len(pairs) else np.nan,
+            "median_diff": float(np.median(fin)) if len(fin) else np.nan,
+            "p": sign_test(low, low + high)}
+
+
+def paired_effect(labelled: pd.DataFrame, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (group, R > 0) with ``beta`` = NaN for all β pooled, and per (group, β, R > 0):
+    the columns of :func:`pair_summary`."""
+    pairs = paired_diffs(labelled) if pairs is None else pairs
+    cols = ["beta", "R", "pairs", "lowered", "raised", "frac_lowered", "median_diff", "p"]
+    if pairs.empty:
+        return pd.DataFrame(columns=cols)
+    keys = [c for c in pairs.columns if c not in ("beta", "alpha", "seed", "R", "final",
+                                                  "final_R0", "diff")]
+    rows = []
+    for key, part in group_by(pairs, keys + ["R"]):
+        settings = key_dict(keys + ["R"], key)
+        rows.append({**settings, "beta": np.nan, **pair_summary(part)})
+        for beta, sub in part.groupby("beta"):
+            rows.append({**settings, "beta": beta, **pair_summary(sub)})
+    return pd.DataFrame(rows)
 
 
 def near_optimal_table(trials: pd.DataFrame, tols: Sequence[float] = TOLS,

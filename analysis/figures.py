@@ -19,8 +19,7 @@ import plotly.graph_objects as go
 from plotly.basedatatypes import BaseTraceType
 from plotly.subplots import make_subplots
 
-from .metrics import is_grid
-from .stability import group_by, pct as tol_text, slice_keys, varying
+from .stability import group_by, is_grid, pct as tol_text, slice_keys, varying
 
 __all__ = ["facet_figures", "fmt", "slice_title", "Overlay", "OUTLINE", "NEAR", "MARKS"]
 
@@ -95,7 +94,7 @@ def facet_figures(cell_table: pd.DataFrame, tol: float, grid: bool | None = None
     """One facet figure (rows H, columns R) per combination of the other varying slice keys.
 
     ``grid`` forces heatmaps (True) or scatter plots (False); None decides per figure from the
-    cells (see ``metrics.is_grid``). ``overlay(settings, alphas, betas)`` is called per facet
+    cells (see ``stability.is_grid``). ``overlay(settings, alphas, betas)`` is called per facet
     with that slice's settings (a dict with H, R, ...) and the facet's α and β values; the
     traces it returns are added to the facet. Heatmap facets draw α and β at index positions
     0..n-1, so an overlay maps its values onto those (e.g. with np.interp). Returns (title,

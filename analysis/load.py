@@ -199,6 +199,7 @@ def curve_stats(curves: pd.DataFrame) -> pd.DataFrame:
     loss = pd.to_numeric(c["eval_loss"], errors="coerce").astype(float)
     loss = loss.where(np.isfinite(loss))
     low = loss.groupby(c["trial_id"]).cummin()
+    low = low.where(low > 0)  # as trainer.result.curve_rise: no ratio to a minimum at or below 0
     rise = (loss / low - 1.0).groupby(c["trial_id"]).max().fillna(0.0).clip(lower=0.0)
     later = loss.where(c.groupby("trial_id").cumcount() > 0)
     peak = later.groupby(c["trial_id"]).max().fillna(loss.groupby(c["trial_id"]).max())

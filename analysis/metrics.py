@@ -26,29 +26,32 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .effects import near_optimal_table, paired_effect, sign_test
-from .stability import (RISE, RISES, TOLS, cells, group_by, key_dict, label, restart_groups,
-                        slice_keys)
+from .effects import near_optimal_table, paired_diffs, paired_effect, sign_test
+from .stability import (RISE, RISES, TOLS, cells, group_by, is_grid, key_dict, label,
+                        restart_groups, slice_keys)
 
 __all__ = ["summarize", "alpha_edges", "restart_gain", "area_gain", "paired_effect",
-           "near_optimal_table", "slice_table", "is_grid", "sign_test", "RISES", "TOLS"]
+           "near_optimal_table", "slice_table", "sign_test", "RISES", "TOLS"]
 
 N_BOOT = 1000
 
 
-def is_grid(slice_cells: pd.DataFrame) -> bool:
-    """True when a slice's cells cover at least half of the product of its α and β values."""
-    product = slice_cells["alpha"].nunique() * slice_cells["beta"].nunique()
-    return product > 0 and len(slice_cells) * 2 >= product
+def _edge_index(stable: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """(..., n_alpha) bool, α ascending -> (...,) index of the edge; -1 when the first α that
+    has trials is unstable or none has. α without trials (``present`` False) are skipped: they
+    neither end the stable run nor are its edge."""
+    if present is None:
+        return np.cumprod(stable, axis=-1).sum(axis=-1) - 1
+    run = np.cumprod(np.where(present, stable, True), axis=-1).astype(bool) & present
+    idx = np.arange(stable.shape[-1])
+    return np.where(run, idx, -1).max(axis=-1)
 
 
-def _edge_index(stable: np.ndarray) -> np.ndarray:
-    """(..., n_alpha) bool, α ascending -> (...,) index of the edge; -1 when α[0] is unstable."""
-    return np.cumprod(stable, axis=-1).sum(axis=-1) - 1
-
-
-def _edge_kind(idx: int, n_alpha: int) -> str:
-    return "below_grid" if idx < 0 else ("lower_bound" if idx == n_alpha - 1 else "exact")
+def _edge_kind(idx: int, n_alpha: int, present: np.ndarray | None = None) -> str:
+    if present is not None and not present.any():
+        return "no_data"
+    last = n_alpha - 1 if present is None else int(np.flatnonzero(present).max())
+    return "below_grid" if idx < 0 else ("lower_bound" if idx == last else "exact")
 
 
 def alpha_edges(cell_table: pd.DataFrame) -> pd.DataFrame:
@@ -81,6 +84,7 @@ class _Cube:
     """Per-trial stability of one group as an array [R, seed, β, α] (NaN: no trial)."""
 
     def __init__(self, grp: pd.DataFrame):
+        grp = grp if "seed" in grp else grp.assign(seed=0)
         self.rs = np.sort(grp["R"].unique())
         self.seeds = np.sort(grp["seed"].unique())
         self.betas = np.sort(grp["beta"].unique())
@@ -93,21 +97,22 @@ class _Cube:
         self.s[idx] = ok["stable"].to_numpy(dtype=float)
         self.weight = np.outer(_widths(self.betas), _widths(np.log(self.alphas)))
 
-    def judged(self, draws: np.ndarray) -> np.ndarray:
-        """(B, n_draw) seed indices -> (B, R, β, α) bool cells: every drawn seed that ran is
-        stable, and at least one ran."""
+    def judged(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n_draw) seed indices -> (B, R, β, α) bool cells, stable when every drawn seed
+        that ran is, and where at least one drawn seed ran (``present``)."""
         s = self.s[:, draws]                        # (R, B, n_draw, β, α)
         ran = ~np.isnan(s)
-        cell = np.where(ran, s == 1, True).all(axis=2) & ran.any(axis=2)
-        return np.moveaxis(cell, 1, 0)
+        cell = np.where(ran, s == 1, True).all(axis=2)
+        return np.moveaxis(cell, 1, 0), np.moveaxis(ran.any(axis=2), 1, 0)
 
-    def edges(self, cell: np.ndarray) -> np.ndarray:
-        """(..., β, α) -> (..., β) edge α, NaN below the grid."""
-        i = _edge_index(cell)
+    def edges(self, cell: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """(..., β, α) -> (..., β) edge α, NaN below the grid or with no trial."""
+        i = _edge_index(cell, present)
         return np.where(i >= 0, self.alphas[np.clip(i, 0, None)], np.nan)
 
-    def areas(self, cell: np.ndarray) -> np.ndarray:
-        return (cell * self.weight).sum(axis=(-1, -2))
+    def areas(self, cell: np.ndarray, both: np.ndarray) -> np.ndarray:
+        """Stable area over the cells ``both`` arms ran, so a missing cell tips neither way."""
+        return (cell * both * self.weight).sum(axis=(-1, -2))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -127,6 +132,8 @@ def _interval(x: np.ndarray) -> tuple[float, float]:
 
 
 def _bound(kind: str, kind0: str) -> str:
+    if "no_data" in (kind, kind0):
+        return "no_data"
     lb, lb0 = kind == "lower_bound", kind0 == "lower_bound"
     return {(False, False): "exact", (True, False): "at_least",
             (False, True): "at_most", (True, True): "unknown"}[(lb, lb0)]
@@ -140,8 +147,8 @@ def _gains(labelled: pd.DataFrame, rise: float, n_boot: int,
         cube = _Cube(grp)
         n = len(cube.seeds)
         draws = np.vstack([np.arange(n)[None, :], rng.integers(0, n, size=(n_boot, n))])
-        cell = cube.judged(draws)                   # (1 + B, R, β, α); row 0 is the data
-        edges, areas = cube.edges(cell), cube.areas(cell)
+        cell, present = cube.judged(draws)          # (1 + B, R, β, α); row 0 is the data
+        edges = cube.edges(cell, present)
         i0 = int(np.flatnonzero(cube.rs == 0)[0])
         below0 = np.nan_to_num(edges, nan=0.0)        # below the grid: 0 for the quantiles
         for ri, r in enumerate(cube.rs):
@@ -152,14 +159,18 @@ def _gains(labelled: pd.DataFrame, rise: float, n_boot: int,
             if r == 0:
                 continue
             eg = _ratio(edges[:, ri], edges[:, i0])            # (1 + B, β)
-            ag = _ratio(areas[:, ri], areas[:, i0])
+            both = present[:, ri] & present[:, i0]
+            area, area0 = cube.areas(cell[:, ri], both), cube.areas(cell[:, i0], both)
+            ag = _ratio(area, area0)
             lo, hi = _interval(ag[1:])
             area_rows.append({**settings, "R": r, "rise": rise, "gain": float(ag[0]),
-                              "gain_lo": lo, "gain_hi": hi, "area": float(areas[0, ri]),
-                              "area_R0": float(areas[0, i0]), "n_seeds": n})
+                              "gain_lo": lo, "gain_hi": hi, "area": float(area[0]),
+                              "area_R0": float(area0[0]), "n_seeds": n})
             for bi, beta in enumerate(cube.betas):
-                k = _edge_kind(int(_edge_index(cell[0, ri, bi])), len(cube.alphas))
-                k0 = _edge_kind(int(_edge_index(cell[0, i0, bi])), len(cube.alphas))
+                k = _edge_kind(int(_edge_index(cell[0, ri, bi], present[0, ri, bi])),
+                               len(cube.alphas), present[0, ri, bi])
+                k0 = _edge_kind(int(_edge_index(cell[0, i0, bi], present[0, i0, bi])),
+                                len(cube.alphas), present[0, i0, bi])
                 lo, hi = _interval(eg[1:, bi])
                 edge_rows.append({**settings, "beta": beta, "R": r, "rise": rise,
                                   "edge": float(edges[0, ri, bi]), "edge_kind": k,
@@ -233,13 +244,15 @@ def summarize(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
 
     Returns a dict: ``rise`` and ``tol`` used, ``rises``, ``tols``, ``trials`` (labelled),
     ``cells``, ``slices``, ``edges`` (per line), ``restart_gain`` (edge ratio per (group, β,
-    R > 0) and threshold in ``rises``, ``rise`` always included), ``area_gain``, ``paired``
+    R > 0) and threshold in ``rises``, ``rise`` always included), ``area_gain``, ``pairs`` (one
+    row per paired run), ``paired``
     and ``near_optimal`` (per slice and tolerance in ``tols``).
     """
     rises = tuple(sorted({float(r) for r in rises} | {float(rise)}))
     tols = tuple(sorted({float(t) for t in tols} | {float(tol)}))
     labelled = label(trials, rise, tol, diverge)
     cell_table = cells(labelled)
+    pairs = paired_diffs(labelled)
     rng = np.random.default_rng(seed)
     edge_rows, area_rows = [], []
     edges = alpha_edges(cell_table)
@@ -257,6 +270,6 @@ def summarize(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
         "cells": cell_table, "slices": slice_table(cell_table),
         "edges": edges,
         "restart_gain": _frame(edge_rows, _GAIN_COLS), "area_gain": _frame(area_rows, _AREA_COLS),
-        "paired": paired_effect(labelled),
+        "pairs": pairs, "paired": paired_effect(labelled, pairs),
         "near_optimal": near_optimal_table(trials, tols, rise, diverge),
     }

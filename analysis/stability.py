@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["slice_keys", "group_keys", "varying", "display_keys", "fixed_settings", "group_by",
-           "key_dict", "restart_groups", "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS",
+           "key_dict", "is_grid", "restart_groups", "why_no_groups", "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS",
            "Z95", "pct"]
 
 OUTCOMES = ("stable", "stalled", "blew_up", "diverged", "failed")
@@ -101,14 +101,38 @@ def key_dict(keys: list[str], key: Any) -> dict[str, Any]:
     return dict(zip(keys, key if isinstance(key, tuple) else (key,))) if keys else {}
 
 
+def is_grid(frame: pd.DataFrame) -> bool:
+    """True when the (α, β) points of ``frame`` cover at least half of the product of its α
+    and β values (a grid, not a sampler's scattered points)."""
+    points = frame[["alpha", "beta"]].drop_duplicates()
+    product = frame["alpha"].nunique() * frame["beta"].nunique()
+    return product > 0 and len(points) * 2 >= product
+
+
 def restart_groups(labelled: pd.DataFrame):
-    """(group settings, trials of the group) for every group that has an R=0 slice and a grid."""
-    if "R" not in labelled or "seed" not in labelled:
+    """(group settings, trials of the group) for every group of slices differing only in R
+    that has R=0, some R > 0, and lays its trials on an (α, β) grid in every slice. Without a
+    seed column the trials count as one seed (0)."""
+    if "R" not in labelled:
         return
+    if "seed" not in labelled:
+        labelled = labelled.assign(seed=0)
     keys = group_keys(labelled)
     for key, grp in group_by(labelled, keys):
-        if (grp["R"] == 0).any() and (grp["R"] != 0).any():
+        if not ((grp["R"] == 0).any() and (grp["R"] != 0).any()):
+            continue
+        if all(is_grid(sl) for _, sl in grp.groupby("R")):
             yield key_dict(keys, key), grp
+
+
+def why_no_groups(labelled: pd.DataFrame) -> str:
+    """Why ``restart_groups`` yields nothing for this frame, in words."""
+    if "R" not in labelled or labelled["R"].nunique() < 2:
+        return "the sweep has one value of R, so there is nothing to compare restarts against"
+    if not (labelled["R"] == 0).any():
+        return "the sweep has no R=0 slice to compare restarts against"
+    return ("the trials do not lie on an (α, β) grid in each R (a sampler's scattered points "
+            "have no α edge per β); run a grid to compare edges")
 
 
 def varying(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:
@@ -229,6 +253,7 @@ def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
     trained = ~df["diverged"] & ~df["failed"]
     work = df.assign(
         _ok=~df["failed"], _near=df["near_optimal"],
+        _id=df["trial_id"] if "trial_id" in df else pd.Series("", index=df.index),
         _final=pd.to_numeric(df["final_loss"], errors="coerce").where(trained),
         _initial=_numbers(df, "initial_loss"), _best=_numbers(df, "best_loss"),
         _peak=_numbers(df, "peak_loss"), _rise=_numbers(df, "rise"),
@@ -239,7 +264,7 @@ def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
         n_near=("_near", "sum"), final_mean=("_final", "mean"), final_std=("_final", "std"),
         initial_loss=("_initial", "mean"), best_loss=("_best", "mean"),
         peak_loss=("_peak", "max"), rise_max=("_rise", "max"),
-        trial_ids=("trial_id", lambda s: ",".join(map(str, s))),
+        trial_ids=("_id", lambda s: ",".join(map(str, s))),
     ).reset_index()
     for col in ["n", "n_near"] + [f"n_{o}" for o in _COUNTS]:
         out[col] = out[col].astype(int)

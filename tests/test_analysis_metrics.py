@@ -273,3 +273,64 @@ def test_public_names() -> None:
                  "paired_effect"):
         assert name in analysis.__all__ and callable(getattr(analysis, name))
     assert restart_gain is analysis.restart_gain
+
+
+def test_missing_or_failed_trials_are_no_evidence(tmp_path: Path) -> None:
+    """A cell with no trial (or only failed ones) neither ends an edge nor makes a gain."""
+    same = lambda R, a, b, s: (3.0, 0.01)  # noqa: E731 - identical arms, stable everywhere
+    rows = [r for r in _rows(same) if not (r["R"] == 0 and r["alpha"] == 1.0 and r["beta"] == 0.9)]
+    s = summarize(pd.DataFrame(rows), n_boot=50)
+    g = s["restart_gain"].query("rise == 0.1").set_index("beta")
+    assert g.loc[0.9, "edge_R0"] == 4.0 and g.loc[0.9, "bound"] == "unknown"
+    assert (s["area_gain"]["gain"] == 1.0).all()
+    # a whole line failed at R=0: that line is not counted, the answer claims nothing from it
+    rows = [dict(r, status="failed") if r["R"] == 0 and r["beta"] == 0.95 else r
+            for r in _rows(same)]
+    s = summarize(pd.DataFrame(rows), n_boot=50)
+    g = s["restart_gain"].query("rise == 0.1").set_index("beta")
+    assert g.loc[0.95, "bound"] == "no_data"
+    text = answer_sentence(s)
+    assert text.startswith("Not measured") and "1 more have no trials in one arm" not in text
+    # every R=0 trial failed: no pairs, no crash, no claim
+    rows = [dict(r, status="failed") if r["R"] == 0 else r for r in _rows(r0_blows_up)]
+    s = summarize(pd.DataFrame(rows), n_boot=50)
+    assert s["paired"].empty and answer_sentence(s).startswith("No answer for R=3")
+
+
+def test_scattered_points_get_no_edge_answer_and_say_why() -> None:
+    rng = np.random.default_rng(0)
+    rows = [_row(R, float(2 ** rng.uniform(-1, 2)), float(rng.uniform(0.8, 0.99)), 0, 3.0,
+                 float(rng.uniform(0, 0.3))) for R in (0, 3) for _ in range(20)]
+    s = summarize(pd.DataFrame(rows), n_boot=50)
+    assert s["restart_gain"].empty
+    assert "do not lie on an (α, β) grid" in answer_sentence(s)
+
+
+def test_no_seed_column_is_one_seed_and_the_median_pools_every_pair() -> None:
+    rows = _rows(r0_blows_up, seeds=(0,))
+    for r in rows:
+        del r["seed"]
+    s = summarize(pd.DataFrame(rows), n_boot=50)
+    assert s["restart_gain"].query("rise == 0.1 and beta == 0.95")["gain"].iloc[0] == 4.0
+    # 32 pairs lowered by 0.05 at H=10, 8 raised by 0.01 at each of H=20 and H=30
+    rows = []
+    for H, n, d in ((10, 32, -0.05), (20, 8, 0.01), (30, 8, 0.01)):
+        for k in range(n):
+            a, b = ALPHAS[k % 4], BETAS[(k // 4) % 2]
+            rows += [_row(0, a, b, k, 3.0, 0.0, H=H, trial_id=f"{H}-{k}-0"),
+                     _row(3, a, b, k, 3.0 + d, 0.0, H=H, trial_id=f"{H}-{k}-3")]
+    s = summarize(pd.DataFrame(rows), n_boot=20)
+    assert "median change -0.05" in answer_sentence(s)
+
+
+def test_rise_from_curves_ignores_a_minimum_at_zero_as_the_trainer_does() -> None:
+    ev = [1.0, 0.0, 0.5]
+    c = pd.DataFrame({"trial_id": "t", "outer_step": range(3), "eval_loss": ev})
+    assert curve_stats(c).loc["t", "rise"] == curve_rise(ev) == 0.0
+
+
+def test_cells_without_trial_ids() -> None:
+    rows = [_row(0, 1.0, 0.9, s, 3.0, 0.01) for s in (0, 1)]
+    for r in rows:
+        del r["trial_id"]
+    assert cells(pd.DataFrame(rows))["n_stable"].tolist() == [2]
