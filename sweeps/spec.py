@@ -50,10 +50,6 @@ class SpaceAxis:
     log: bool = False
     integer: bool = False
 
-    @property
-    def is_range(self) -> bool:
-        return self.values is None
-
     def to_dict(self) -> Any:
         if self.values is not None:
             return list(self.values)
