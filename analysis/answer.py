@@ -42,9 +42,9 @@ def line_verdicts(gains: pd.DataFrame) -> pd.Series:
 def verdict(gains: pd.DataFrame) -> str:
     """yes, opposite, mixed, none, undetermined or no_data, from the lines of one R."""
     v = line_verdicts(gains).value_counts()
-    if v.get("no_data", 0) == len(gains):
+    counted = len(gains) - v.get("no_data", 0)
+    if not counted:
         return "no_data"
-    gains = gains[line_verdicts(gains) != "no_data"]
     wider, narrower = v.get("wider", 0), v.get("narrower", 0)
     if wider and narrower:
         return "mixed"
@@ -52,7 +52,7 @@ def verdict(gains: pd.DataFrame) -> str:
         return "yes"
     if narrower:
         return "opposite"
-    return "undetermined" if v.get("undetermined", 0) == len(gains) and len(gains) else "none"
+    return "undetermined" if v.get("undetermined", 0) == counted else "none"
 
 
 _LEAD = {

@@ -32,8 +32,7 @@ def paired_diffs(labelled: pd.DataFrame) -> pd.DataFrame:
     """One row per pair (group settings, β, α, seed, R > 0): ``final`` at R, ``final_R0``, and
     ``diff`` = final − final_R0; a diverged trial's final loss counts as +inf."""
     out = []
-    for settings, grp in restart_groups(labelled):
-        grp = grp if "seed" in grp else grp.assign(seed=0)
+    for settings, grp in restart_groups(labelled):  # seed=0 added there when absent
         ok = grp[~grp["failed"]]
         f = pd.to_numeric(ok["final_loss"], errors="coerce").where(~ok["diverged"], np.inf)
         wide = ok.assign(_f=f.fillna(np.inf)).pivot_table(
@@ -86,16 +85,12 @@ def near_optimal_table(trials: pd.DataFrame, tols: Sequence[float] = TOLS,
     """Per (slice, tol): near-optimal cells of the slice, of its cells, and the group's best."""
     rows = []
     for tol in tols:
-        c = cells(label(trials, rise, tol, diverge))
         lab = label(trials, rise, tol, diverge)
+        c = cells(lab)
         keys = slice_keys(c)
-        for key, sl in group_by(c, keys):
-            settings = key_dict(keys, key)
-            mask = np.ones(len(lab), dtype=bool)
-            for k, v in settings.items():
-                mask &= (lab[k] == v).to_numpy() | (pd.isna(v) & lab[k].isna().to_numpy())
-            best = lab.loc[mask, "group_best"]
-            rows.append({**settings, "tol": tol, "near_cells": int(sl["near_optimal"].sum()),
-                         "cells": len(sl),
-                         "group_best": float(best.iloc[0]) if len(best) else np.nan})
+        best = group_by(lab, keys)["group_best"].first()  # one value per group, so per slice
+        for (key, sl), g in zip(group_by(c, keys), best.to_numpy(dtype=float), strict=True):
+            rows.append({**key_dict(keys, key), "tol": tol,
+                         "near_cells": int(sl["near_optimal"].sum()), "cells": len(sl),
+                         "group_best": g})
     return pd.DataFrame(rows)

@@ -36,21 +36,19 @@ __all__ = ["summarize", "alpha_edges", "restart_gain", "area_gain", "paired_effe
 N_BOOT = 1000
 
 
-def _edge_index(stable: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+def _edge_index(stable: np.ndarray, present: np.ndarray) -> np.ndarray:
     """(..., n_alpha) bool, α ascending -> (...,) index of the edge; -1 when the first α that
     has trials is unstable or none has. α without trials (``present`` False) are skipped: they
     neither end the stable run nor are its edge."""
-    if present is None:
-        return np.cumprod(stable, axis=-1).sum(axis=-1) - 1
     run = np.cumprod(np.where(present, stable, True), axis=-1).astype(bool) & present
-    idx = np.arange(stable.shape[-1])
-    return np.where(run, idx, -1).max(axis=-1)
+    return np.where(run, np.arange(stable.shape[-1]), -1).max(axis=-1)
 
 
-def _edge_kind(idx: int, n_alpha: int, present: np.ndarray | None = None) -> str:
-    if present is not None and not present.any():
+def _edge_kind(idx: int, present: np.ndarray) -> str:
+    """What the edge at ``idx`` of one line is, given which of its α have trials."""
+    if not present.any():
         return "no_data"
-    last = n_alpha - 1 if present is None else int(np.flatnonzero(present).max())
+    last = int(np.flatnonzero(present).max())
     return "below_grid" if idx < 0 else ("lower_bound" if idx == last else "exact")
 
 
@@ -62,9 +60,10 @@ def alpha_edges(cell_table: pd.DataFrame) -> pd.DataFrame:
     for key, grp in group_by(cell_table, keys + ["beta"]):
         grp = grp.sort_values("alpha")
         alphas = grp["alpha"].to_numpy(dtype=float)
-        i = int(_edge_index(grp["stable"].to_numpy(dtype=bool)))
+        every = np.ones(len(alphas), dtype=bool)  # a cell table holds only cells with trials
+        i = int(_edge_index(grp["stable"].to_numpy(dtype=bool), every))
         row = key_dict(keys + ["beta"], key)
-        row.update(edge=alphas[i] if i >= 0 else np.nan, edge_kind=_edge_kind(i, len(alphas)),
+        row.update(edge=alphas[i] if i >= 0 else np.nan, edge_kind=_edge_kind(i, every),
                    first_unstable=alphas[i + 1] if i + 1 < len(alphas) else np.nan,
                    n_alpha=len(alphas), n_stable=int(grp["stable"].sum()))
         rows.append(row)
@@ -84,7 +83,6 @@ class _Cube:
     """Per-trial stability of one group as an array [R, seed, β, α] (NaN: no trial)."""
 
     def __init__(self, grp: pd.DataFrame):
-        grp = grp if "seed" in grp else grp.assign(seed=0)
         self.rs = np.sort(grp["R"].unique())
         self.seeds = np.sort(grp["seed"].unique())
         self.betas = np.sort(grp["beta"].unique())
@@ -105,10 +103,9 @@ class _Cube:
         cell = np.where(ran, s == 1, True).all(axis=2)
         return np.moveaxis(cell, 1, 0), np.moveaxis(ran.any(axis=2), 1, 0)
 
-    def edges(self, cell: np.ndarray, present: np.ndarray) -> np.ndarray:
-        """(..., β, α) -> (..., β) edge α, NaN below the grid or with no trial."""
-        i = _edge_index(cell, present)
-        return np.where(i >= 0, self.alphas[np.clip(i, 0, None)], np.nan)
+    def edges(self, idx: np.ndarray) -> np.ndarray:
+        """(...,) edge indices -> edge α, NaN below the grid or with no trial."""
+        return np.where(idx >= 0, self.alphas[np.clip(idx, 0, None)], np.nan)
 
     def areas(self, cell: np.ndarray, both: np.ndarray) -> np.ndarray:
         """Stable area over the cells ``both`` arms ran, so a missing cell tips neither way."""
@@ -148,7 +145,8 @@ def _gains(labelled: pd.DataFrame, rise: float, n_boot: int,
         n = len(cube.seeds)
         draws = np.vstack([np.arange(n)[None, :], rng.integers(0, n, size=(n_boot, n))])
         cell, present = cube.judged(draws)          # (1 + B, R, β, α); row 0 is the data
-        edges = cube.edges(cell, present)
+        idx = _edge_index(cell, present)            # (1 + B, R, β)
+        edges = cube.edges(idx)
         i0 = int(np.flatnonzero(cube.rs == 0)[0])
         below0 = np.nan_to_num(edges, nan=0.0)        # below the grid: 0 for the quantiles
         for ri, r in enumerate(cube.rs):
@@ -167,10 +165,8 @@ def _gains(labelled: pd.DataFrame, rise: float, n_boot: int,
                               "gain_lo": lo, "gain_hi": hi, "area": float(area[0]),
                               "area_R0": float(area0[0]), "n_seeds": n})
             for bi, beta in enumerate(cube.betas):
-                k = _edge_kind(int(_edge_index(cell[0, ri, bi], present[0, ri, bi])),
-                               len(cube.alphas), present[0, ri, bi])
-                k0 = _edge_kind(int(_edge_index(cell[0, i0, bi], present[0, i0, bi])),
-                                len(cube.alphas), present[0, i0, bi])
+                k = _edge_kind(int(idx[0, ri, bi]), present[0, ri, bi])
+                k0 = _edge_kind(int(idx[0, i0, bi]), present[0, i0, bi])
                 lo, hi = _interval(eg[1:, bi])
                 edge_rows.append({**settings, "beta": beta, "R": r, "rise": rise,
                                   "edge": float(edges[0, ri, bi]), "edge_kind": k,

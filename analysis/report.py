@@ -26,7 +26,7 @@ from plotly.offline import get_plotlyjs
 from .curves import curve_figure, curve_trial_ids
 from .figures import Overlay, facet_figures, fmt, slice_title
 from .load import load_curves, load_sweep_meta, load_trials
-from .answer import answer_sentence, threshold_text
+from .answer import answer_sentence
 from .edge_figure import edge_figure
 from .metrics import summarize
 from .show import answer_tables
@@ -187,8 +187,7 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
     tables = answer_tables(s, hide)
     unknown = int(s["trials"]["rise"].isna().sum())
     lead = (f"{len(trials)} trials in {len(s['slices'])} slices: "
-            + ", ".join(f"{counts.get(o, 0)} {o.replace('_', ' ')}" for o in OUTCOMES) + ". "
-            + html.escape(threshold_text(rise, tol))
+            + ", ".join(f"{counts.get(o, 0)} {o.replace('_', ' ')}" for o in OUTCOMES) + "."
             + (f" {unknown} trials have no recorded rise (older rows without curves) and are "
                f"never counted as blown up." if unknown else ""))
     if fixed:
