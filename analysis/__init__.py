@@ -1,8 +1,8 @@
 """Analysis of sweep results: load Parquet, label stability, the answer, HTML report, terminal view.
 
 Reads only the results store of docs/design.md (``trials/*.parquet``, ``curves/*.parquet``,
-``sweep.json``), local or ``s3://``; it never imports the trainer, the sweep service, Ray or
-Optuna. Typical use::
+``sweep.json``), local or ``s3://``; it never imports torch, the sweep service, Ray or
+Optuna, and of the trainer only its numbers-only ``outer_rules`` and ``result``. Typical use::
 
     import analysis
     trials = analysis.load_trials("results/restart-cpu")

@@ -27,6 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from trainer.result import curve_rise
+
 __all__ = ["load_trials", "load_curves", "load_sweep_meta", "curve_stats", "fill_from_curves",
            "column_roles", "Filters"]
 
@@ -192,17 +194,16 @@ _FROM_CURVES = ("rise", "peak_loss")
 
 
 def curve_stats(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per trial_id, from its eval curve: ``rise`` (max_t L_t / min_{s<=t} L_s - 1, finite
-    losses only, 0 when it never went up) and ``peak_loss`` (highest eval loss after the first
-    round; the only one when there is one), as the trainer writes them (docs/design.md)."""
+    """Per trial_id, from its eval curve: ``rise`` (trainer.result.curve_rise, the one
+    definition) and ``peak_loss`` (highest eval loss after the first round; the only one when
+    there is one), as the trainer writes them (docs/design.md)."""
     c = curves[["trial_id", "outer_step", "eval_loss"]].sort_values(["trial_id", "outer_step"])
     loss = pd.to_numeric(c["eval_loss"], errors="coerce").astype(float)
-    loss = loss.where(np.isfinite(loss))
-    low = loss.groupby(c["trial_id"]).cummin()
-    low = low.where(low > 0)  # as trainer.result.curve_rise: no ratio to a minimum at or below 0
-    rise = (loss / low - 1.0).groupby(c["trial_id"]).max().fillna(0.0).clip(lower=0.0)
-    later = loss.where(c.groupby("trial_id").cumcount() > 0)
-    peak = later.groupby(c["trial_id"]).max().fillna(loss.groupby(c["trial_id"]).max())
+    by = loss.groupby(c["trial_id"])
+    rise = by.apply(lambda s: curve_rise(s.tolist()))
+    finite = loss.where(np.isfinite(loss))
+    later = finite.where(c.groupby("trial_id").cumcount() > 0)
+    peak = later.groupby(c["trial_id"]).max().fillna(finite.groupby(c["trial_id"]).max())
     return pd.DataFrame({"rise": rise, "peak_loss": peak})
 
 

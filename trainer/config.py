@@ -14,10 +14,9 @@ from typing import Any
 
 from .outer_rules import OUTER_RULES
 
-__all__ = ["TrainConfig", "ConfigError", "OUTER_KINDS", "TRIAL_KINDS", "SPLITS", "DTYPES", "DEVICES",
+__all__ = ["TrainConfig", "ConfigError", "TRIAL_KINDS", "SPLITS", "DTYPES", "DEVICES",
            "BATCHED"]
 
-OUTER_KINDS = tuple(OUTER_RULES)  # the registry decides; see trainer/outer_rules.py
 TRIAL_KINDS = ("lm", "toy")
 SPLITS = ("iid", "by_file")
 DTYPES = ("float32", "bfloat16")
@@ -127,7 +126,7 @@ class TrainConfig:
         _check_int(self, "workers", 1)
         _check_int(self, "outer_steps", 1)
         _check_int(self, "seed", 0)
-        _check_choice(self, "outer", tuple(OUTER_RULES))  # live: a rule registered later counts
+        _check_choice(self, "outer", tuple(OUTER_RULES))  # the registry, read when checked
         _check_choice(self, "kind", TRIAL_KINDS)
         _check_choice(self, "split", SPLITS)
         _check_choice(self, "device", DEVICES)

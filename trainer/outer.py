@@ -44,7 +44,7 @@ class OuterOptimizer:
                  kind: str = "nesterov", restart_every: int = 0):
         self.rule = outer_rule(kind)
         self.params = params
-        self.alpha, self.beta, self.kind, self.R = alpha, beta, kind, restart_every
+        self.alpha, self.beta, self.R = alpha, beta, restart_every
         # m follows θ's dtype (float64 for the toy theory), but never below float32
         self.m = [torch.zeros_like(p, dtype=torch.promote_types(p.dtype, torch.float32))
                   for p in params]
