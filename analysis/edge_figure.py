@@ -32,6 +32,7 @@ def edge_figure(edges: pd.DataFrame, alphas: list[float]) -> go.Figure | None:
         "beta", "edge", "edge_kind", "first_unstable", "n_alpha", "n_stable", "edge_lo",
         "edge_hi", "R", "H")]
     others = varying(edges, keys)
+    n_other = len(edges.groupby(others, dropna=False)) if others else 1
     hs = sorted(edges["H"].dropna().unique()) if "H" in edges else [None]
     rs = sorted(edges["R"].dropna().unique()) if "R" in edges else [None]
     floor = min(alphas) / 1.35
@@ -59,7 +60,7 @@ def edge_figure(edges: pd.DataFrame, alphas: list[float]) -> go.Figure | None:
                 name = (f"R={fmt(r)}" if r is not None else "edge") + (
                     " · " + slice_title(others, okey if isinstance(okey, tuple) else (okey,))
                     if others else "")
-                colour = R_COLOURS[(ri * max(1, oi + 1)) % len(R_COLOURS)]
+                colour = R_COLOURS[(ri * n_other + oi) % len(R_COLOURS)]  # one per (R, other)
                 hover = [f"{name}, H={fmt(h)}, β={fmt(b)}<br>{_WORDS[k]}"
                          + (f" {fmt(e)}" if k != "below_grid" else "")
                          + (f"<br>95% over seeds [{fmt(l_)}, {fmt(h_)}]" if err else "")

@@ -262,3 +262,15 @@ def test_png_export_says_when_there_is_no_browser(grid_report, tmp_path: Path,
     with pytest.raises(PngExportError, match="chromium"):
         write_report(sweep, tmp_path / "r.html", png_dir=tmp_path / "png")
     assert (tmp_path / "r.html").exists()  # the HTML is written before the PNGs fail
+
+
+def test_edge_figure_gives_every_line_its_own_colour() -> None:
+    """Two R and two values of another setting: four lines, four colours, one legend entry each."""
+    import pandas as pd
+
+    from analysis.edge_figure import edge_figure
+
+    rows = [dict(H=4, R=r, lr=lr, beta=b, edge=1.0, edge_kind="exact", edge_lo=1.0, edge_hi=1.0)
+            for r in (0, 3) for lr in (1e-3, 3e-3) for b in (0.9, 0.95)]
+    fig = edge_figure(pd.DataFrame(rows), [0.5, 1.0, 2.0])
+    assert len(fig.data) == 4 and len({t.line.color for t in fig.data}) == 4
