@@ -127,8 +127,9 @@ def _meta_html(meta: dict) -> str:
 
 
 def _search_is_grid(meta: dict) -> bool | None:
-    kind = ((meta.get("spec") or {}).get("search") or {}).get("kind")
-    return {"grid": True, "optuna": False}.get(kind)
+    """What the search kind wrote of itself into sweep.json (None for an older store: the
+    figures then tell a grid from the trials themselves)."""
+    return (meta.get("search") or {}).get("grid")
 
 
 def _alphas(cell_table: pd.DataFrame) -> list[float]:

@@ -25,6 +25,7 @@ TRIAL = {"model": "tiny", "workers": 2, "H": 4, "outer_steps": 3, "batch_size": 
 
 
 def _spec(n: int):
+    from sweeps.space import grid_points
     from sweeps.spec import parse_spec
 
     return parse_spec({"name": "overhead", "trial": TRIAL, "space": {"seed": list(range(n))},
@@ -35,7 +36,7 @@ def _configs(n: int):
     from sweeps.trainable import trial_config
 
     spec = _spec(n)
-    return [trial_config(spec, p) for p in spec.grid_points()]
+    return [trial_config(spec, p) for p in grid_points(spec.space)]
 
 
 def _train_one(cfg) -> float:

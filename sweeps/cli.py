@@ -215,19 +215,13 @@ def _check_rise(rise: float | None) -> None:
 def _check(path: str) -> int:
     import yaml
 
-    from .space import check_sampler
     from .spec import load_spec
 
     spec = load_spec(path)
-    check_sampler(spec)
+    spec.search_kind.check(spec)
     print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=False,
                          allow_unicode=True).rstrip())
-    if spec.search.kind == "grid":
-        shape = " × ".join(f"{len(a.values)} {k}" for k, a in spec.space.items()) or "1 point"
-        print(f"# {spec.n_trials} trials (grid: {shape})")
-    else:
-        print(f"# {spec.n_trials} trials (optuna {spec.search.sampler}, "
-              f"minimizing {spec.search.metric})")
+    print(f"# {spec.describe()}")
     corpus = spec.trial.get("corpus")
     if isinstance(corpus, str) and corpus != "stdlib" and "://" not in corpus \
             and not os.path.exists(corpus):

@@ -24,7 +24,7 @@ import pyarrow as pa
 from trainer.config import TrainConfig
 from trainer.result import TrainResult
 
-from .spec import field_kind
+from .validate import field_kind
 
 __all__ = ["Role", "ROLES", "ROLE_KEY", "AXES", "RUNTIME_FIELDS", "TRIAL_COLUMNS",
            "TRIAL_SCHEMA", "trial_roles"]

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from .errors import StoreError, UnwrittenError
 from .lock import SweepLock
 from .preflight import preflight
-from .space import Plan, check_sampler, grid_param_space, optuna_searcher, plan
+from .search import Plan
 from .spec import SweepSpec
 from .store import Store, now, open_fs, trial_id
 from .trainable import failed_row, make_trainable, pack_configs
@@ -92,7 +92,7 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     when some trial rows or sweep.json could not be stored (everything else is).
     """
     stream = stream or sys.stderr
-    check_sampler(spec)
+    spec.search_kind.check(spec)
     out = resolve_output(output or spec.output)
     preflight(spec, local=not (address or os.environ.get("RAY_ADDRESS")))
     store = Store(out, spec.name)
@@ -118,12 +118,14 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
         _log(stream, f"removed {len(gone)} temporary file(s) left by a killed writer")
     for f, why in store.skipped.items():
         _log(stream, f"skipped a file that is not a readable trial row: {f}: {why}")
-    p = plan(spec, rows, force=force)
+    p = spec.search_kind.plan(spec, rows, force)
     summary = RunSummary(store_uri=store.uri, total=p.total, skipped=p.done, folder=store.folder)
 
     run_info = {"started_at": now(), "ended_at": None, "force": force,
                 "planned": p.to_sample, "skipped": p.done, "argv": sys.argv}
     meta.update(name=spec.name, spec=spec.to_dict(), spec_file=spec.source,
+                search={"kind": spec.search.kind, "grid": spec.search_kind.grid,
+                        "about": spec.describe()},
                 versions=versions(), git_commit=git_commit())
     meta.setdefault("created_at", run_info["started_at"])
     meta["runs"] = (meta.get("runs") or []) + [run_info]
@@ -209,6 +211,7 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
     started = _init_ray(address)
     import ray
     from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
 
     from .progress import make_progress
 
@@ -216,29 +219,19 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
     try:
         trainable = tune.with_resources(make_trainable(spec, out, force=force),
                                         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-        if spec.search.kind == "grid":
-            param_space = grid_param_space(p.todo, spec.resources.pack, spec)
-            search_alg, num_samples = None, 1
-            n_tune = len(next(iter(param_space.values()))["grid_search"])  # trials, or packs
-        else:
-            from ray.tune.search import ConcurrencyLimiter
-
-            # Tune keeps one trial pending for a searcher unless a limiter says more
-            limit = max_concurrent or _slots(spec, ray.cluster_resources())
-            param_space, num_samples = {}, p.to_sample
-            search_alg = ConcurrencyLimiter(optuna_searcher(spec, p), max_concurrent=limit)
-            n_tune = p.to_sample
-            max_concurrent = None
+        setup = spec.search_kind.tune(spec, p, _slots(spec, ray.cluster_resources()))
+        # Tune keeps one trial pending for a searcher unless a limiter says more
+        limit = max_concurrent or _slots(spec, ray.cluster_resources())
         tuner = tune.Tuner(
             trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(num_samples=num_samples, search_alg=search_alg,
-                                        max_concurrent_trials=max_concurrent,
-                                        reuse_actors=True),
+            param_space=setup.param_space,
+            tune_config=tune.TuneConfig(
+                num_samples=setup.num_samples, reuse_actors=True,
+                search_alg=ConcurrencyLimiter(setup.searcher, max_concurrent=limit)),
             run_config=tune.RunConfig(
                 name=spec.name, storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-                callbacks=[make_progress(n_tune, stream)],
+                callbacks=[make_progress(setup.n_tune, stream)],
                 log_to_file=False),
         )
         grid = tuner.fit()

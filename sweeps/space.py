@@ -1,155 +1,134 @@
-"""From a SweepSpec to what Ray Tune runs: a filtered grid, or an Optuna searcher.
+"""The spec's ``space``: one ``SpaceAxis`` per swept trainer setting, and the grid they span.
 
-A grid becomes one ``tune.grid_search`` over the list of points still to run (the points whose
-trial_id has no completed or diverged row yet), so a rerun starts no Ray trial for done ones.
-An Optuna search gets the spec's axes as Optuna distributions, the sampler named in the spec,
-its seed and ``points_to_evaluate``; stored results of earlier runs are handed to the study as
-evaluated trials, so a rerun continues the search instead of repeating it.
-Ray and Optuna are imported inside the functions.
+An axis is a list of values (a grid axis, or a choice for a sampler) or a range
+``{low, high, log}`` (only for a search kind that samples). Each value is checked as a trainer
+setting on top of the spec's ``trial`` settings, so a bad α is refused with its line before
+anything runs (see docs/design.md, "The sweep spec").
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from dataclasses import dataclass, field
-from typing import Any
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator
 
-from .spec import SpaceAxis, SpecError, SweepSpec
-from .store import DONE_STATUSES, trial_id
-from .trainable import OBJECTIVE, objective, trial_config
+from .validate import (SpecError, at, check_keys, coerce, field_kind, finite, item_at,
+                       setting, show, trial_check)
 
-__all__ = ["Plan", "plan", "grid_param_space", "optuna_searcher", "make_sampler"]
+__all__ = ["SpaceAxis", "parse_axis", "grid_size", "grid_points", "iter_points", "RANGE_KEYS"]
 
-
-@dataclass
-class Plan:
-    """What a run of the spec will do, decided before Ray starts."""
-
-    total: int
-    """Trials the spec asks for."""
-    todo: list[dict[str, Any]] = field(default_factory=list)
-    """Grid: the points to run. Optuna: the starting points not yet run."""
-    to_sample: int = 0
-    """Trials to run (grid: len(todo); optuna: num_samples minus trials already stored)."""
-    history: list[tuple[dict[str, Any], float]] = field(default_factory=list)
-    """Optuna: stored trials of this spec, as (params, objective) for the study."""
-    done: int = 0
+RANGE_KEYS = ("low", "high", "log")
 
 
-def plan(spec: SweepSpec, rows: list[dict[str, Any]], force: bool = False) -> Plan:
-    """Decide what to run, given the stored rows (dicts with at least the config columns)."""
-    done_rows = {} if force else {r["trial_id"]: r for r in rows if r["status"] in DONE_STATUSES}
-    if spec.search.kind == "grid":
-        points = spec.grid_points()
-        todo = [p for p in points if trial_id(trial_config(spec, p)) not in done_rows]
-        return Plan(total=len(points), todo=todo, to_sample=len(todo),
-                    done=len(points) - len(todo))
-    history = []
-    done_ids = set()
-    for tid, r in done_rows.items():
-        params = {k: r.get(k) for k in spec.space}
-        try:  # a row of this spec's trial settings, inside this spec's space?
-            if trial_id(trial_config(spec, params)) != tid or not _inside(spec, params):
-                continue
-        except (ValueError, KeyError, TypeError):
-            continue
-        history.append((params, objective(r["status"], r.get(spec.search.metric),
-                                          r.get("initial_loss"),
-                                          float(r.get("diverge_factor") or 2.0))))
-        done_ids.add(tid)
-    todo = [p for p in spec.search.points_to_evaluate
-            if trial_id(trial_config(spec, p)) not in done_ids]
-    n = max(0, spec.search.num_samples - len(history))
-    return Plan(total=spec.search.num_samples, todo=todo[:n], to_sample=n, history=history,
-                done=len(history))
+@dataclass(frozen=True)
+class SpaceAxis:
+    """One swept setting: a list of values (a grid axis, or a choice for a sampler) or a range."""
+
+    name: str
+    values: tuple[Any, ...] | None = None
+    """The axis's values, in spec order; None for a range."""
+    low: float | None = None
+    """A range's lower end (inclusive)."""
+    high: float | None = None
+    """A range's upper end (inclusive)."""
+    log: bool = False
+    """A range sampled on a log scale."""
+    integer: bool = False
+    """A range of an integer setting."""
+
+    def contains(self, value: Any) -> bool:
+        """Is ``value`` one this axis can give (one of its values, or inside its range)?"""
+        if self.values is not None:
+            return coerce(self.name, value) in self.values
+        return isinstance(value, (int, float)) and self.low <= value <= self.high
+
+    def describe(self) -> str:
+        """The allowed values, for an error message."""
+        if self.values is not None:
+            return f"one of the axis values {list(self.values)}"
+        return f"inside [{self.low}, {self.high}]"
+
+    def to_dict(self) -> Any:
+        if self.values is not None:
+            return list(self.values)
+        d: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.log:
+            d["log"] = True
+        return d
 
 
-def _inside(spec: SweepSpec, params: dict[str, Any]) -> bool:
-    for k, v in params.items():
-        ax = spec.space[k]
-        if ax.values is not None and v not in ax.values:
-            return False
-        if ax.values is None and not (ax.low <= v <= ax.high):
-            return False
-    return True
+def grid_size(space: dict[str, SpaceAxis]) -> int:
+    return math.prod(len(a.values) for a in space.values())
 
 
-def grid_param_space(todo: list[dict[str, Any]], pack: int = 1,
-                     spec: SweepSpec | None = None) -> dict[str, Any]:
-    """One Tune grid point per trial, or per pack of up to `pack` trials of one shape."""
-    from ray import tune
-
-    if pack <= 1:
-        return {"params": tune.grid_search(todo)}
-    return {"pack": tune.grid_search(packs(spec, todo, pack))}
+def iter_points(space: dict[str, SpaceAxis]) -> Iterator[dict[str, Any]]:
+    """Every combination of the axes' values, in spec order (last axis fastest), lazily."""
+    names = list(space)
+    for combo in itertools.product(*(space[n].values for n in names)):
+        yield dict(zip(names, combo))
 
 
-def packs(spec: SweepSpec, todo: list[dict[str, Any]], pack: int) -> list[list[dict[str, Any]]]:
-    """Group grid points into packs: same shape (all but trainer.packed.PACKABLE), <= pack each."""
-    from trainer.packed import PACKABLE
-
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for point in todo:
-        cfg = trial_config(spec, point).to_dict()
-        shape = json.dumps({k: v for k, v in cfg.items() if k not in PACKABLE}, sort_keys=True)
-        groups.setdefault(shape, []).append(point)
-    return [g[i:i + pack] for g in groups.values() for i in range(0, len(g), pack)]
+def grid_points(space: dict[str, SpaceAxis]) -> list[dict[str, Any]]:
+    return list(iter_points(space))
 
 
-def _distribution(ax: SpaceAxis):
-    import optuna.distributions as od
-
-    if ax.values is not None:
-        return od.CategoricalDistribution(list(ax.values))
-    if ax.integer:
-        return od.IntDistribution(int(ax.low), int(ax.high), log=ax.log)
-    return od.FloatDistribution(float(ax.low), float(ax.high), log=ax.log)
-
-
-def make_sampler(name: str, seed: int | None):
-    """The Optuna sampler named in the spec; SpecError when its extra package is missing."""
-    import optuna.samplers as s
-
-    try:
-        if name == "tpe":
-            return s.TPESampler(seed=seed)
-        if name == "random":
-            return s.RandomSampler(seed=seed)
-        if name == "qmc":
-            return s.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
-        if name == "cmaes":
-            import cmaes  # noqa: F401  - Optuna imports it lazily, at the first sample
-
-            return s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-        if name == "gp":
-            import scipy  # noqa: F401  - GPSampler needs scipy and torch
-
-            return s.GPSampler(seed=seed)
-    except ImportError as e:
-        raise SpecError(f"search.sampler: {name} needs the package {e.name!r}; "
-                        f"pip install {e.name}") from None
-    raise SpecError(f"search.sampler: unknown sampler {name!r}")
+def parse_axis(key: str, value: Any, trial: dict, ranges: bool, kind: str, w: str) -> SpaceAxis:
+    """One axis of ``space``; ``ranges`` says whether the search kind takes {low, high}."""
+    if isinstance(value, list):
+        return _values_axis(key, value, trial, w)
+    if isinstance(value, dict):
+        if not ranges:
+            raise SpecError(f"space.{key}: a range {{low, high}} needs a sampler (search.kind: "
+                            f"optuna); a {kind} axis is a list of values{w}")
+        return _range_axis(key, value, trial, w)
+    raise SpecError(f"space.{key}: expected a list of values (grid axis) or a range "
+                    f"{{low, high, log}}, got {show(value)}{w}")
 
 
-def check_sampler(spec: SweepSpec) -> None:
-    """Refuse a sampler whose package is missing, or an axis Optuna cannot take, early."""
-    if spec.search.kind != "optuna":
-        return
-    make_sampler(spec.search.sampler, spec.search.seed)
-    for k, ax in spec.space.items():
-        if ax.values is not None and any(isinstance(v, (dict, list)) for v in ax.values):
-            raise SpecError(f"space.{k}: a sampler chooses among plain values (preset names, "
-                            f"numbers); model mappings only work in a grid")
+def _values_axis(key: str, value: list, trial: dict, w: str) -> SpaceAxis:
+    if not value:
+        raise SpecError(f"space.{key}: empty axis; give at least one value{w}")
+    seen: set[str] = set()
+    values = []
+    for i, v in enumerate(value):
+        wi = item_at(value, i, w)
+        v = setting(trial, key, v, "space.", wi)
+        c = json.dumps(v, sort_keys=True)
+        if c in seen:
+            raise SpecError(f"space.{key}: value {v!r} appears twice{wi}")
+        seen.add(c)
+        values.append(v)
+    return SpaceAxis(key, values=tuple(values))
 
 
-def optuna_searcher(spec: SweepSpec, p: Plan):
-    """An OptunaSearch over the spec's axes that minimizes OBJECTIVE, warm-started by history."""
-    from ray.tune.search.optuna import OptunaSearch
-
-    space = {k: _distribution(ax) for k, ax in spec.space.items()}
-    searcher = OptunaSearch(space=space, metric=OBJECTIVE, mode="min",
-                            sampler=make_sampler(spec.search.sampler, spec.search.seed),
-                            points_to_evaluate=[dict(x) for x in p.todo] or None)
-    for params, value in p.history:
-        searcher.add_evaluated_point(params, value)
-    return searcher
+def _range_axis(key: str, value: dict, trial: dict, w: str) -> SpaceAxis:
+    fk = field_kind(key)
+    check_keys(value, RANGE_KEYS, f"space.{key}.")
+    if fk not in ("int", "float"):
+        raise SpecError(f"space.{key}: a range needs a numeric setting; {key} takes "
+                        f"{'text' if fk == 'str' else 'a preset or a mapping'}: give a list{w}")
+    for end in ("low", "high"):
+        if end not in value:
+            raise SpecError(f"space.{key}.{end}: missing; a range is {{low, high}}{w}")
+        v = value[end]
+        we = at(value, end)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise SpecError(f"space.{key}.{end}: expected a number, got {show(v)}{we}")
+        if not finite(v):
+            raise SpecError(f"space.{key}.{end}: NaN and infinity are not allowed{we}")
+        if fk == "int" and not isinstance(v, int):
+            raise SpecError(f"space.{key}.{end}: {key} is an integer setting, got {v!r}{we}")
+        trial_check(trial, key, v, "space.", we, label=f"space.{key}.{end}")
+    low, high = value["low"], value["high"]
+    if low >= high:
+        raise SpecError(f"space.{key}: low ({low}) must be below high ({high}){w}")
+    log = value.get("log", False)
+    if not isinstance(log, bool):
+        raise SpecError(f"space.{key}.log: expected true or false, got {show(log)}"
+                        f"{at(value, 'log')}")
+    if log and low <= 0:
+        raise SpecError(f"space.{key}: a log range needs low > 0, got {low}{w}")
+    return SpaceAxis(key, low=coerce(key, low), high=coerce(key, high), log=log,
+                     integer=(fk == "int"))

@@ -21,16 +21,11 @@ def counts(store: Store, spec: SweepSpec | None) -> dict[str, int]:
            "failed": c.get("failed", 0)}
     if spec is None:
         return out
-    from .space import plan
-
-    p = plan(spec, rows)
+    p = spec.search_kind.plan(spec, rows, False)
     out["missing"] = max(p.total - p.done, 0)
     out["total"] = p.total
-    if spec.search.kind == "grid":
-        from .store import trial_id
-        from .trainable import trial_config
-
-        ids = {trial_id(trial_config(spec, pt)) for pt in spec.grid_points()}
+    ids = spec.search_kind.members(spec)
+    if ids is not None:
         mine = [r for r in rows if r["trial_id"] in ids]
         c = Counter(r["status"] for r in mine)
         out.update(completed=c.get("completed", 0), diverged=c.get("diverged", 0),
@@ -66,7 +61,7 @@ def _status(store: Store, results: str, spec_path: str | None) -> str:
     c = counts(store, spec)
     lines = [f"sweep {store.name} at {store.uri}"]
     if spec is not None:
-        lines.append(f"  spec: {spec.n_trials} trials ({spec.search.kind})")
+        lines.append(f"  spec: {spec.describe()}")
     for k in ("completed", "diverged", "failed", "missing", "not_in_spec"):
         if k in c and (k != "not_in_spec" or c[k]):
             lines.append(f"  {k:<12}{c[k]:>6}")

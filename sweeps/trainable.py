@@ -8,13 +8,16 @@ Ray is imported inside the trial, so this module is cheap to import.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from trainer.config import TrainConfig
 
 from . import faults
-from .spec import SweepSpec, field_kind
 from .store import Store, now, trial_id
+from .validate import field_kind
+
+if TYPE_CHECKING:  # types only: the spec imports the search kinds, which import this
+    from .spec import SweepSpec
 
 __all__ = ["trial_config", "pack_configs", "objective", "make_trainable", "OBJECTIVE"]
 
@@ -34,7 +37,7 @@ def _native(name: str, v: Any) -> Any:
     return v
 
 
-def trial_config(spec: SweepSpec, tune_config: dict[str, Any]) -> TrainConfig:
+def trial_config(spec: "SweepSpec", tune_config: dict[str, Any]) -> TrainConfig:
     """The TrainConfig of one trial: the spec's trial settings, then the Tune config's axes.
 
     A grid nests its point under ``params``; a sampler gives the axes flat. Keys that are not
@@ -63,7 +66,7 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def make_trainable(spec: SweepSpec, output: str, force: bool = False) -> Callable[[dict], None]:
+def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Callable[[dict], None]:
     """A Tune function trainable for ``spec`` writing to ``output`` (an absolute path or URI)."""
     metric = spec.search.metric
     fault = faults.from_env()  # a test hook; None unless DILOCO_FAULT_KILL_AT is set
@@ -121,14 +124,14 @@ def make_trainable(spec: SweepSpec, output: str, force: bool = False) -> Callabl
     return diloco_trial
 
 
-def pack_configs(spec: SweepSpec, tune_config: dict[str, Any]) -> list[TrainConfig]:
+def pack_configs(spec: "SweepSpec", tune_config: dict[str, Any]) -> list[TrainConfig]:
     """Every TrainConfig of one Tune trial: one, or the members of a pack."""
     if "pack" in tune_config:
         return [trial_config(spec, point) for point in tune_config["pack"]]
     return [trial_config(spec, tune_config)]
 
 
-def _packed_trial(spec: SweepSpec, output: str, force: bool, points: list[dict]) -> None:
+def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict]) -> None:
     """K trials of one shape as one batched computation; each member still writes its own row."""
     import ray
     from ray import tune
@@ -159,14 +162,14 @@ def _packed_trial(spec: SweepSpec, output: str, force: bool, points: list[dict])
                  "diverged_members": statuses.count("diverged"), OBJECTIVE: 0.0})
 
 
-def result_row(spec: SweepSpec, cfg: TrainConfig, tid: str, result: Any, node: str,
+def result_row(spec: "SweepSpec", cfg: TrainConfig, tid: str, result: Any, node: str,
                started: str) -> dict[str, Any]:
     """The trial row of a finished run (completed or diverged): config, result, provenance."""
     return {"sweep": spec.name, "trial_id": tid, **cfg.flat(), **result.summary(), "error": None,
             "node_id": node, "started_at": started, "finished_at": now()}
 
 
-def failed_row(spec: SweepSpec, cfg: TrainConfig, error: str) -> dict[str, Any]:
+def failed_row(spec: "SweepSpec", cfg: TrainConfig, error: str) -> dict[str, Any]:
     """The row of a trial that still crashed after Tune's retries."""
     return {"sweep": spec.name, "trial_id": trial_id(cfg), **cfg.flat(), "status": "failed",
             "error": error, "finished_at": now()}

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import loopback_cluster, mount_tmpfs
+from sweeps.space import grid_points
 from sweeps.cli import main
 from sweeps.spec import load_spec
 from sweeps.store import trial_id
@@ -60,7 +61,7 @@ def _spec(tmp_path: Path, name: str, space: dict, output: str, trial: dict | Non
 
 def _ids(spec_path: Path) -> list[str]:
     spec = load_spec(spec_path)
-    return [trial_id(trial_config(spec, p)) for p in spec.grid_points()]
+    return [trial_id(trial_config(spec, p)) for p in grid_points(spec.space)]
 
 
 def _check_store(folder: Path, ids: list[str], outer_steps: int) -> pd.DataFrame:

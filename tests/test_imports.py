@@ -27,11 +27,25 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _typing_only(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:``: never run, so no dependency."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) \
+                and node.test.id == "TYPE_CHECKING":
+            out |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return out
+
+
 def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     """Project modules that ``name`` imports anywhere in its file (packages' __init__ aside)."""
     is_pkg = path.name == "__init__.py"
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = _typing_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -48,6 +62,13 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
             if t in known and t != name and t not in PACKAGES:
                 found.add(t)
     return found
+
+
+def test_typing_only_imports_are_not_edges(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    f.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import X\n"
+                 "from .c import Y\n")
+    assert _imports("p.m", f, {"p.b", "p.c"}) == {"p.c"}
 
 
 def test_no_import_cycles() -> None:

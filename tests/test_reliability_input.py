@@ -23,6 +23,7 @@ import pytest
 from conftest import mount_tmpfs
 
 import sweeps.runner
+from sweeps.space import grid_points
 from sweeps.cli import main
 from sweeps.store import Store, trial_id
 from sweeps.trainable import trial_config
@@ -165,7 +166,7 @@ def _stored(tmp_path: Path, output: Path) -> tuple[Path, dict[str, bytes]]:
     """A sweep folder with two rows and a sweep.json, as a finished run leaves it."""
     spec = parse_spec({"name": "rel", "trial": TINY, "space": {"seed": [0, 1]}})
     store = Store(str(output), "rel")
-    for p in spec.grid_points():
+    for p in grid_points(spec.space):
         cfg = trial_config(spec, p)
         store.write_trial({"sweep": "rel", "trial_id": trial_id(cfg), **cfg.flat(),
                            "status": "completed", "final_loss": 3.0},

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from sweeps.space import grid_points
 from sweeps.cli import main
 from sweeps.spec import parse_spec
 from sweeps.store import Store, trial_id
@@ -22,7 +23,7 @@ def results(tmp_path):
     spec = parse_spec(SPEC)
     store = Store(str(tmp_path), "fake")
     store.write_meta({"name": "fake", "spec": spec.to_dict()})
-    points = spec.grid_points()
+    points = grid_points(spec.space)
     for i, p in enumerate(points[:-1]):
         cfg = trial_config(spec, p)
         if i == 0:

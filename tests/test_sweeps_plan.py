@@ -7,8 +7,9 @@ import math
 import pytest
 
 from sweeps.progress import format_line
-from sweeps.space import check_sampler, make_sampler, optuna_searcher, plan
-from sweeps.spec import SAMPLERS, SpecError, parse_spec
+from sweeps.search.sampler import SAMPLERS, make_sampler, optuna_searcher
+from sweeps.space import grid_points
+from sweeps.spec import SpecError, parse_spec
 from sweeps.store import trial_id
 from sweeps.trainable import OBJECTIVE, objective, trial_config
 
@@ -30,18 +31,18 @@ def test_grid_plan_drops_done_points_and_force_keeps_all():
     rows = [_row(spec, {"alpha": 0.5, "seed": 0}),
             _row(spec, {"alpha": 1.0, "seed": 1}, "diverged"),
             _row(spec, {"alpha": 0.5, "seed": 1}, "failed")]
-    p = plan(spec, rows)
+    p = spec.search_kind.plan(spec, rows, False)
     assert p.total == 4 and p.done == 2 and p.to_sample == 2
     assert p.todo == [{"alpha": 0.5, "seed": 1}, {"alpha": 1.0, "seed": 0}]  # failed is rerun
-    assert plan(spec, rows, force=True).to_sample == 4
-    assert plan(spec, []).todo == spec.grid_points()
+    assert spec.search_kind.plan(spec, rows, True).to_sample == 4
+    assert spec.search_kind.plan(spec, [], False).todo == grid_points(spec.space)
 
 
 def test_grid_plan_ignores_rows_of_other_settings():
     spec = parse_spec(GRID)
     other = parse_spec({**GRID, "trial": {"workers": 3}})
-    rows = [_row(other, p) for p in other.grid_points()]
-    assert plan(spec, rows).to_sample == 4  # same alpha and seed, different trial: not done
+    rows = [_row(other, p) for p in grid_points(other.space)]
+    assert spec.search_kind.plan(spec, rows, False).to_sample == 4  # same alpha and seed, different trial: not done
 
 
 def test_optuna_plan_warm_starts_from_stored_trials():
@@ -49,7 +50,7 @@ def test_optuna_plan_warm_starts_from_stored_trials():
     rows = [_row(spec, {"alpha": 0.5, "R": 0}, loss=2.5),
             _row(spec, {"alpha": 1.7, "R": 3}, "diverged", loss=math.inf),
             _row(spec, {"alpha": 9.0, "R": 0})]  # outside the range now: not history
-    p = plan(spec, rows)
+    p = spec.search_kind.plan(spec, rows, False)
     assert p.done == 2 and p.to_sample == 3
     assert p.todo == [{"alpha": 1.0, "R": 3}]  # the starting point already run is dropped
     assert sorted(v for _, v in p.history) == [2.5, 10.0]  # diverged: 5.0 * diverge_factor 2
@@ -84,7 +85,7 @@ def test_sampler_choice_of_model_mappings_is_refused():
     spec = parse_spec({"name": "m", "space": {"model": [{"n_layer": 1}, "tiny"]},
                        "search": {"kind": "optuna", "sampler": "random"}})
     with pytest.raises(SpecError, match="space.model"):
-        check_sampler(spec)
+        spec.search_kind.check(spec)
 
 
 def test_progress_line():

@@ -1,0 +1,95 @@
+"""What a search kind is: the protocol every entry of the registry implements.
+
+A search kind owns its section of the spec (``search:``), decides what a run does given the
+rows already stored, gives Tune what it runs (a ``param_space`` and/or a ``Searcher``), and
+says in words what it is for ``check``, ``status`` and the report. Nothing outside the registry
+asks which kind a spec has (see docs/architecture.md, "Registries").
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # types only: the spec imports the registry
+    from ..space import SpaceAxis
+    from ..spec import SweepSpec
+
+__all__ = ["SearchKind", "Plan", "TuneSetup", "COMMON_KEYS"]
+
+COMMON_KEYS = ("kind", "max_concurrent", "max_failures")
+"""Keys of ``search:`` that every kind takes; the rest belong to the kind."""
+
+
+@dataclass
+class Plan:
+    """What a run of the spec will do, decided before Ray starts."""
+
+    total: int
+    """Trials the spec asks for (for an adaptive search: its most)."""
+    todo: list[dict[str, Any]] = field(default_factory=list)
+    """Points known now to run (grid: all of them; a sampler: its starting points)."""
+    to_sample: int = 0
+    """Trials this run will start at most."""
+    done: int = 0
+    """Trials of the spec already stored (completed or diverged)."""
+    history: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
+    """Stored trials a searcher learns from before it proposes: (axis values, outcome)."""
+
+
+@dataclass
+class TuneSetup:
+    """What ``Tuner`` gets: a param_space, a searcher (or None) and the trial count."""
+
+    param_space: dict[str, Any]
+    searcher: Any
+    """A ray.tune.search.Searcher, or None for Tune's own variant generator."""
+    num_samples: int
+    n_tune: int
+    """Tune trials this run starts at most (a pack of trials counts once)."""
+
+
+class SearchKind(ABC):
+    """One entry of the search-kind registry; subclasses set the class attributes."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    """What it does, in a clause: 'a grid runs every combination of the space'."""
+    keys: ClassVar[tuple[str, ...]] = ()
+    """Its own keys under ``search:`` (besides COMMON_KEYS)."""
+    ranges: ClassVar[bool] = False
+    """Whether a space axis may be a range {low, high} rather than a list."""
+    packs: ClassVar[bool] = False
+    """Whether resources.pack > 1 works with it (the points must be known up front)."""
+    grid: ClassVar[bool] = False
+    """Whether its trials fill every cell of the space (holes in a heatmap are then missing
+    trials, not cells the search chose not to visit)."""
+
+    @abstractmethod
+    def parse(self, d: dict, trial: dict[str, Any], space: dict[str, "SpaceAxis"]) -> Any:
+        """Its settings (a dataclass with ``to_dict``) from the ``search:`` mapping ``d``, or
+        SpecError naming the key."""
+
+    @abstractmethod
+    def n_trials(self, spec: "SweepSpec") -> int:
+        """Trials the spec asks for (for an adaptive search: the most it can spend)."""
+
+    @abstractmethod
+    def plan(self, spec: "SweepSpec", rows: list[dict[str, Any]], force: bool) -> Plan:
+        """What to run, given the stored rows (dicts with at least the config columns)."""
+
+    @abstractmethod
+    def tune(self, spec: "SweepSpec", plan: Plan, slots: int) -> TuneSetup:
+        """What Tune runs for ``plan``; ``slots`` is how many trials fit at once."""
+
+    @abstractmethod
+    def describe(self, spec: "SweepSpec") -> str:
+        """A few words for ``check`` and ``status``: '216 trials (grid: 3 H × 2 R)'."""
+
+    def check(self, spec: "SweepSpec") -> None:
+        """Checks that need more than the spec text (a sampler's package); SpecError."""
+
+    def members(self, spec: "SweepSpec") -> set[str] | None:
+        """The trial_ids the spec names, when known before running (a grid); else None."""
+        return None
