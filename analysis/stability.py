@@ -29,13 +29,12 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from trainer.result import OUTCOMES, RISE, outcome
+
 __all__ = ["slice_keys", "group_keys", "varying", "display_keys", "fixed_settings", "group_by",
            "key_dict", "is_grid", "restart_groups", "why_no_groups", "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS",
            "Z95", "pct"]
 
-OUTCOMES = ("stable", "stalled", "blew_up", "diverged", "failed")
-RISE = 0.10
-"""Default blow-up threshold on ``rise``; docs/design.md says why 10%."""
 RISES = (0.05, 0.10, 0.20, 0.50)
 """Thresholds at which the answer is always shown, so its sensitivity is on the page."""
 TOLS = (0.02, 0.05, 0.10, 0.20)
@@ -188,18 +187,11 @@ def label(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
     if "rise" not in df:
         df["rise"] = rises
 
-    failed = status.eq("failed").to_numpy(dtype=bool)
-    diverged = status.eq("diverged").to_numpy(dtype=bool) | ~np.isfinite(final)
-    if diverge is not None:
-        with np.errstate(invalid="ignore"):
-            diverged |= (final > diverge * initial) | (peak > diverge * initial)
-    diverged &= ~failed
-    with np.errstate(invalid="ignore"):
-        blew_up = (rises > rise) & ~diverged & ~failed
-        # no initial loss recorded: there is nothing to have ended below
-        ended_lower = (final < initial) | ~np.isfinite(initial)
-    stalled = ~failed & ~diverged & ~blew_up & ~ended_lower
-    stable = ~failed & ~diverged & ~blew_up & ended_lower
+    # the trainer's own rule, trial by trial, so a search deciding as it goes agrees with this
+    words = np.array([outcome(s, f, i, r, rise, p, diverge) for s, f, i, r, p in
+                      zip(status.tolist(), final, initial, rises, peak)], dtype=object)
+    failed, diverged = words == "failed", words == "diverged"
+    blew_up, stalled, stable = words == "blew_up", words == "stalled", words == "stable"
 
     group = group_keys(df)
     best = pd.Series(np.where(stable, final, np.nan), index=df.index)
@@ -210,8 +202,7 @@ def label(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
     best = best.to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         gap = final / best - 1.0
-    df["outcome"] = np.select([failed, diverged, blew_up, stalled],
-                              ["failed", "diverged", "blew_up", "stalled"], default="stable")
+    df["outcome"] = words.astype(str)
     df["stable"], df["stalled"], df["blew_up"] = stable, stalled, blew_up
     df["diverged"], df["failed"] = diverged, failed
     df["group_best"], df["gap"] = best, gap

@@ -219,7 +219,7 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
     try:
         trainable = tune.with_resources(make_trainable(spec, out, force=force),
                                         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-        setup = spec.search_kind.tune(spec, p, _slots(spec, ray.cluster_resources()))
+        setup = spec.search_kind.tune(spec, p, _slots(spec, ray.cluster_resources()), out)
         # Tune keeps one trial pending for a searcher unless a limiter says more
         limit = max_concurrent or _slots(spec, ray.cluster_resources())
         tuner = tune.Tuner(

@@ -22,7 +22,7 @@ def counts(store: Store, spec: SweepSpec | None) -> dict[str, int]:
     if spec is None:
         return out
     p = spec.search_kind.plan(spec, rows, False)
-    out["missing"] = max(p.total - p.done, 0)
+    out["missing"] = p.to_sample
     out["total"] = p.total
     ids = spec.search_kind.members(spec)
     if ids is not None:

@@ -44,9 +44,10 @@ def trial_config(spec: "SweepSpec", tune_config: dict[str, Any]) -> TrainConfig:
     axes of the spec (Tune may add its own) are refused, so a typo cannot slip through.
     """
     params = tune_config["params"] if "params" in tune_config else tune_config
+    axes = spec.search_kind.axes(spec)
     d = dict(spec.trial)
     for k, v in params.items():
-        if k not in spec.space:
+        if k not in axes:
             raise KeyError(f"{k}: not an axis of sweep {spec.name!r}")
         d[k] = _native(k, v)
     return TrainConfig.from_dict(d)

@@ -6,9 +6,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TrainResult", "CURVE_COLUMNS", "STATUSES", "curve_rise"]
+__all__ = ["TrainResult", "CURVE_COLUMNS", "STATUSES", "OUTCOMES", "RISE", "curve_rise",
+           "outcome"]
 
 STATUSES = ("completed", "diverged", "failed")
+OUTCOMES = ("stable", "stalled", "blew_up", "diverged", "failed")
+RISE = 0.10
+"""Default blow-up threshold on ``rise``; docs/design.md, "Stable", says why 10%."""
 
 # One row per outer step, as docs/design.md names the curve columns (trial_id is added by the store).
 CURVE_COLUMNS = (
@@ -76,3 +80,30 @@ def curve_rise(losses: list[float]) -> float:
         if low > 0:
             rise = max(rise, loss / low - 1.0)
     return rise
+
+
+def outcome(status: str | None, final_loss: float | None, initial_loss: float | None,
+            rise: float | None, rise_threshold: float = RISE, peak_loss: float | None = None,
+            diverge: float | None = None) -> str:
+    """The one word for a trial, from the trial alone (docs/design.md, "Stable"), in this order:
+
+    ``failed`` (it crashed); ``diverged`` (stopped by the trainer, a non-finite final loss, or
+    with ``diverge=f`` a final or peak loss above f × initial); ``blew_up`` (rise above
+    ``rise_threshold``; an unknown rise never counts); ``stalled`` (did not end below its
+    initial loss, when that is known); else ``stable``.
+    """
+    if status == "failed":
+        return "failed"
+    final, initial, peak = (_num(final_loss), _num(initial_loss), _num(peak_loss))
+    if status == "diverged" or not math.isfinite(final) or (
+            diverge is not None and (final > diverge * initial or peak > diverge * initial)):
+        return "diverged"
+    if _num(rise) > rise_threshold:
+        return "blew_up"
+    if math.isfinite(initial) and not final < initial:
+        return "stalled"
+    return "stable"
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan

@@ -13,12 +13,13 @@ A new kind: a module with a ``SearchKind`` subclass, and ``register_search_kind(
 from __future__ import annotations
 
 from .base import COMMON_KEYS, Plan, SearchKind, TuneSetup
+from .boundary import Boundary, BoundarySettings
 
 from .grid import Grid, GridSettings
 from .sampler import SAMPLERS, Sampler
 
 __all__ = ["SearchKind", "Plan", "TuneSetup", "COMMON_KEYS", "SEARCH_KINDS",
-           "register_search_kind", "search_kind", "GridSettings", "SAMPLERS"]
+           "register_search_kind", "search_kind", "GridSettings", "BoundarySettings", "SAMPLERS"]
 
 SEARCH_KINDS: dict[str, SearchKind] = {}
 
@@ -39,5 +40,5 @@ def search_kind(name: str) -> SearchKind:
         raise KeyError(f"{name!r} is not a search kind; known: {', '.join(SEARCH_KINDS)}") from None
 
 
-for _kind in (Grid(), Sampler()):
+for _kind in (Grid(), Sampler(), Boundary()):
     register_search_kind(_kind)

@@ -34,8 +34,10 @@ class Plan:
     """Trials this run will start at most."""
     done: int = 0
     """Trials of the spec already stored (completed or diverged)."""
-    history: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
-    """Stored trials a searcher learns from before it proposes: (axis values, outcome)."""
+    history: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    """Stored trials a sampler learns from before it proposes: (axis values, objective)."""
+    state: Any = None
+    """A kind's own state from planning, handed to its searcher (the boundary's lines)."""
 
 
 @dataclass
@@ -80,12 +82,17 @@ class SearchKind(ABC):
         """What to run, given the stored rows (dicts with at least the config columns)."""
 
     @abstractmethod
-    def tune(self, spec: "SweepSpec", plan: Plan, slots: int) -> TuneSetup:
-        """What Tune runs for ``plan``; ``slots`` is how many trials fit at once."""
+    def tune(self, spec: "SweepSpec", plan: Plan, slots: int, out: str) -> TuneSetup:
+        """What Tune runs for ``plan``; ``slots`` is how many trials fit at once, ``out`` the
+        output every node writes to."""
 
     @abstractmethod
     def describe(self, spec: "SweepSpec") -> str:
         """A few words for ``check`` and ``status``: '216 trials (grid: 3 H × 2 R)'."""
+
+    def axes(self, spec: "SweepSpec") -> list[str]:
+        """The settings a Tune config of this kind may set: the space's axes."""
+        return list(spec.space)
 
     def check(self, spec: "SweepSpec") -> None:
         """Checks that need more than the spec text (a sampler's package); SpecError."""

@@ -61,7 +61,7 @@ class Grid(SearchKind):
                 todo.append(point)
         return Plan(total=total, todo=todo, to_sample=len(todo), done=total - len(todo))
 
-    def tune(self, spec: "SweepSpec", plan: Plan, slots: int) -> TuneSetup:
+    def tune(self, spec: "SweepSpec", plan: Plan, slots: int, out: str) -> TuneSetup:
         from .tune_searchers import PointSearcher  # imports Ray: only when a run starts
 
         if spec.resources.pack > 1:
