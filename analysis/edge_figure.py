@@ -24,8 +24,14 @@ _WORDS = {"exact": "edge", "lower_bound": "edge ≥ (stable to the grid's end)",
           "below_grid": "below the grid (smallest α not stable)"}
 
 
-def edge_figure(edges: pd.DataFrame, alphas: list[float]) -> go.Figure | None:
-    """The figure, or None when the edges have no β to plot against (``alphas``: the grid)."""
+_TITLE = ("Stable α edge per β: ● edge, ▲ at least (stable to the grid's end), ▼ below the "
+          "grid; bars: 95% over seeds")
+
+
+def edge_figure(edges: pd.DataFrame, alphas: list[float], title: str = _TITLE,
+                spread: str = "95% over seeds") -> go.Figure | None:
+    """The figure, or None when the edges have no β to plot against. ``alphas``: the α ticks
+    (the grid's values); ``spread`` names what the bars edge_lo..edge_hi are."""
     if edges.empty or "beta" not in edges:
         return None
     keys = [k for k in edges.columns if k not in (
@@ -63,7 +69,7 @@ def edge_figure(edges: pd.DataFrame, alphas: list[float]) -> go.Figure | None:
                 colour = R_COLOURS[(ri * n_other + oi) % len(R_COLOURS)]  # one per (R, other)
                 hover = [f"{name}, H={fmt(h)}, β={fmt(b)}<br>{_WORDS[k]}"
                          + (f" {fmt(e)}" if k != "below_grid" else "")
-                         + (f"<br>95% over seeds [{fmt(l_)}, {fmt(h_)}]" if err else "")
+                         + (f"<br>{spread} [{fmt(l_)}, {fmt(h_)}]" if err else "")
                          for b, k, e, l_, h_ in zip(line["beta"], kind, line["edge"],
                                                     line.get("edge_lo", line["edge"]),
                                                     line.get("edge_hi", line["edge"]))]
@@ -81,7 +87,5 @@ def edge_figure(edges: pd.DataFrame, alphas: list[float]) -> go.Figure | None:
     fig.update_xaxes(tickvals=list(range(len(betas))), ticktext=[fmt(b) for b in betas],
                      range=[-0.5, len(betas) - 0.5], title_text="β (outer momentum)")
     fig.update_layout(height=420, margin=dict(l=70, r=40, t=90, b=60),
-                      title=dict(text="Stable α edge per β: ● edge, ▲ at least (stable to the "
-                                      "grid's end), ▼ below the grid; bars: 95% over seeds",
-                                 x=0.01))
+                      title=dict(text=title, x=0.01))
     return fig

@@ -27,6 +27,7 @@ from .curves import curve_figure, curve_trial_ids
 from .figures import Overlay, facet_figures, fmt, slice_title
 from .load import load_curves, load_sweep_meta, load_trials
 from .answer import answer_sentence
+from .boundary_report import boundary_parts, is_line_search, store_rise
 from .edge_figure import edge_figure
 from .metrics import summarize
 from .show import answer_tables
@@ -136,7 +137,7 @@ def _alphas(cell_table: pd.DataFrame) -> list[float]:
     return sorted(float(a) for a in cell_table["alpha"].unique())
 
 
-def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
+def write_report(path: str | Path, out_html: str | Path, rise: float | None = None,
                  tol: float = 0.05, png_dir: str | Path | None = None, *,
                  diverge: float | None = None, rises: Sequence[float] = RISES,
                  tols: Sequence[float] = TOLS,
@@ -144,7 +145,8 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
                  theory_overlay: "Overlay | None" = None) -> Path:
     """Write the report of the sweep at ``path`` (folder or s3:// URI) to ``out_html``.
 
-    ``rise`` is the blow-up threshold and ``tol`` the near-optimal tolerance (both stated on
+    ``rise`` is the blow-up threshold (default RISE; for a boundary search, the threshold
+    it searched with) and ``tol`` the near-optimal tolerance (both stated on
     the page); the answer is also shown at every threshold of ``rises`` and near-optimal at
     every tolerance of ``tols``. ``theory`` is a hook for a theory overlay: a figure, or a
     callable ``theory(cells, meta)`` returning one, shown after the heatmaps;
@@ -157,6 +159,14 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
     trials = load_trials(path)
     if trials.empty:
         raise ValueError(f"no trial results under {path}")
+    name = (meta.get("spec") or {}).get("name") or str(trials.get("sweep", pd.Series([""]))
+                                                       .iloc[0] or Path(str(path)).name)
+    if is_line_search(meta):  # probes on lines, not a grid: the page of boundary_report
+        parts, figures = boundary_parts(trials, store_rise(meta, rise), _table)
+        parts.insert(0, f"<h1>Sweep {html.escape(str(name))}</h1>")
+        return _write_page(path, out_html, png_dir, name, meta, parts, figures,
+                           "line keys: every setting but α")
+    rise = RISE if rise is None else rise
     s = summarize(trials, rise=rise, tol=tol, rises=rises, tols=tols, diverge=diverge)
     c = s["cells"]
     keys = slice_keys(c)
@@ -180,8 +190,6 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
     if cfig is not None:
         figures.append(("curves", cfig))
 
-    name = (meta.get("spec") or {}).get("name") or str(trials.get("sweep", pd.Series([""]))
-                                                       .iloc[0] or Path(str(path)).name)
     counts = s["trials"]["outcome"].value_counts()
     fixed = fixed_settings(c)
     hide = list(fixed)
@@ -240,10 +248,18 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
                          "each update; dotted lines: restarts.</p>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
                                  config={"responsive": True}))
-    parts.append("<h2>Sweep as run</h2>" + _meta_html(meta))
+    return _write_page(path, out_html, png_dir, name, meta, parts, figures,
+                       f"slice keys: {', '.join(keys)}")
+
+
+def _write_page(path: str | Path, out_html: str | Path, png_dir: str | Path | None, name: str,
+                meta: dict, parts: list[str], figures: list[tuple[str, go.Figure]],
+                keys_note: str) -> Path:
+    """The page around ``parts``: provenance, stamp, plotly once; PNGs of ``figures``."""
+    parts = parts + ["<h2>Sweep as run</h2>" + _meta_html(meta)]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f"<p class='note'>Written {stamp} by diloco-sweep analysis from "
-                 f"{html.escape(str(path))}; slice keys: {html.escape(', '.join(keys))}.</p>")
+                 f"{html.escape(str(path))}; {html.escape(keys_note)}.</p>")
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>diloco-sweep report: {html.escape(str(name))}</title>"
             f"<style>{_CSS}</style><script type='text/javascript'>"

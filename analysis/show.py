@@ -8,6 +8,7 @@ a log2 scale, β linearly, and the seeds of a bin pooled.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,13 +16,15 @@ import numpy as np
 import pandas as pd
 
 from .answer import answer_sentence
+from .boundary_report import boundary_answer, boundary_summary, is_line_search, store_rise
 from .figures import fmt, slice_title
+from .lines import LINE_COLUMNS
 from .load import load_sweep_meta, load_trials
 from .metrics import summarize
 from .stability import (RISE, RISES, TOLS, cell_outcome, display_keys, fixed_settings,
                         group_by, pct, slice_keys)
 
-__all__ = ["render_show", "render_summary", "text_map", "edge_text", "answer_tables",
+__all__ = ["render_show", "render_summary", "render_lines", "text_map", "edge_text", "answer_tables",
            "SYMBOLS"]
 
 SYMBOLS = {"stable": "#", "diverged": "x", "blew_up": "^", "stalled": "-", "failed": "!"}
@@ -173,7 +176,7 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
     return "\n".join(out)
 
 
-def render_show(path: str | Path, rise: float = RISE, tol: float = 0.05, *,
+def render_show(path: str | Path, rise: float | None = None, tol: float = 0.05, *,
                 diverge: float | None = None, rises: Sequence[float] = RISES,
                 tols: Sequence[float] = TOLS) -> str:
     """The terminal view of the sweep at ``path``: the answer, its tables, a map per slice."""
@@ -182,5 +185,27 @@ def render_show(path: str | Path, rise: float = RISE, tol: float = 0.05, *,
         return f"no trial results under {path}"
     meta = load_sweep_meta(path)
     name = (meta.get("spec") or {}).get("name") or Path(str(path).rstrip("/")).name
-    return render_summary(summarize(trials, rise=rise, tol=tol, rises=rises, tols=tols,
+    if is_line_search(meta):
+        return render_lines(boundary_summary(trials, store_rise(meta, rise)), name)
+    return render_summary(summarize(trials, rise=RISE if rise is None else rise, tol=tol, rises=rises, tols=tols,
                                     diverge=diverge), name)
+
+
+def render_lines(s: dict[str, Any], name: str = "") -> str:
+    """The terminal view of a boundary store: the answer, the gains, the edges per line."""
+    lines = s["lines"]
+    keys = [k for k in lines.columns if k not in LINE_COLUMNS]
+    shown = [k for k in keys if k in ("H", "R", "beta", "seed") or lines[k].nunique() > 1]
+    out = [f"sweep {name}" if name else "", textwrap.fill(boundary_answer(s), 100), ""]
+    if not s["gains"].empty:
+        g = s["gains"]
+        cols = [k for k in g.columns if k in ("H", "R")] + [
+            c for c in ("gain", "gain_lo", "gain_hi", "lines", "raised", "same", "lowered",
+                        "unknown", "ragged") if c in g]
+        out += ["restart gain (ratio of α edges, geometric mean over lines):", _frame(g[cols]), ""]
+    table = lines[shown].assign(edge=[edge_text(e, "below_grid" if k == "below_range" else k)
+                                      for e, k in zip(lines["edge"], lines["edge_kind"])],
+                                first_unstable=lines["first_unstable"],
+                                ragged=lines["ragged"], probes=lines["n_probes"])
+    out += ["α edge per line:", _frame(table)]
+    return "\n".join(x for x in out if x is not None).lstrip("\n")

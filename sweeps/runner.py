@@ -124,8 +124,7 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
     run_info = {"started_at": now(), "ended_at": None, "force": force,
                 "planned": p.to_sample, "skipped": p.done, "argv": sys.argv}
     meta.update(name=spec.name, spec=spec.to_dict(), spec_file=spec.source,
-                search={"kind": spec.search.kind, "grid": spec.search_kind.grid,
-                        "about": spec.describe()},
+                search=spec.search_kind.about(spec),
                 versions=versions(), git_commit=git_commit())
     meta.setdefault("created_at", run_info["started_at"])
     meta["runs"] = (meta.get("runs") or []) + [run_info]

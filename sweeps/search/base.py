@@ -97,6 +97,10 @@ class SearchKind(ABC):
     def check(self, spec: "SweepSpec") -> None:
         """Checks that need more than the spec text (a sampler's package); SpecError."""
 
+    def about(self, spec: "SweepSpec") -> dict[str, Any]:
+        """What sweep.json records of the search for the report (``search`` there)."""
+        return {"kind": self.name, "grid": self.grid, "about": self.describe(spec)}
+
     def members(self, spec: "SweepSpec") -> set[str] | None:
         """The trial_ids the spec names, when known before running (a grid); else None."""
         return None

@@ -246,6 +246,11 @@ class Boundary(SearchKind):
                 f"at most {s.max_probes()} probes of {s.axis} in [{s.low:g}, {s.high:g}] to "
                 f"{s.resolution:g}; a grid as fine has {self.grid_equivalent(spec)} trials)")
 
+    def about(self, spec: "SweepSpec") -> dict[str, Any]:
+        s = spec.search.settings
+        return {**super().about(spec), "lines": True, "axis": s.axis, "rise": s.rise,
+                "resolution": s.resolution, "low": s.low, "high": s.high}
+
     def grid_equivalent(self, spec: "SweepSpec") -> int:
         """Trials of a grid with the same resolution along the axis, on the same lines."""
         s = spec.search.settings

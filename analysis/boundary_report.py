@@ -1,0 +1,156 @@
+"""The report of a boundary search: every line's α edge, against β, and the restart gain.
+
+A boundary store holds probes, not a grid: each line (slice, β, seed) has its own α values, so
+cells and heatmaps would compare unlike things. This page is built from the lines instead
+(``lines.py``): the edge per line, the edge against β per (H, R) with the spread over seeds,
+and the restart gain as the ratio of edges on the same line (β, seed) with and without
+restarts, as a geometric mean with a 95% bootstrap interval over lines. Ragged lines (stable
+again above an unstable α) are counted and listed with their probes.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .edge_figure import edge_figure
+from .figures import fmt
+from .lines import LINE_COLUMNS, edge_ratios, line_edges, ratio_summary
+from .stability import RISE, group_by, key_dict, pct, varying
+
+__all__ = ["is_line_search", "store_rise", "boundary_summary", "beta_edges", "boundary_answer",
+           "boundary_parts"]
+
+
+def is_line_search(meta: dict) -> bool:
+    """Did the search that wrote this store probe lines (sweep.json ``search.lines``)?"""
+    return bool((meta.get("search") or {}).get("lines"))
+
+
+def store_rise(meta: dict, rise: float | None) -> float:
+    """The blow-up threshold to label with: the one given, else the one the search decided
+    with (a boundary search chose its probes by it), else the default."""
+    if rise is not None:
+        return rise
+    return float((meta.get("search") or {}).get("rise") or RISE)
+
+
+def boundary_summary(trials: pd.DataFrame, rise: float = RISE) -> dict[str, Any]:
+    lines = line_edges(trials, rise=rise)
+    ratios = edge_ratios(lines)
+    return {"rise": rise, "lines": lines, "ratios": ratios, "gains": ratio_summary(ratios),
+            "edges": beta_edges(lines)}
+
+
+def beta_edges(lines: pd.DataFrame) -> pd.DataFrame:
+    """Per (slice, β): the median edge over seeds, its range (edge_lo, edge_hi) and a kind in
+    ``edge_figure``'s words: below_grid when no seed had a stable α, lower_bound when some
+    seed was stable at every α probed, else exact."""
+    keys = [k for k in lines.columns if k not in LINE_COLUMNS and k != "seed"]
+    rows = []
+    for key, grp in group_by(lines, keys):
+        e = grp["edge"].to_numpy(dtype=float)
+        known = e[np.isfinite(e)]
+        kinds = set(grp["edge_kind"])
+        kind = ("below_grid" if not len(known) else
+                "lower_bound" if "lower_bound" in kinds else "exact")
+        rows.append({**key_dict(keys, key), "edge": float(np.median(known)) if len(known)
+                     else np.nan, "edge_kind": kind,
+                     "edge_lo": float(known.min()) if len(known) else np.nan,
+                     "edge_hi": float(known.max()) if len(known) else np.nan,
+                     "seeds": len(grp), "ragged": int(grp["ragged"].sum())})
+    return pd.DataFrame(rows)
+
+
+def _verdict(row: pd.Series) -> str:
+    if not np.isfinite(row["gain"]):
+        return "not measured"
+    if row["gain_lo"] > 1:
+        return "raised"
+    if row["gain_hi"] < 1:
+        return "lowered"
+    return "no clear change"
+
+
+def boundary_answer(s: dict[str, Any]) -> str:
+    """One paragraph from the numbers: does restarting raise the stable α edge?"""
+    gains = s["gains"]
+    lines = s["lines"]
+    if gains.empty:
+        return ("No answer: the sweep has no lines at R = 0 to compare restarts against"
+                if "R" in lines else "No answer: the sweep does not vary R.")
+    verdicts = [_verdict(r) for _, r in gains.iterrows()]
+    found = set(verdicts) - {"not measured"}
+    lead = ("Not measured: no pair of lines has two known edges." if not found else
+            "Yes: restarts raise the stable α edge." if found == {"raised"} else
+            "No, the opposite: restarts lower the stable α edge." if found == {"lowered"} else
+            "No measurable effect of restarts on the stable α edge." if found == {"no clear change"}
+            else "Mixed: restarts raise the stable α edge in some settings and not in others.")
+    shown = varying(gains, [k for k in gains.columns if k in ("H", "R") or k not in _GAIN_COLS])
+    parts = []
+    for (_, r), v in zip(gains.iterrows(), verdicts):
+        where = ", ".join(f"{k}={fmt(r[k])}" for k in shown) or f"R={fmt(r['R'])}"
+        if v == "not measured":
+            parts.append(f"{where}: not measured ({int(r['unknown'])} of {int(r['lines'])} lines "
+                         f"without two known edges)")
+            continue
+        parts.append(f"{where}: edge ×{r['gain']:.2f} [{r['gain_lo']:.2f}, {r['gain_hi']:.2f}] "
+                     f"over {int(r['exact'])} lines (raised on {int(r['raised'])}, same on "
+                     f"{int(r['same'])}, lowered on {int(r['lowered'])})")
+    ragged = int(lines["ragged"].sum())
+    tail = (f" {ragged} of {len(lines)} lines are ragged (stable again above an unstable α); "
+            f"their edge is the one below the first unstable α." if ragged else
+            f" No line of {len(lines)} is ragged.")
+    return (f"{lead} " + "; ".join(parts) + f". Stable: not diverged, rise ≤ {pct(s['rise'])}, "
+            f"ended below its initial loss." + tail)
+
+
+_GAIN_ORDER = ["gain", "gain_lo", "gain_hi", "lines", "exact", "raised", "same", "lowered",
+               "unknown", "ragged"]
+_GAIN_COLS = set(_GAIN_ORDER)
+
+
+def boundary_parts(trials: pd.DataFrame, rise: float,
+                   table: Callable[[pd.DataFrame], str]) -> tuple[list[str], list[tuple[str, go.Figure]]]:
+    """The page's sections (HTML) and figures for a boundary store."""
+    s = boundary_summary(trials, rise)
+    lines, gains = s["lines"], s["gains"]
+    keys = [k for k in lines.columns if k not in LINE_COLUMNS]
+    shown = [k for k in keys if k in ("H", "R", "beta", "seed") or lines[k].nunique() > 1]
+    fig = edge_figure(s["edges"].drop(columns=["seeds", "ragged"]), _ticks(trials["alpha"]),
+                      title="Stable α edge per β: ● edge, ▲ at least (stable at every α probed), "
+                            "▼ below the smallest α probed; bars: smallest to largest seed",
+                      spread="seeds from") if len(s["edges"]) else None
+    figures = [("edges", fig)] if fig is not None else []
+    parts = [f"<p class='answer'>{html.escape(boundary_answer(s))}</p>",
+             f"<p class='lead'>{len(trials)} probes on {len(lines)} lines "
+             f"(boundary search: each line brackets then bisects α).</p>"]
+    if not gains.empty:
+        gshown = [k for k in gains.columns if k in ("H", "R") or
+                  (k not in _GAIN_COLS and gains[k].nunique() > 1)]
+        parts += ["<h2>Restart gain: ratio of α edges</h2><p class='note'>Per line (β, seed) "
+                  "with R > 0: its edge over the edge of the same line at R = 0; gain: "
+                  "geometric mean over lines where both edges are known [95% bootstrap over "
+                  "lines]. raised / lowered count bounds only on their own side of 1.</p>",
+                  table(gains[gshown + [c for c in _GAIN_ORDER if c in gains]])]
+    parts.append("<h2>α edge against β</h2><p class='note'>Marker: median edge over seeds; bars: "
+                 "the smallest and largest seed's edge. ● exact, ▲ stable at every α probed "
+                 "(a lower bound), ▼ not even the smallest α probed was stable.</p>")
+    if fig is not None:
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
+                                 config={"responsive": True}))
+    parts += ["<h2>Lines</h2><p class='note'>Every line with its probes (α:outcome, in α "
+              "order). first_unstable: the smallest α probed that was not stable; ragged: a "
+              "larger α was stable again.</p>", table(lines[shown + LINE_COLUMNS])]
+    return parts, figures
+
+
+def _ticks(alphas: pd.Series) -> list[float]:
+    """A few round α ticks (powers of 2) spanning the probes, with the range's ends."""
+    lo, hi = float(alphas.min()), float(alphas.max())
+    powers = [2.0 ** k for k in range(int(np.floor(np.log2(lo))), int(np.ceil(np.log2(hi))) + 1)]
+    return sorted({lo, hi, *[p for p in powers if lo * 1.2 < p < hi / 1.2]})
