@@ -3,6 +3,7 @@
 import pytest
 
 import trainer.packed as packed
+from trainer import tracker
 from trainer import ConfigError, TrainConfig, train
 from trainer.batched import StackedLM
 from trainer.packed import train_packed
@@ -65,7 +66,7 @@ def test_mid_round_divergence_drops_the_member_at_once(monkeypatch):
     def rule(c, losses, h, per_step, initial, t):
         return (99.0, "stub blow-up") if c.seed == 7 and t == 1 and h == 1 else None
 
-    monkeypatch.setattr(packed, "train_divergence", rule)
+    monkeypatch.setattr(tracker, "train_divergence", rule)
     configs = [cfg(seed=0), cfg(seed=7), cfg(seed=3, alpha=0.5)]
     results = train_packed(configs)
     gone = results[1]

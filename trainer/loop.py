@@ -21,9 +21,9 @@ import torch
 from .config import TrainConfig
 from .outer import OuterOptimizer, average
 from .result import TrainResult
+from .tracker import TrialTracker
 
-__all__ = ["Problem", "Worker", "WorkerGroup", "SequentialGroup", "run_diloco", "inner_lr",
-           "train_divergence"]
+__all__ = ["Problem", "Worker", "WorkerGroup", "SequentialGroup", "run_diloco", "inner_lr"]
 
 
 class Worker(Protocol):
@@ -97,25 +97,6 @@ def inner_lr(cfg: TrainConfig, k: int) -> float:
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
-def train_divergence(cfg: TrainConfig, losses: list[float], h: int, per_step: int,
-                     initial: float, t: int) -> tuple[float, str] | None:
-    """The cfg.diverge_check_every rule after inner step h of round t, else None.
-
-    `losses` holds this round's inner losses, `per_step` of them per step. Every k steps, the
-    mean over the last k steps is compared with diverge_factor x initial: a blow-up inside a
-    round stops the trial before the round's eval, at no extra cost (the losses exist already).
-    """
-    k = cfg.diverge_check_every
-    if not k or (h + 1) % k:
-        return None
-    window = losses[-k * per_step:]
-    value = sum(window) / len(window)
-    if value > cfg.diverge_factor * initial:
-        return value, (f"inner train loss {value:.4g} over the last {k} steps > diverge_factor "
-                       f"{cfg.diverge_factor:g} x initial {initial:.4g} in round {t}")
-    return None
-
-
 def run_diloco(problem: Problem, cfg: TrainConfig,
                on_step: Callable[[dict[str, Any]], None] | None = None,
                t_start: float | None = None) -> TrainResult:
@@ -126,58 +107,22 @@ def run_diloco(problem: Problem, cfg: TrainConfig,
     make_group = getattr(problem, "make_group", None)
     group = make_group() if make_group else SequentialGroup(
         [problem.make_worker(i) for i in range(cfg.workers)])
-    initial = problem.evaluate()
-    best, peak, last = math.inf, -math.inf, initial
-    curve: list[dict[str, Any]] = []
-    status, reason, tokens = "completed", None, 0
-    if not math.isfinite(initial):
-        status, reason = "diverged", f"initial eval loss is {initial}"
-
-    for t in range(cfg.outer_steps if status == "completed" else 0):
+    track = TrialTracker(cfg, problem.evaluate(), problem.n_params, problem.tokens_per_step,
+                         t_start)
+    for t in range(cfg.outer_steps):
+        if track.done:
+            break
         outer.maybe_restart(t)
         group.load(theta)                                        # θ_i ← θ
-        losses: list[float] = []
-        early = None
+        track.start_round()
         for h in range(cfg.H):
-            k = t * cfg.H + h
-            step_losses = group.inner_step(inner_lr(cfg, k) if problem.scheduled else cfg.lr)
-            losses.extend(step_losses)
-            tokens += problem.tokens_per_step * len(step_losses)
-            if not all(map(math.isfinite, step_losses)):
+            lr = inner_lr(cfg, t * cfg.H + h) if problem.scheduled else cfg.lr
+            if track.inner(t, h, group.inner_step(lr)):
                 break
-            early = train_divergence(cfg, losses, h, len(step_losses), initial, t)
-            if early is not None:
-                break
-        train_loss = sum(losses) / len(losses)
-        if not math.isfinite(train_loss):
-            status, reason, last = "diverged", f"inner train loss turned {train_loss} in round {t}", train_loss
+        if track.done:
             break
-        if early is not None:
-            status, (last, reason) = "diverged", early
-            break
-
         stats = outer.step(torch._foreach_sub(theta, group.mean_params()))  # Δ = θ − mean θ_i
-        last = problem.evaluate()
-        best = min(best, last)
-        if t > 0:
-            peak = max(peak, last)
-        row = {"outer_step": t, "tokens": tokens, "eval_loss": last, "train_loss": train_loss,
-               **stats, "wall_s": time.perf_counter() - t_start, **problem.extra_row()}
-        curve.append(row)
+        row = track.end_round(t, stats, problem.evaluate(), problem.extra_row())
         if on_step is not None:
             on_step(row)
-        if not math.isfinite(last):
-            status, reason = "diverged", f"eval loss turned {last} after round {t}"
-        elif last > cfg.diverge_factor * initial:
-            status, reason = "diverged", (f"eval loss {last:.4g} > diverge_factor {cfg.diverge_factor:g}"
-                                          f" x initial {initial:.4g} after round {t}")
-        if status == "diverged":
-            break
-
-    return TrainResult(
-        status=status, initial_loss=initial, final_loss=last,
-        best_loss=best if curve else initial,
-        peak_loss=peak if len(curve) > 1 else (curve[0]["eval_loss"] if curve else initial),
-        outer_steps_done=len(curve),  # rounds whose outer step ran
-        tokens=tokens, wall_s=time.perf_counter() - t_start, n_params=problem.n_params,
-        reason=reason, curve=curve)
+    return track.result()

@@ -16,9 +16,8 @@ costs nothing from then on while the others go on.
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -28,10 +27,11 @@ from .config import ConfigError, TrainConfig
 from .data import Sampler
 from .device import autocast_for, resolve_device
 from .lm import LMProblem, init_model
-from .loop import inner_lr, train_divergence
+from .loop import inner_lr
 from .memory import check_memory
 from .outer import OuterOptimizer
 from .result import TrainResult
+from .tracker import TrialTracker
 
 __all__ = ["train_packed", "check_packable", "PACKABLE"]
 
@@ -58,42 +58,11 @@ def check_packable(configs: list[TrainConfig]) -> None:
 
 @dataclass
 class _Member:
-    """One packed trial's state: the bookkeeping of trainer.loop.run_diloco, per trial."""
+    """One packed trial: its index, its outer optimizer (over its slice of θ) and its tracker."""
 
     k: int
-    cfg: TrainConfig
     outer: OuterOptimizer
-    initial: float
-    n_params: int
-    t0: float
-    status: str = "completed"
-    reason: str | None = None
-    last: float = math.nan
-    best: float = math.inf
-    peak: float = -math.inf
-    tokens: int = 0
-    wall_s: float = 0.0
-    done: bool = False
-    losses: list[float] = field(default_factory=list)
-    curve: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.last = self.initial
-
-    def finish(self, status: str, reason: str | None = None, last: float | None = None) -> None:
-        self.status, self.reason, self.done = status, reason, True
-        if last is not None:
-            self.last = last
-        self.wall_s = time.perf_counter() - self.t0
-
-    def result(self) -> TrainResult:
-        c = self.curve
-        return TrainResult(
-            status=self.status, initial_loss=self.initial, final_loss=self.last,
-            best_loss=self.best if c else self.initial,
-            peak_loss=self.peak if len(c) > 1 else (c[0]["eval_loss"] if c else self.initial),
-            outer_steps_done=len(c), tokens=self.tokens, wall_s=self.wall_s,
-            n_params=self.n_params, reason=self.reason, curve=c)
+    track: TrialTracker
 
 
 def train_packed(configs: list[TrainConfig],
@@ -132,14 +101,16 @@ class _Pack:
         self.stack = StackedLM(first.model, cfg, samplers, first.device,
                                autocast_for(cfg, first.device))
         initial = self.stack.evaluate(self.theta, self.eval_data)
-        self.active = [_Member(k, c, OuterOptimizer([t[k] for t in self.theta], c.alpha, c.beta,
-                                                    c.outer, c.R), initial[k], first.n_params, t0)
+        self.active = [_Member(k, OuterOptimizer([t[k] for t in self.theta], c.alpha, c.beta,
+                                                 c.outer, c.R),
+                               TrialTracker(c, initial[k], first.n_params,
+                                            self.tokens_per_step, t0))
                        for k, c in enumerate(configs)]
         self.members = list(self.active)
 
     def drop_done(self) -> None:
         """Remove finished members from θ and from the worker stack; rebind the others' views."""
-        keep = [j for j, m in enumerate(self.active) if not m.done]
+        keep = [j for j, m in enumerate(self.active) if not m.track.done]
         if len(keep) == len(self.active):
             return
         self.active = [self.active[j] for j in keep]
@@ -153,57 +124,32 @@ class _Pack:
 
 
 def _run(configs: list[TrainConfig], on_step, t0: float) -> list[TrainResult]:
+    """trainer.loop.run_diloco over the pack: the same steps, each trial's own tracker."""
     cfg, pack = configs[0], _Pack(configs, t0)
     M = pack.M
-    for m in pack.active:
-        if not math.isfinite(m.initial):
-            m.finish("diverged", f"initial eval loss is {m.initial}", m.initial)
-    pack.drop_done()
-
+    pack.drop_done()                                  # a non-finite initial loss: done already
     for t in range(cfg.outer_steps):
         if not pack.active:
             break
         for m in pack.active:
             m.outer.maybe_restart(t)
-            m.losses = []
+            m.track.start_round()
         pack.stack.load(pack.theta)                                     # θ_i ← θ_k, per trial
         for h in range(cfg.H):
             step = pack.stack.step(inner_lr(cfg, t * cfg.H + h))          # (K'·M,) losses
             for j, m in enumerate(pack.active):
-                mine = step[j * M:(j + 1) * M]
-                m.losses.extend(mine)
-                m.tokens += pack.tokens_per_step * M
-                if not all(map(math.isfinite, mine)):
-                    train_loss = sum(m.losses) / len(m.losses)
-                    m.finish("diverged", f"inner train loss turned {train_loss} in round {t}", train_loss)
-                elif (early := train_divergence(m.cfg, m.losses, h, M, m.initial, t)) is not None:
-                    m.finish("diverged", early[1], early[0])
-            pack.drop_done()
+                m.track.inner(t, h, step[j * M:(j + 1) * M])
+            pack.drop_done()                          # a diverged trial costs nothing more
             if not pack.active:
                 break
         if not pack.active:
             break
-
         deltas = torch._foreach_sub(pack.theta, pack.stack.group_mean(len(pack.active)))  # Δ_k
         stats = [m.outer.step([d[j] for d in deltas]) for j, m in enumerate(pack.active)]
         evals = pack.stack.evaluate(pack.theta, pack.eval_data)
         for m, st, last in zip(pack.active, stats, evals):
-            m.last, m.best = last, min(m.best, last)
-            if t > 0:
-                m.peak = max(m.peak, last)
-            row = {"outer_step": t, "tokens": m.tokens, "eval_loss": last,
-                   "train_loss": sum(m.losses) / len(m.losses), **st,
-                   "wall_s": time.perf_counter() - t0}
-            m.curve.append(row)
+            row = m.track.end_round(t, st, last)
             if on_step is not None:
                 on_step(m.k, row)
-            if not math.isfinite(last):
-                m.finish("diverged", f"eval loss turned {last} after round {t}")
-            elif last > m.cfg.diverge_factor * m.initial:
-                m.finish("diverged", f"eval loss {last:.4g} > diverge_factor {m.cfg.diverge_factor:g}"
-                                     f" x initial {m.initial:.4g} after round {t}")
         pack.drop_done()
-
-    for m in pack.active:
-        m.finish("completed")
-    return [m.result() for m in pack.members]
+    return [m.track.result() for m in pack.members]
