@@ -32,7 +32,9 @@ FACET_PX = 300  # height of one facet row
 
 
 def fmt(v: Any) -> str:
-    """A short label for a number or a setting value."""
+    """A short label for a number, a flag (yes / no) or a setting value."""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
     if isinstance(v, (float, np.floating)):
         return "nan" if math.isnan(v) else f"{v:.4g}"
     return str(v)

@@ -100,12 +100,8 @@ def write_pngs(figures: Sequence[tuple[str, go.Figure]], png_dir: str | Path) ->
 
 
 def _table(df: pd.DataFrame) -> str:
-    def cell(v: Any) -> str:
-        if isinstance(v, (bool, np.bool_)):
-            return "yes" if v else "no"
-        return fmt(v)
     return df.to_html(index=False, classes="metrics", border=0, na_rep="–",
-                      formatters={c: cell for c in df.columns}, escape=True)
+                      formatters={c: fmt for c in df.columns}, escape=True)
 
 
 def _meta_html(meta: dict) -> str:

@@ -70,14 +70,8 @@ def _frame(df: pd.DataFrame) -> str:
     if df.empty:
         return "  (none)"
     text = df.to_string(index=False, na_rep="-",
-                        formatters={c: _cell for c in df.columns})
+                        formatters={c: fmt for c in df.columns})
     return "\n".join("  " + line for line in text.splitlines())
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    return fmt(v)
 
 
 def edge_text(edge: float, kind: str) -> str:

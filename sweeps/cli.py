@@ -222,7 +222,7 @@ def _check(path: str) -> int:
     print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=False,
                          allow_unicode=True).rstrip())
     print(f"# {spec.describe()}")
-    corpus = spec.trial.get("corpus")
+    corpus = spec.base.corpus
     if isinstance(corpus, str) and corpus != "stdlib" and "://" not in corpus \
             and not os.path.exists(corpus):
         print(f"# note: corpus {corpus!r} is not on this machine; the trials' nodes need it",

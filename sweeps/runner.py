@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from .errors import StoreError, UnwrittenError
 from .lock import SweepLock
 from .preflight import preflight
+from .ray_private import loopback_only
 from .search import Plan
 from .spec import SweepSpec
 from .store import Store, now, open_fs, trial_id
@@ -188,18 +189,9 @@ def _init_ray(address: str | None) -> bool:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        _loopback_only()
+        loopback_only()
         ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
     return True
-
-
-def _loopback_only() -> None:
-    """Keep an embedded Ray on 127.0.0.1. Ray otherwise swaps a loopback address for the
-    machine's outward one; its single-node mode (the Windows/macOS default) does not."""
-    import ray._private.ray_constants as rc
-
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    rc.ENABLE_RAY_CLUSTER = False
 
 
 def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,

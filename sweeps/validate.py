@@ -9,11 +9,10 @@ allowed, and gives the YAML line when it is known (see docs/design.md, "The swee
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from typing import Any
 
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import ConfigError, TrainConfig, nearest
 
 from .yamlmarks import LineDict, plain
 
@@ -42,8 +41,8 @@ def item_at(seq: Any, i: int, fallback: str = "") -> str:
 
 def suggest(key: Any, known: tuple[str, ...] | list[str]) -> str:
     """The nearest known name, or the list of them."""
-    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+    close = nearest(key, known)
+    return f"; did you mean '{close}'?" if close else f"; known keys: {', '.join(known)}"
 
 
 def check_keys(d: dict, known: tuple[str, ...] | list[str], prefix: str) -> None:

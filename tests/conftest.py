@@ -23,16 +23,15 @@ def loopback_cluster(nodes: int = 2, num_cpus: int = 1, num_gpus: int = 0,
     read: both are undone here. `env` (e.g. dummy AWS credentials) is set for the nodes.
     """
     import ray
-    import ray._private.ray_constants as rc
-    import ray._private.utils as ru
     from ray.cluster_utils import Cluster
+
+    from sweeps.ray_private import no_address_file
 
     env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **(env or {})}
     saved_env = {k: os.environ.get(k) for k in env}
-    saved = (rc.ENABLE_RAY_CLUSTER, ru.write_ray_address)
-    rc.ENABLE_RAY_CLUSTER = False
+    private = no_address_file()
+    private.__enter__()
     os.environ.update(env)
-    ru.write_ray_address = lambda *a, **k: None
     tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Unix socket paths are limited
     c = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False,
@@ -46,7 +45,7 @@ def loopback_cluster(nodes: int = 2, num_cpus: int = 1, num_gpus: int = 0,
     finally:
         ray.shutdown()
         c.shutdown()
-        rc.ENABLE_RAY_CLUSTER, ru.write_ray_address = saved
+        private.__exit__(None, None, None)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -12,6 +12,7 @@ import torch
 from trainer import ConfigError, OuterOptimizer, TrainConfig, pseudo_gradient, train
 from trainer.lm import LMProblem
 from trainer.loop import inner_lr
+from trainer.outer import average
 from trainer.outer_rules import OUTER_RULES, OuterRule
 from trainer.result import curve_rise
 
@@ -98,7 +99,7 @@ def test_outer_step_with_positive_alpha_lowers_a_convex_quadratic(kind):
         for _ in range(4):
             w -= 0.5 * lam * w
         workers.append([w])
-    OuterOptimizer(theta, alpha=0.7, beta=0.9, kind=kind).step(pseudo_gradient(theta, workers))
+    OuterOptimizer(theta, alpha=0.7, beta=0.9, kind=kind).step(pseudo_gradient(theta, average(workers)))
     assert f(theta[0]) < before
 
 

@@ -7,15 +7,16 @@ A config is flat on purpose: one trial row in Parquet carries every field as a c
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from .outer_rules import OUTER_RULES
 
 __all__ = ["TrainConfig", "ConfigError", "TRIAL_KINDS", "SPLITS", "DTYPES", "DEVICES",
-           "BATCHED"]
+           "BATCHED", "nearest"]
 
 TRIAL_KINDS = ("lm", "toy")
 SPLITS = ("iid", "by_file")
@@ -184,11 +185,16 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _suggest(key: str, known: set[str]) -> str:
-    import difflib
+def nearest(key: object, known: Iterable[str]) -> str | None:
+    """The known name closest to a mistyped ``key``, if any is close (the one spelling hint
+    of every "unknown key" message, here and in the sweep spec)."""
+    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
 
-    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(sorted(known))}"
+
+def _suggest(key: str, known: set[str]) -> str:
+    close = nearest(key, sorted(known))
+    return f" (did you mean '{close}'?)" if close else f"; known: {', '.join(sorted(known))}"
 
 
 def _check_number(cfg: TrainConfig, name: str, ok, allowed: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 import torch
 
 from .config import TrainConfig
-from .outer import OuterOptimizer, average
+from .outer import OuterOptimizer, average, pseudo_gradient
 from .result import TrainResult
 from .tracker import TrialTracker
 
@@ -121,7 +121,7 @@ def run_diloco(problem: Problem, cfg: TrainConfig,
                 break
         if track.done:
             break
-        stats = outer.step(torch._foreach_sub(theta, group.mean_params()))  # Δ = θ − mean θ_i
+        stats = outer.step(pseudo_gradient(theta, group.mean_params()))
         row = track.end_round(t, stats, problem.evaluate(), problem.extra_row())
         if on_step is not None:
             on_step(row)

@@ -32,9 +32,10 @@ def average(workers: list[list[torch.Tensor]]) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def pseudo_gradient(theta: list[torch.Tensor], workers: list[list[torch.Tensor]]) -> list[torch.Tensor]:
-    """Δ = θ − mean_i θ_i: old minus new, so a positive α moves θ towards the workers."""
-    return torch._foreach_sub(theta, average(workers))
+def pseudo_gradient(theta: list[torch.Tensor], mean: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Δ = θ − mean_i θ_i (``mean``): old minus new, so a positive α moves θ towards the
+    workers. Works on stacks too: (K, *shape) θ and means give K trials' Δ at once."""
+    return torch._foreach_sub(theta, mean)
 
 
 class OuterOptimizer:

@@ -29,7 +29,7 @@ from .device import autocast_for, resolve_device
 from .lm import LMProblem, init_model
 from .loop import inner_lr
 from .memory import check_memory
-from .outer import OuterOptimizer
+from .outer import OuterOptimizer, pseudo_gradient
 from .result import TrainResult
 from .tracker import TrialTracker
 
@@ -144,7 +144,7 @@ def _run(configs: list[TrainConfig], on_step, t0: float) -> list[TrainResult]:
                 break
         if not pack.active:
             break
-        deltas = torch._foreach_sub(pack.theta, pack.stack.group_mean(len(pack.active)))  # Δ_k
+        deltas = pseudo_gradient(pack.theta, pack.stack.group_mean(len(pack.active)))  # Δ_k
         stats = [m.outer.step([d[j] for d in deltas]) for j, m in enumerate(pack.active)]
         evals = pack.stack.evaluate(pack.theta, pack.eval_data)
         for m, st, last in zip(pack.active, stats, evals):
