@@ -3,7 +3,8 @@
 import importlib
 import sys
 
-SUITE = ["trainer_overhead", "sweep_overhead", "batched", "packed", "mfu", "diverged_cost"]
+SUITE = ["trainer_overhead", "sweep_overhead", "batched", "packed", "mfu", "diverged_cost",
+         "stacked_forward", "boundary"]
 
 if __name__ == "__main__":
     names = [a for a in sys.argv[1:] if not a.startswith("-")] or SUITE

@@ -10,6 +10,14 @@ Each slot keeps the sequential path's math: its own Sampler stream, its own grad
 (clip_grad_norm_ over its own parameters) and its own AdamW state, updated with the op sequence
 of torch.optim.AdamW(foreach=True). Only reduction orders inside matmuls differ, so curves
 agree with the sequential reference to float rounding (tests/test_batched.py).
+
+Why a second copy of GPT.forward and of AdamW stays here: ``vmap(functional_call(model, ...))``
+derives the same forward from the one model and gives bit-identical losses, but is slower on
+CPU, where PyTorch has no vmap batching rule for scaled_dot_product_attention and loops over
+the slots (``python -m benchmarks stacked_forward`` prints the ratio; docs/performance.md has
+the figures). torch.optim.AdamW over the stacked tensors would do the same elementwise math,
+but packed trials drop finished slots mid-run (``keep``), which its per-parameter state cannot
+follow without being rebuilt. tests/test_batched.py holds both copies equal to the model's.
 """
 
 from __future__ import annotations
