@@ -33,7 +33,7 @@ def _spec(n: int):
 
 
 def _configs(n: int):
-    from sweeps.trainable import trial_config
+    from sweeps.trial import trial_config
 
     spec = _spec(n)
     return [trial_config(spec, p) for p in grid_points(spec.space)]

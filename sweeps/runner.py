@@ -24,7 +24,8 @@ from .ray_private import loopback_only
 from .search import Plan
 from .spec import SweepSpec
 from .store import Store, now, open_fs, trial_id
-from .trainable import failed_row, make_trainable, pack_configs
+from .trainable import failed_row, make_trainable
+from .trial import pack_configs
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output"]
 

@@ -1,8 +1,7 @@
 """The Tune trainable: one Tune config → one TrainConfig → one trainer run → one stored row.
 
-``trial_config(spec, tune_config)`` is the only place where a Tune config becomes a trial
-configuration; the runner uses it too, to name and filter trials before Ray starts any.
-Ray is imported inside the trial, so this module is cheap to import.
+The config is translated by ``trial.trial_config``, the one place where a Tune config becomes a
+trial configuration. Ray is imported inside the trial, so this module is cheap to import.
 """
 
 from __future__ import annotations
@@ -14,58 +13,12 @@ from trainer.config import TrainConfig
 
 from . import faults
 from .store import Store, now, trial_id
-from .validate import field_kind
+from .trial import OBJECTIVE, finite, objective, trial_config
 
 if TYPE_CHECKING:  # types only: the spec imports the search kinds, which import this
     from .spec import SweepSpec
 
-__all__ = ["trial_config", "pack_configs", "objective", "make_trainable", "OBJECTIVE"]
-
-OBJECTIVE = "objective"
-"""The name of the value every report carries for the searcher: the spec's metric, finite."""
-
-
-def _native(name: str, v: Any) -> Any:
-    """numpy scalars and sampler floats → the Python type the TrainConfig field takes."""
-    if hasattr(v, "item") and not isinstance(v, (str, dict, list)):
-        v = v.item()
-    kind = field_kind(name)
-    if kind == "float" and isinstance(v, int) and not isinstance(v, bool):
-        return float(v)
-    if kind == "int" and isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
-
-
-def trial_config(spec: "SweepSpec", tune_config: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig of one trial: the spec's trial settings, then the Tune config's axes.
-
-    A grid nests its point under ``params``; a sampler gives the axes flat. Keys that are not
-    axes of the spec (Tune may add its own) are refused, so a typo cannot slip through.
-    """
-    params = tune_config["params"] if "params" in tune_config else tune_config
-    axes = spec.search_kind.axes(spec)
-    d = dict(spec.trial)
-    for k, v in params.items():
-        if k not in axes:
-            raise KeyError(f"{k}: not an axis of sweep {spec.name!r}")
-        d[k] = _native(k, v)
-    return TrainConfig.from_dict(d)
-
-
-def objective(status: str | None, value: float | None, initial_loss: float | None,
-              diverge_factor: float) -> float:
-    """A finite number for the sampler (always minimized): a diverged trial, or a non-finite
-    loss, scores initial_loss * diverge_factor, the worst loss a non-diverged trial can have."""
-    penalty = initial_loss * diverge_factor if _finite(initial_loss) else 1e6
-    if status == "diverged" or not _finite(value):
-        return float(penalty)
-    return float(min(value, penalty))
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
+__all__ = ["make_trainable", "result_row", "failed_row"]
 
 def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Callable[[dict], None]:
     """A Tune function trainable for ``spec`` writing to ``output`` (an absolute path or URI)."""
@@ -101,13 +54,13 @@ def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Calla
             if fault is not None:
                 fault.at_step(tid, r["outer_step"])
             loss = r.get("eval_loss")
-            if _finite(loss):
+            if finite(loss):
                 running["best"] = min(running["best"], loss)
                 running["peak"] = max(running["peak"], loss)
             value = {"final_loss": loss, "best_loss": running["best"],
                      "peak_loss": running["peak"]}[metric]
             # the initial loss is not in the curve row; until the end, clamp by a large bound
-            tune.report({**base, **{k: v for k, v in r.items() if _finite(v)},
+            tune.report({**base, **{k: v for k, v in r.items() if finite(v)},
                          OBJECTIVE: objective(None, value, None, cfg.diverge_factor)})
 
         result = train(cfg, on_step=on_step)
@@ -118,18 +71,11 @@ def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Calla
         store.write_trial(row, result.curve)
         tune.report({**base, "status": result.status, "skipped": False,
                      **{k: s[k] for k in ("initial_loss", "final_loss", "best_loss", "peak_loss",
-                                          "outer_steps_done", "wall_s") if _finite(s.get(k))},
+                                          "outer_steps_done", "wall_s") if finite(s.get(k))},
                      OBJECTIVE: objective(result.status, s.get(metric), s.get("initial_loss"),
                                           cfg.diverge_factor)})
 
     return diloco_trial
-
-
-def pack_configs(spec: "SweepSpec", tune_config: dict[str, Any]) -> list[TrainConfig]:
-    """Every TrainConfig of one Tune trial: one, or the members of a pack."""
-    if "pack" in tune_config:
-        return [trial_config(spec, point) for point in tune_config["pack"]]
-    return [trial_config(spec, tune_config)]
 
 
 def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict]) -> None:
@@ -149,7 +95,7 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
 
     def on_step(k: int, r: dict[str, Any]) -> None:
         tune.report({"sweep_trial_id": ids[k], "member": k, "node_id": node,
-                     **{key: v for key, v in r.items() if _finite(v)}})
+                     **{key: v for key, v in r.items() if finite(v)}})
 
     results = train_packed(configs, on_step=on_step) if configs else []
     statuses = []

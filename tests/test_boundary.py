@@ -28,7 +28,7 @@ from analysis.theory import max_rate, power_law_spectrum
 from sweeps.search.boundary import BoundarySettings, Line
 from sweeps.spec import SpecError, parse_spec
 from sweeps.store import trial_id
-from sweeps.trainable import trial_config
+from sweeps.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = {"kind": "toy", "toy_dim": 200, "toy_power": 1.0, "toy_noise": 0.0, "toy_batch": 0,

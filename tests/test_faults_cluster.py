@@ -32,7 +32,7 @@ from sweeps.space import grid_points
 from sweeps.cli import main
 from sweeps.spec import load_spec
 from sweeps.store import trial_id
-from sweeps.trainable import trial_config
+from sweeps.trial import trial_config
 
 pytestmark = pytest.mark.ray
 

@@ -26,7 +26,7 @@ import sweeps.runner
 from sweeps.space import grid_points
 from sweeps.cli import main
 from sweeps.store import Store, trial_id
-from sweeps.trainable import trial_config
+from sweeps.trial import trial_config
 from sweeps.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import pytest
 from sweeps.search import SEARCH_KINDS
 from sweeps.spec import SpecError, parse_spec
 from sweeps.store import trial_id
-from sweeps.trainable import trial_config
+from sweeps.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIAL = {"kind": "toy", "toy_dim": 16, "outer_steps": 5, "workers": 1}

@@ -18,7 +18,8 @@ import pytest
 from trainer import CURVE_COLUMNS, TrainConfig
 from sweeps.spec import parse_spec
 from sweeps.store import CURVE_SCHEMA, TRIAL_SCHEMA, Store, trial_id
-from sweeps.trainable import failed_row, trial_config
+from sweeps.trainable import failed_row
+from sweeps.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,8 @@ from sweeps.space import grid_points
 from sweeps.cli import main
 from sweeps.spec import parse_spec
 from sweeps.store import Store, trial_id
-from sweeps.trainable import failed_row, trial_config
+from sweeps.trainable import failed_row
+from sweeps.trial import trial_config
 
 SPEC = {"name": "fake", "trial": {"workers": 2, "outer_steps": 3},
         "space": {"alpha": [0.5, 1.0, 2.0], "beta": [0.0, 0.9], "R": [0, 3]},

@@ -11,7 +11,7 @@ from sweeps.search.sampler import SAMPLERS, make_sampler, optuna_searcher
 from sweeps.space import grid_points
 from sweeps.spec import SpecError, parse_spec
 from sweeps.store import trial_id
-from sweeps.trainable import OBJECTIVE, objective, trial_config
+from sweeps.trial import OBJECTIVE, objective, trial_config
 
 GRID = {"name": "g", "trial": {"workers": 2}, "space": {"alpha": [0.5, 1.0], "seed": [0, 1]}}
 OPT = {"name": "o", "trial": {"workers": 2},

@@ -29,7 +29,7 @@ from trainer.result import RISE, outcome
 
 from ..space import iter_points
 from ..store import DONE_STATUSES, Store, trial_id
-from ..trainable import trial_config
+from ..trial import trial_config
 from ..validate import SpecError, at, field_kind, int_at_least, show, trial_check
 from .base import Plan, SearchKind, TuneSetup
 

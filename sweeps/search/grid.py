@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..space import grid_size, iter_points
 from ..store import DONE_STATUSES, trial_id
-from ..trainable import trial_config
+from ..trial import trial_config
 from .base import Plan, SearchKind, TuneSetup
 
 if TYPE_CHECKING:

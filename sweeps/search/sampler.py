@@ -4,7 +4,7 @@ The spec's axes become Optuna distributions (a list is a choice, a range a float
 distribution), the sampler is the one named, with its seed and ``points_to_evaluate``. Stored
 trials of this spec are handed to the study as evaluated points, so a rerun continues the
 search instead of repeating it. Every trial reports ``objective``: the spec's metric, with a
-diverged trial scored as the worst loss a stable one can have (``trainable.objective``).
+diverged trial scored as the worst loss a stable one can have (``trial.objective``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..space import SpaceAxis
 from ..store import trial_id
-from ..trainable import OBJECTIVE, objective, trial_config
+from ..trial import OBJECTIVE, objective, trial_config
 from ..validate import SpecError, at, int_at_least, item_at, setting, show, check_keys
 from .base import Plan, SearchKind, TuneSetup
 from .grid import stored_ids
