@@ -109,3 +109,13 @@ def test_no_switch_on_the_kind_outside_the_registry() -> None:
                 if pattern.search(line):
                     found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not found, found
+
+
+def test_optuna_storage_is_checked_before_anything_runs(tmp_path) -> None:
+    base = {"name": "x", "trial": TRIAL, "space": {"alpha": {"low": 0.1, "high": 2.0}}}
+    with pytest.raises(SpecError, match=r"search.storage: redis:// is not an Optuna storage"):
+        parse_spec({**base, "search": {"kind": "optuna", "storage": "redis://h/0"}})
+    with pytest.raises(SpecError, match=r"search.storage: only for search kind optuna"):
+        parse_spec({**base, "space": {"alpha": [1.0]}, "search": {"storage": "j.log"}})
+    spec = parse_spec({**base, "search": {"kind": "optuna", "storage": str(tmp_path / "j.log")}})
+    assert parse_spec(spec.to_dict()).search.settings.storage == str(tmp_path / "j.log")

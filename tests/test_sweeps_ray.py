@@ -101,6 +101,31 @@ def test_optuna_four_samples_with_a_diverging_start_point(cluster, tmp_path):
     assert 3.0 in set(trials.alpha)  # the starting point ran
 
 
+def test_optuna_study_in_a_journal_survives_the_driver_and_resumes(cluster, tmp_path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "study" / "journal.log"
+    search = {"kind": "optuna", "sampler": "random", "num_samples": 3, "seed": 0,
+              "storage": str(journal)}
+    space = {"alpha": {"low": 0.3, "high": 1.5, "log": True}}
+    assert main(["run", str(_spec(tmp_path, "stud", space, search=search))]) == 0
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    study = optuna.load_study(study_name="stud", storage=storage)  # what optuna-dashboard opens
+    assert len([t for t in study.trials if t.state.is_finished()]) == 3
+    # a second driver: two more samples; the study is resumed, not told its trials again
+    assert main(["run", str(_spec(tmp_path, "stud", space,
+                                  search={**search, "num_samples": 5}))]) == 0
+    trials = _trials(tmp_path, "stud")
+    assert len(trials) == 5 and trials.trial_id.is_unique
+    study = optuna.load_study(study_name="stud", storage=storage)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 5
+    assert sorted(round(t.params["alpha"], 12) for t in finished) == \
+        sorted(round(a, 12) for a in trials["alpha"])
+
+
 def test_diverging_trial_is_a_row_and_the_sweep_finishes(cluster, tmp_path):
     spec = _spec(tmp_path, "div", {"alpha": [1.0, 50.0]}, trial={"outer_steps": 3})
     assert main(["run", str(spec)]) == 0

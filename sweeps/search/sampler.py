@@ -9,6 +9,8 @@ diverged trial scored as the worst loss a stable one can have (``trial.objective
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,19 +39,26 @@ class SamplerSettings:
     metric: Literal["final_loss", "best_loss", "peak_loss"] = "final_loss"
     """The loss the sampler minimizes."""
     seed: int | None = None
-    """The sampler's seed; None draws one."""
+    """The sampler's seed; None draws one. A rerun with n trials stored uses seed + n."""
     points_to_evaluate: tuple[dict[str, Any], ...] = ()
     """Points tried first, each setting every axis."""
+    storage: str | None = None
+    """Where the Optuna study lives beyond the driver: a journal file path, or an RDB URL
+    (``sqlite:///study.db``, ``postgresql://…``); None keeps it in memory. The trial store
+    stays the source of truth: a rerun tells the study only what it lacks."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sampler": self.sampler, "num_samples": self.num_samples, "metric": self.metric,
-                "seed": self.seed, "points_to_evaluate": [dict(p) for p in self.points_to_evaluate]}
+        d = {"sampler": self.sampler, "num_samples": self.num_samples, "metric": self.metric,
+             "seed": self.seed, "points_to_evaluate": [dict(p) for p in self.points_to_evaluate]}
+        if self.storage is not None:
+            d["storage"] = self.storage
+        return d
 
 
 class Sampler(SearchKind):
     name = "optuna"
     summary = "a sampler proposes one trial at a time"
-    keys = ("sampler", "num_samples", "metric", "seed", "points_to_evaluate")
+    keys = ("sampler", "num_samples", "metric", "seed", "points_to_evaluate", "storage")
     ranges = True
 
     def parse(self, d: dict, trial: dict[str, Any], space: dict[str, SpaceAxis]) -> SamplerSettings:
@@ -70,13 +79,15 @@ class Sampler(SearchKind):
             raise SpecError(f"search.points_to_evaluate: {len(points)} points but num_samples is "
                             f"{num_samples}{at(d, 'points_to_evaluate')}")
         return SamplerSettings(sampler=sampler, num_samples=num_samples, metric=metric, seed=seed,
-                               points_to_evaluate=tuple(points))
+                               points_to_evaluate=tuple(points), storage=_storage(d))
 
     def n_trials(self, spec: "SweepSpec") -> int:
         return spec.search.settings.num_samples
 
     def check(self, spec: "SweepSpec") -> None:
         make_sampler(spec.search.settings.sampler, spec.search.settings.seed)
+        if spec.search.settings.storage is not None:
+            make_storage(spec.search.settings.storage)
         for k, ax in spec.space.items():
             if ax.values is not None and any(isinstance(v, (dict, list)) for v in ax.values):
                 raise SpecError(f"space.{k}: a sampler chooses among plain values (preset names, "
@@ -138,6 +149,43 @@ def _points(d: dict, trial: dict[str, Any], space: dict[str, SpaceAxis]) -> list
     return parsed
 
 
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def _storage(d: dict) -> str | None:
+    v = d.get("storage")
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise SpecError(f"search.storage: expected a journal file path or an RDB URL such as "
+                        f"sqlite:///study.db, got {show(v)}{at(d, 'storage')}")
+    scheme = v.split("://", 1)[0].split("+", 1)[0] if "://" in v else None
+    if scheme is not None and scheme not in RDB_SCHEMES:
+        raise SpecError(f"search.storage: {scheme}:// is not an Optuna storage; use a journal "
+                        f"file path or an RDB URL ({', '.join(s + '://' for s in RDB_SCHEMES)})"
+                        f"{at(d, 'storage')}")
+    return v
+
+
+def make_storage(uri: str):
+    """The Optuna storage ``search.storage`` names: an RDB for a URL, else a journal file."""
+    import optuna.storages as st
+
+    if "://" in uri:
+        try:
+            return st.RDBStorage(uri)
+        except Exception as e:  # a missing driver, an unreachable server: name the key
+            raise SpecError(f"search.storage: cannot open {uri}: {type(e).__name__}: {e}") from None
+    from optuna.storages.journal import JournalFileBackend
+
+    path = os.path.abspath(os.path.expanduser(uri))
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return st.JournalStorage(JournalFileBackend(path))
+    except OSError as e:
+        raise SpecError(f"search.storage: cannot write the journal {path}: {e}") from None
+
+
 def _distribution(ax: SpaceAxis):
     import optuna.distributions as od
 
@@ -179,9 +227,32 @@ def optuna_searcher(spec: "SweepSpec", p: Plan):
 
     s = spec.search.settings
     space = {k: _distribution(ax) for k, ax in spec.space.items()}
+    stored, known = {}, set()
+    if s.storage is not None:
+        storage = make_storage(s.storage)
+        stored = dict(storage=storage, study_name=spec.name)
+        known = _told(storage, spec.name)
+    # a seeded sampler built afresh replays its stream: a rerun that has n trials stored draws
+    # from seed + n instead, so it neither repeats them nor loses determinism
+    seed = None if s.seed is None else s.seed + len(p.history)
     searcher = OptunaSearch(space=space, metric=OBJECTIVE, mode="min",
-                            sampler=make_sampler(s.sampler, s.seed),
-                            points_to_evaluate=[dict(x) for x in p.todo] or None)
+                            sampler=make_sampler(s.sampler, seed),
+                            points_to_evaluate=[dict(x) for x in p.todo] or None, **stored)
     for params, value in p.history:
-        searcher.add_evaluated_point(params, value)
+        if _key(params) not in known:
+            searcher.add_evaluated_point(params, value)
     return searcher
+
+
+def _told(storage, name: str) -> set[str]:
+    """The points a study kept in ``storage`` already holds as finished trials."""
+    import optuna
+
+    if name not in optuna.study.get_all_study_names(storage):
+        return set()
+    study = optuna.load_study(study_name=name, storage=storage)
+    return {_key(t.params) for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+
+
+def _key(params: dict[str, Any]) -> str:
+    return json.dumps({k: params[k] for k in sorted(params)}, default=str)
