@@ -38,8 +38,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write report.html and print the summary at the end")
 
-    p = sub.add_parser("check", help="validate a spec; print it and the number of trials")
+    p = sub.add_parser("check", help="validate a spec; print it, the number of trials and "
+                       "their cost (FLOPs, GPU-hours)")
     p.add_argument("spec")
+    p.add_argument("--card", default="h100", choices=("h100", "h200", "a100"),
+                   help="GPU the GPU-hours are estimated for (bf16 dense peak; default h100)")
+    p.add_argument("--mfu", type=float, default=0.4,
+                   help="model FLOPs utilization assumed for GPU-hours (default 0.4)")
 
     p = sub.add_parser("status", help="count completed, diverged, failed and missing trials")
     p.add_argument("results", help="a sweep's folder: <output>/<name> (path or s3:// URI)")
@@ -138,7 +143,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
             _finish_report(s.folder or s.store_uri, spec.name)
         return 0
     if cmd == "check":
-        return _check(args.spec)
+        return _check(args.spec, args.card, args.mfu)
     if cmd == "status":
         from .status import status
 
@@ -212,9 +217,10 @@ def _check_rise(rise: float | None) -> None:
                          f"running minimum), got {rise}")
 
 
-def _check(path: str) -> int:
+def _check(path: str, card: str = "h100", mfu: float = 0.4) -> int:
     import yaml
 
+    from .cost import format_cost, sweep_cost
     from .space import check_sampler
     from .spec import load_spec
 
@@ -228,6 +234,9 @@ def _check(path: str) -> int:
     else:
         print(f"# {spec.n_trials} trials (optuna {spec.search.sampler}, "
               f"minimizing {spec.search.metric})")
+    if not 0 < mfu <= 1:
+        raise UsageError(f"--mfu: expected a fraction in (0, 1] such as 0.4, got {mfu}")
+    print(format_cost(sweep_cost(spec), card, mfu))
     corpus = spec.trial.get("corpus")
     if isinstance(corpus, str) and corpus != "stdlib" and "://" not in corpus \
             and not os.path.exists(corpus):

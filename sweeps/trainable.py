@@ -13,6 +13,7 @@ from typing import Any, Callable
 from trainer.config import TrainConfig
 
 from . import faults
+from .cost import row_flops
 from .spec import SweepSpec, field_kind
 from .store import Store, now, trial_id
 
@@ -163,6 +164,7 @@ def result_row(spec: SweepSpec, cfg: TrainConfig, tid: str, result: Any, node: s
                started: str) -> dict[str, Any]:
     """The trial row of a finished run (completed or diverged): config, result, provenance."""
     return {"sweep": spec.name, "trial_id": tid, **cfg.flat(), **result.summary(), "error": None,
+            "flops": row_flops(cfg, result.tokens, result.outer_steps_done),
             "node_id": node, "started_at": started, "finished_at": now()}
 
 
