@@ -50,6 +50,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("results", help="a sweep's folder: <output>/<name> (path or s3:// URI)")
     p.add_argument("--spec", help="compare with this spec instead of the one in sweep.json")
 
+    p = sub.add_parser("compact", help="merge a sweep's one-file-per-trial rows into a few "
+                       "large files (readers return the same rows)")
+    p.add_argument("results", help="a sweep's folder: <output>/<name> (path or s3:// URI)")
+    p.add_argument("--max-trials", type=_positive, default=10_000, metavar="N",
+                   help="at most N trials per merged file (default 10000)")
+
     p = sub.add_parser("report", help="write the HTML stability report of a sweep")
     p.add_argument("results")
     p.add_argument("-o", "--out", default="report.html", help="HTML file (default report.html)")
@@ -148,6 +154,18 @@ def _dispatch(args: argparse.Namespace) -> Any:
         from .status import status
 
         print(status(args.results, spec_path=args.spec))
+        return 0
+    if cmd == "compact":
+        from .compact import compact
+        from .status import require_sweep
+        from .store import Store
+
+        require_sweep(args.results)
+        store = Store.at(args.results)
+        if store.name in ("trials", "curves"):
+            raise UsageError(f"{args.results}: give the sweep's folder <output>/<name>, not its "
+                             f"{store.name}/")
+        print(compact(store, max_trials=args.max_trials).line(store.uri))
         return 0
     if cmd in ("report", "show"):
         _check_tol(args.tol)

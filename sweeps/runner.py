@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from .compact import expand
 from .errors import StoreError, UnwrittenError
 from .lock import SweepLock
 from .preflight import preflight
@@ -108,6 +109,8 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
     t0 = time.time()
     try:
         gone = store.remove_temporaries()  # left by writers killed in an earlier run
+        if force and store.compacted_ids():  # a rerun's rows replace one file per trial
+            _log(stream, f"expanded {expand(store)} compacted trial(s) back into their own files")
         rows = store.read_trials().to_pylist()
         meta = store.read_meta() or {}
     except StoreError:

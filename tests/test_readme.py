@@ -110,4 +110,4 @@ def test_every_readme_command_and_snippet_runs(tmp_path):
     assert (tmp_path / "smoke.html").stat().st_size > 1_000_000
     assert "# 4 trials" in outputs and '"summary": true' in outputs
     assert "stable fraction" in outputs  # the theory command
-    assert len(ran) >= 10  # main job, 5 laptop commands, pandas, train, trainer API, theory
+    assert len(ran) >= 11  # main job, 6 laptop commands, pandas, train, trainer API, theory
