@@ -20,9 +20,10 @@ from typing import Any, TextIO
 from .compact import expand
 from .errors import StoreError, UnwrittenError
 from .lock import SweepLock
+from .loggers import check_loggers, logger_callbacks
 from .preflight import preflight
 from .space import Plan, check_sampler, grid_param_space, optuna_searcher, plan
-from .spec import SweepSpec
+from .spec import SpecError, SweepSpec
 from .store import Store, now, open_fs, trial_id
 from .trainable import failed_row, make_trainable, pack_configs
 
@@ -96,6 +97,7 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     check_sampler(spec)
     out = resolve_output(output or spec.output)
     preflight(spec, local=not (address or os.environ.get("RAY_ADDRESS")))
+    check_loggers(spec, out, SpecError)
     store = Store(out, spec.name)
     with SweepLock(store) as lock:
         if lock.taken_over:
@@ -241,7 +243,7 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
             run_config=tune.RunConfig(
                 name=spec.name, storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-                callbacks=[make_progress(n_tune, stream)],
+                callbacks=[make_progress(n_tune, stream)] + logger_callbacks(spec, out),
                 log_to_file=False),
         )
         grid = tuner.fit()

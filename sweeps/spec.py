@@ -19,6 +19,7 @@ from typing import Any
 from trainer.config import ConfigError, TrainConfig
 
 from . import yamlmarks
+from .loggers import parse_loggers
 from .yamlmarks import LineDict, YamlError, plain
 
 __all__ = ["SpecError", "SweepSpec", "SpaceAxis", "SearchSpec", "Resources", "load_spec",
@@ -28,7 +29,7 @@ SEARCH_KINDS = ("grid", "optuna")
 SAMPLERS = ("tpe", "random", "qmc", "cmaes", "gp")
 METRICS = ("final_loss", "best_loss", "peak_loss")  # losses: always minimized
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
-TOP_KEYS = ("name", "description", "trial", "space", "search", "resources", "output")
+TOP_KEYS = ("name", "description", "trial", "space", "search", "resources", "output", "loggers")
 SEARCH_KEYS = ("kind", "sampler", "num_samples", "metric", "seed", "points_to_evaluate",
                "max_concurrent", "max_failures")
 RESOURCE_KEYS = ("cpu", "gpu", "pack")
@@ -105,12 +106,14 @@ class SweepSpec:
     description: str = ""
     source: str | None = None
     """The file the spec was read from, if any."""
+    loggers: tuple[str, ...] = ()
+    """Ray Tune logger callbacks to turn on (sweeps/loggers.py): tensorboard, mlflow, wandb."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "trial": dict(self.trial),
                 "space": {k: a.to_dict() for k, a in self.space.items()},
                 "search": self.search.to_dict(), "resources": self.resources.to_dict(),
-                "output": self.output}
+                "output": self.output, **({"loggers": list(self.loggers)} if self.loggers else {})}
 
     @property
     def n_trials(self) -> int:
@@ -303,7 +306,8 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
         raise SpecError(f"output: expected a directory or s3:// URI{_at(data, 'output')}")
 
     return SweepSpec(name=name, trial=trial, space=space, search=search, resources=resources,
-                     output=output, description=description)
+                     output=output, description=description,
+                     loggers=parse_loggers(data.get("loggers"), _at(data, "loggers"), SpecError))
 
 
 def _canon(d: dict) -> str:
