@@ -75,7 +75,8 @@ def compact(store: Store, max_trials: int = MAX_TRIALS) -> CompactSummary:
         statuses = store.statuses()  # copies excluded: the compacted row is the one read
         todo = [t for t in own if t not in held and statuses.get(t) in DONE_STATUSES]
         # oldest first, as analysis orders files: rows it cannot tell apart keep their order
-        info = {_tid(i.path): i.mtime_ns or 0 for i in store.fs.get_file_info([own[t] for t in todo])}
+        infos = store.fs.get_file_info([own[t] for t in todo])
+        info = {_tid(i.path): i.mtime_ns or 0 for i in infos}
         todo.sort(key=lambda t: (info[t], t))
         for i in range(0, len(todo), max_trials):
             chunk = todo[i:i + max_trials]

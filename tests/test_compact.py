@@ -15,11 +15,13 @@ import yaml
 import analysis
 from sweeps import runner
 from sweeps.cli import main
-from sweeps.compact import compact, expand
+from sweeps.compact import compact
 from sweeps.runner import run_sweep
 from sweeps.spec import parse_spec
 from sweeps.store import Store, is_compacted, trial_id
 from sweeps.trainable import failed_row, trial_config
+from test_store import _curve, _row, s3_endpoint  # noqa: F401 - the moto S3 fixture, once
+from trainer import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "docs" / "results" / "restart-cpu"
@@ -162,7 +164,7 @@ def test_a_compaction_killed_halfway_leaves_no_duplicate(sweep, tmp_path):
 
 def test_force_expands_compacted_files_before_it_reruns(sweep, monkeypatch):
     before = _everything(sweep)
-    compact(Store.at(str(sweep)))
+    compact(Store.at(str(sweep)), max_trials=25)  # three files to expand
     asked = []
     monkeypatch.setattr(runner, "_tune", lambda spec, p, *a: asked.append(p.to_sample) or [])
     run_sweep(load_h16(), output=str(sweep.parent), force=True,
@@ -173,15 +175,35 @@ def test_force_expands_compacted_files_before_it_reruns(sweep, monkeypatch):
     _same(before, _everything(sweep))
 
 
-def test_expand_undoes_compact(sweep):
-    before = _everything(sweep)
-    store = Store.at(str(sweep))
-    compact(store, max_trials=25)
-    assert expand(store) == 72
-    _same(before, _everything(sweep))
-
-
 def test_compact_wants_the_sweep_folder(sweep, capsys):
     assert main(["compact", str(sweep / "trials")]) == 2
     assert "the sweep's folder" in capsys.readouterr().err
     assert main(["compact", str(sweep.parent / "nope")]) == 2
+
+
+def test_compact_on_s3(s3_endpoint):
+    """The case compaction is for: an S3 sweep. Readers see the same rows through the URI, a
+    stored trial is still found by its id, and only the merged objects are left."""
+    import pyarrow.fs as pafs
+
+    endpoint, fs = s3_endpoint
+    uri = f"s3://results/sweeps?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+    store = Store(uri, "s3sweep")
+    cfgs = [TrainConfig(seed=s, alpha=a) for s in (0, 1) for a in (0.5, 1.0)]
+    for i, cfg in enumerate(cfgs):
+        store.write_trial(_row(cfg, "diverged" if i == 3 else "completed", loss=3.0 + i),
+                          _curve(2))
+    store.write_meta({"name": "s3sweep"})
+    folder = store.folder
+    before = (_by_id(store.read_trials().to_pandas()), analysis.load_trials(folder),
+              analysis.load_curves(folder))
+    assert main(["compact", folder]) == 0
+    keys = sorted(i.path.rsplit("/", 2)[-2] + "/" + i.base_name.split("-")[0]
+                  for i in fs.get_file_info(pafs.FileSelector("results", recursive=True))
+                  if i.type == pafs.FileType.File)
+    assert keys == ["curves/compacted", "s3sweep/sweep.json", "trials/compacted"]
+    after = (_by_id(Store(uri, "s3sweep").read_trials().to_pandas()),
+             analysis.load_trials(folder), analysis.load_curves(folder))
+    for a, b in zip(after, before):
+        pd.testing.assert_frame_equal(a, b)
+    assert Store(uri, "s3sweep").done_row(trial_id(cfgs[3]))["status"] == "diverged"

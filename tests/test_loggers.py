@@ -90,7 +90,8 @@ def test_every_logger_writes_what_its_own_reader_reads_back(tmp_path, monkeypatc
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     # W&B offline: the logging actors inherit these from the embedded Ray this run starts
-    for k, v in {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}.items():
+    wandb_env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    for k, v in wandb_env.items():
         monkeypatch.setenv(k, v)
     spec = parse_spec(_spec(["tensorboard", "mlflow", "wandb"]))
     s = run_sweep(spec, output=str(tmp_path), stream=io.StringIO())
