@@ -254,7 +254,7 @@ def _check(path: str, card: str = "h100", mfu: float = 0.4) -> int:
               f"minimizing {spec.search.metric})")
     if not 0 < mfu <= 1:
         raise UsageError(f"--mfu: expected a fraction in (0, 1] such as 0.4, got {mfu}")
-    print(format_cost(sweep_cost(spec), card, mfu))
+    print(format_cost(sweep_cost(spec), card, mfu, gpu=spec.resources.gpu))
     corpus = spec.trial.get("corpus")
     if isinstance(corpus, str) and corpus != "stdlib" and "://" not in corpus \
             and not os.path.exists(corpus):

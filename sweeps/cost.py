@@ -183,8 +183,10 @@ def _hours(flops: float, card: Card, mfu: float) -> float:
     return flops / (card.peak_flops * mfu) / 3600.0
 
 
-def format_cost(sc: SweepCost, card: str = DEFAULT_CARD, mfu: float = DEFAULT_MFU) -> str:
-    """The lines `check` prints, every one a comment (``# ...``)."""
+def format_cost(sc: SweepCost, card: str = DEFAULT_CARD, mfu: float = DEFAULT_MFU,
+                gpu: float = 1.0) -> str:
+    """The lines `check` prints, every one a comment (``# ...``); ``gpu``: the spec's GPUs
+    per trial (0 adds a note that the GPU-hours are hypothetical)."""
     c_card = CARDS[card]
     bounds = sc.bounds()
     if bounds is None:
@@ -212,4 +214,6 @@ def format_cost(sc: SweepCost, card: str = DEFAULT_CARD, mfu: float = DEFAULT_MF
     else:
         lines.append(f"# sweep: {sc.trials} trials, {low:.3g} FLOP, "
                      f"{_hours(low, c_card, mfu):.3g} GPU-hours")
+    if not gpu:
+        lines.append("#   (the spec asks for no GPU: GPU-hours are what its FLOPs would take on one)")
     return "\n".join(lines)

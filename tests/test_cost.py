@@ -87,6 +87,14 @@ def test_check_prints_the_cost_and_its_assumptions(capsys):
     assert line == "# sweep: 300 trials, 2.04e+20 FLOP, 364 GPU-hours"
 
 
+def test_a_cpu_spec_is_told_its_gpu_hours_are_hypothetical(capsys):
+    assert main(["check", "sweeps/specs/restart_cpu.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "# sweep: 216 trials, 4.31e+13 FLOP" in out and "asks for no GPU" in out
+    assert main(["check", PAPER]) == 0
+    assert "asks for no GPU" not in capsys.readouterr().out
+
+
 def test_check_refuses_an_mfu_out_of_range(capsys):
     assert main(["check", PAPER, "--mfu", "40"]) == 2
     assert "--mfu: expected a fraction in (0, 1]" in capsys.readouterr().err
