@@ -187,7 +187,8 @@ def test_compact_on_s3(s3_endpoint):
     import pyarrow.fs as pafs
 
     endpoint, fs = s3_endpoint
-    uri = f"s3://results/sweeps?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+    fs.create_dir("compacting")  # its own bucket: moto's state outlives one server
+    uri = f"s3://compacting/sweeps?endpoint_override={endpoint}&scheme=http&region=us-east-1"
     store = Store(uri, "s3sweep")
     cfgs = [TrainConfig(seed=s, alpha=a) for s in (0, 1) for a in (0.5, 1.0)]
     for i, cfg in enumerate(cfgs):
@@ -199,7 +200,7 @@ def test_compact_on_s3(s3_endpoint):
               analysis.load_curves(folder))
     assert main(["compact", folder]) == 0
     keys = sorted(i.path.rsplit("/", 2)[-2] + "/" + i.base_name.split("-")[0]
-                  for i in fs.get_file_info(pafs.FileSelector("results", recursive=True))
+                  for i in fs.get_file_info(pafs.FileSelector("compacting", recursive=True))
                   if i.type == pafs.FileType.File)
     assert keys == ["curves/compacted", "s3sweep/sweep.json", "trials/compacted"]
     after = (_by_id(Store(uri, "s3sweep").read_trials().to_pandas()),
