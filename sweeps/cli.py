@@ -38,12 +38,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write report.html and print the summary at the end")
 
-    p = sub.add_parser("check", help="validate a spec; print it and the number of trials")
+    p = sub.add_parser("check", help="validate a spec; print it, the number of trials and "
+                       "their cost (FLOPs, GPU-hours)")
     p.add_argument("spec")
+    p.add_argument("--card", default="h100", choices=("h100", "h200", "a100"),
+                   help="GPU the GPU-hours are estimated for (bf16 dense peak; default h100)")
+    p.add_argument("--mfu", type=float, default=0.4,
+                   help="model FLOPs utilization assumed for GPU-hours (default 0.4)")
 
     p = sub.add_parser("status", help="count completed, diverged, failed and missing trials")
     p.add_argument("results", help="a sweep's folder: <output>/<name> (path or s3:// URI)")
     p.add_argument("--spec", help="compare with this spec instead of the one in sweep.json")
+
+    p = sub.add_parser("compact", help="merge a sweep's one-file-per-trial rows into a few "
+                       "large files (readers return the same rows)")
+    p.add_argument("results", help="a sweep's folder: <output>/<name> (path or s3:// URI)")
+    p.add_argument("--max-trials", type=_positive, default=10_000, metavar="N",
+                   help="at most N trials per merged file (default 10000)")
 
     p = sub.add_parser("report", help="write the HTML stability report of a sweep")
     p.add_argument("results")
@@ -138,11 +149,23 @@ def _dispatch(args: argparse.Namespace) -> Any:
             _finish_report(s.folder or s.store_uri, spec.name)
         return 0
     if cmd == "check":
-        return _check(args.spec)
+        return _check(args.spec, args.card, args.mfu)
     if cmd == "status":
         from .status import status
 
         print(status(args.results, spec_path=args.spec))
+        return 0
+    if cmd == "compact":
+        from .compact import compact
+        from .status import require_sweep
+        from .store import Store
+
+        require_sweep(args.results)
+        store = Store.at(args.results)
+        if store.name in ("trials", "curves"):
+            raise UsageError(f"{args.results}: give the sweep's folder <output>/<name>, not its "
+                             f"{store.name}/")
+        print(compact(store, max_trials=args.max_trials).line(store.uri))
         return 0
     if cmd in ("report", "show"):
         _check_tol(args.tol)
@@ -212,9 +235,10 @@ def _check_rise(rise: float | None) -> None:
                          f"running minimum), got {rise}")
 
 
-def _check(path: str) -> int:
+def _check(path: str, card: str = "h100", mfu: float = 0.4) -> int:
     import yaml
 
+    from .cost import format_cost, sweep_cost
     from .spec import load_spec
 
     spec = load_spec(path)
@@ -222,6 +246,9 @@ def _check(path: str) -> int:
     print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=False,
                          allow_unicode=True).rstrip())
     print(f"# {spec.describe()}")
+    if not 0 < mfu <= 1:
+        raise UsageError(f"--mfu: expected a fraction in (0, 1] such as 0.4, got {mfu}")
+    print(format_cost(sweep_cost(spec), card, mfu, gpu=spec.resources.gpu))
     corpus = spec.base.corpus
     if isinstance(corpus, str) and corpus != "stdlib" and "://" not in corpus \
             and not os.path.exists(corpus):

@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from .compact import expand
 from .errors import StoreError, UnwrittenError
 from .lock import SweepLock
+from .loggers import check_loggers, logger_callbacks
 from .preflight import preflight
 from .ray_private import loopback_only
 from .search import Plan
-from .spec import SweepSpec
+from .spec import SpecError, SweepSpec
 from .store import Store, now, open_fs, trial_id
 from .trainable import failed_row, make_trainable
 from .trial import pack_configs
@@ -97,6 +99,7 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     spec.search_kind.check(spec)
     out = resolve_output(output or spec.output)
     preflight(spec, local=not (address or os.environ.get("RAY_ADDRESS")))
+    check_loggers(spec, out, SpecError)
     store = Store(out, spec.name)
     with SweepLock(store) as lock:
         if lock.taken_over:
@@ -110,6 +113,8 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
     t0 = time.time()
     try:
         gone = store.remove_temporaries()  # left by writers killed in an earlier run
+        if force and store.compacted_ids():  # a rerun's rows replace one file per trial
+            _log(stream, f"expanded {expand(store)} compacted trial(s) back into their own files")
         rows = store.read_trials().to_pylist()
         meta = store.read_meta() or {}
     except StoreError:
@@ -223,7 +228,7 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
             run_config=tune.RunConfig(
                 name=spec.name, storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-                callbacks=[make_progress(setup.n_tune, stream)],
+                callbacks=[make_progress(setup.n_tune, stream)] + logger_callbacks(spec, out),
                 log_to_file=False),
         )
         grid = tuner.fit()

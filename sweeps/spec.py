@@ -17,6 +17,7 @@ from typing import Any
 from trainer.config import TrainConfig
 
 from . import yamlmarks
+from .loggers import parse_loggers
 from .search import COMMON_KEYS, SEARCH_KINDS, GridSettings, SearchKind, search_kind
 from .space import SpaceAxis, parse_axis
 from .validate import SpecError, at, check_keys, finite, int_at_least, mapping, setting, show
@@ -26,7 +27,7 @@ __all__ = ["SpecError", "SweepSpec", "SpaceAxis", "SearchSpec", "Resources", "lo
            "parse_spec"]
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
-TOP_KEYS = ("name", "description", "trial", "space", "search", "resources", "output")
+TOP_KEYS = ("name", "description", "trial", "space", "search", "resources", "output", "loggers")
 RESOURCE_KEYS = ("cpu", "gpu", "pack")
 
 
@@ -82,6 +83,8 @@ class SweepSpec:
     description: str = ""
     source: str | None = None
     """The file the spec was read from, if any."""
+    loggers: tuple[str, ...] = ()
+    """Ray Tune logger callbacks to turn on (sweeps/loggers.py): tensorboard, mlflow, wandb."""
 
     @cached_property
     def base(self) -> TrainConfig:
@@ -105,7 +108,7 @@ class SweepSpec:
         return {"name": self.name, "description": self.description, "trial": dict(self.trial),
                 "space": {k: a.to_dict() for k, a in self.space.items()},
                 "search": self.search.to_dict(), "resources": self.resources.to_dict(),
-                "output": self.output}
+                "output": self.output, **({"loggers": list(self.loggers)} if self.loggers else {})}
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -177,7 +180,8 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
         raise SpecError(f"output: expected a directory or s3:// URI{at(data, 'output')}")
 
     return SweepSpec(name=name, trial=trial, space=space, search=search, resources=resources,
-                     output=output, description=description)
+                     output=output, description=description,
+                     loggers=parse_loggers(data.get("loggers"), at(data, "loggers")))
 
 
 def _kind(d: dict) -> SearchKind:

@@ -18,6 +18,7 @@ import uuid
 from typing import Any, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -27,9 +28,17 @@ from trainer.result import CURVE_COLUMNS
 from .columns import RUNTIME_FIELDS, TRIAL_SCHEMA
 from .errors import ForeignFileError, StoreError
 
-__all__ = ["Store", "trial_id", "TRIAL_SCHEMA", "CURVE_SCHEMA", "DONE_STATUSES", "open_fs"]
+__all__ = ["Store", "trial_id", "TRIAL_SCHEMA", "CURVE_SCHEMA", "DONE_STATUSES", "open_fs",
+           "COMPACTED_PREFIX", "is_compacted"]
 
 DONE_STATUSES = ("completed", "diverged")
+COMPACTED_PREFIX = "compacted-"
+"""Files of many trials' rows (or curves) that ``sweeps.compact`` merged; the others are named
+by their one trial_id."""
+
+
+def is_compacted(path: str) -> bool:
+    return path.rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX)
 
 
 def trial_id(config: TrainConfig) -> str:
@@ -186,7 +195,7 @@ class Store:
     def _read(self, sub: str, schema: pa.Schema, columns: list[str] | None) -> pa.Table:
         import pyarrow.dataset as ds
 
-        files = self._files(sub)
+        files = self._without_copies(self._files(sub))
         if not files:
             return schema.empty_table().select(columns or schema.names)
         # an explicit schema: files written before a new column existed read it as null
@@ -256,8 +265,48 @@ class Store:
         try:
             rows = self._read_file(path, TRIAL_SCHEMA).to_pylist()
         except (OSError, ValueError, pa.ArrowException):
-            return None  # missing, unreadable or foreign: the trial runs and replaces it
+            # missing (or compacted), unreadable or foreign: the trial runs and replaces it
+            return self._compacted_row(tid)
         return rows[0] if rows else None
+
+    # ------------------------------------------------------------------ compacted files
+    # `sweeps.compact` merges done trials' files into `compacted-<uuid>.parquet`; their own
+    # files are deleted afterwards. Until then (a compaction killed halfway) a trial has a copy
+    # in both: the readers take the compacted one, so every row still appears once.
+    def compacted_ids(self, sub: str = "trials") -> dict[str, set[str]]:
+        """Compacted file -> the trial_ids it holds (its trial_id column; a damaged file holds
+        none here, and the reader skips and names it as any other)."""
+        out = {}
+        for f in self._files(sub):
+            if is_compacted(f):
+                try:
+                    t = pq.read_table(f, filesystem=self.fs, columns=["trial_id"])
+                except Exception as e:  # noqa: BLE001
+                    if not _damaged(e):
+                        raise
+                    t = pa.table({"trial_id": pa.array([], pa.string())})
+                out[f] = set(t.column("trial_id").to_pylist())
+        return out
+
+    def _without_copies(self, files: list[str]) -> list[str]:
+        packed = [f for f in files if is_compacted(f)]
+        if not packed:
+            return files
+        sub = files[0].rsplit("/", 2)[-2]
+        held = set().union(*self.compacted_ids(sub).values())
+        return [f for f in files if is_compacted(f)
+                or f.rsplit("/", 1)[-1].removesuffix(".parquet") not in held]
+
+    def _compacted_row(self, tid: str) -> dict[str, Any] | None:
+        for f, ids in self.compacted_ids().items():
+            if tid in ids:
+                try:
+                    rows = self._read_file(f, TRIAL_SCHEMA).filter(
+                        pc.field("trial_id") == tid).to_pylist()
+                except (OSError, ValueError, pa.ArrowException):
+                    return None
+                return rows[0] if rows else None
+        return None
 
 
 def _has_extension(typ: pa.DataType) -> bool:

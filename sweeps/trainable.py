@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from trainer.config import TrainConfig
 
 from . import faults
+from .cost import row_flops
 from .store import Store, now, trial_id
 from .trial import OBJECTIVE, finite, objective, trial_config
 
@@ -113,6 +114,7 @@ def result_row(spec: "SweepSpec", cfg: TrainConfig, tid: str, result: Any, node:
                started: str) -> dict[str, Any]:
     """The trial row of a finished run (completed or diverged): config, result, provenance."""
     return {"sweep": spec.name, "trial_id": tid, **cfg.flat(), **result.summary(), "error": None,
+            "flops": row_flops(cfg, result.tokens, result.outer_steps_done),
             "node_id": node, "started_at": started, "finished_at": now()}
 
 

@@ -40,8 +40,44 @@ def localize(cmd: str) -> str:
     for long, twin in TWIN.items():
         cmd = cmd.replace(long, twin)
     # repository paths are relative to the checkout; the commands run in a scratch folder
-    cmd = re.sub(r"(?<![\w/])(scripts/|\.venv/|sweeps/specs/|tests/data/)", rf"{REPO}/\1", cmd)
+    cmd = re.sub(r"(?<![\w/])(scripts/|\.venv/|sweeps/specs/|tests/data/|docs/results/)",
+                 rf"{REPO}/\1", cmd)
     return cmd
+
+
+def query_blocks() -> dict[str, str]:
+    """The README's DuckDB and polars snippets, by engine, paths localized."""
+    out = {}
+    for kind, body in readme_blocks():
+        for engine in ("duckdb", "polars"):
+            if kind == "python" and f"import {engine}" in body:
+                out[engine] = localize(body)
+    return out
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "polars"])
+def test_the_query_snippets_agree_with_analysis(engine):
+    """Run the snippet on the shipped main-job results; its best α per β and its curve are
+    what analysis computes from the same files."""
+    import analysis
+
+    ns: dict = {}
+    exec(compile(query_blocks()[engine], f"README {engine}", "exec"), ns)
+    best = ns["best"].df() if engine == "duckdb" else ns["best"].to_pandas()
+    curve = ns["curve"].df() if engine == "duckdb" else ns["curve"].to_pandas()
+    path = REPO / "docs" / "results" / "restart-cpu"
+    c = analysis.cells(analysis.load_trials(path))
+    ok = c[c.n_diverged == 0]
+    want = ok.loc[ok.groupby(["H", "R", "beta"]).final_mean.idxmin(),
+                  ["H", "R", "beta", "alpha", "final_mean"]].sort_values(["H", "R", "beta"])
+    assert len(best) == len(want) == 18
+    assert best[["H", "R", "beta", "alpha"]].values.tolist() == \
+        want[["H", "R", "beta", "alpha"]].values.tolist()
+    assert best.final_mean.tolist() == pytest.approx(want.final_mean.tolist(), rel=1e-12)
+    one = ns["one"]
+    ref = analysis.load_curves(path, trial_ids=[one])
+    assert curve.outer_step.tolist() == ref.outer_step.tolist() == list(range(12))
+    assert curve.eval_loss.tolist() == pytest.approx(ref.eval_loss.tolist())
 
 
 def test_readme_has_the_two_commands_first():
@@ -59,7 +95,7 @@ def test_every_readme_command_and_snippet_runs(tmp_path):
     ran = []
     for kind, body in readme_blocks():
         steps = ([localize(c) for c in commands(body) if c != "scripts/test"] if kind == "bash"
-                 else [f"{shlex.quote(sys.executable)} -c {shlex.quote(body)}"])
+                 else [f"{shlex.quote(sys.executable)} -c {shlex.quote(localize(body))}"])
         for cmd in steps:
             if cmd.startswith("source "):
                 continue  # the environment above is the activated venv
@@ -74,4 +110,4 @@ def test_every_readme_command_and_snippet_runs(tmp_path):
     assert (tmp_path / "smoke.html").stat().st_size > 1_000_000
     assert "# 4 trials" in outputs and '"summary": true' in outputs
     assert "stable fraction" in outputs  # the theory command
-    assert len(ran) >= 10  # main job, 5 laptop commands, pandas, train, trainer API, theory
+    assert len(ran) >= 11  # main job, 6 laptop commands, pandas, train, trainer API, theory

@@ -1,0 +1,220 @@
+"""Cost before launch: parameters, tokens, FLOPs and GPU-hours of a spec's trials.
+
+``diloco-sweep check`` prints it; each trial row carries the same estimate, for what the trial
+actually ran, as ``flops`` (so measured MFU is ``flops / (wall_s * peak)``).
+
+The model (docs/sweeps.md, "Cost before launch"), per LM trial:
+
+- training FLOPs per token = 6·N + 12·L·d·T, the "model FLOPs" of PaLM (Chowdhery et al. 2022,
+  appendix B): 6·N for the weight matmuls forward and backward, 12·L·d·T for attention scores
+  and values (L layers, width d, sequence length T; causal masking gets no discount);
+- N counts the weights that multiply: every parameter but the input embedding lookup (a tied
+  output head still multiplies, so it counts once);
+- tokens D = workers · H · outer_steps · batch_size · seq_len (what the loop consumes);
+- evaluation: forward only, (2·N + 4·L·d·T) per token, eval_batches · batch_size · seq_len
+  tokens, once before the first round and once after every round;
+- left out: the outer step and AdamW updates (O(N) per step, not per token), norms, softmax
+  and the data pipeline;
+- GPU-hours = FLOPs / (peak · MFU), at a named card's dense bf16 peak and a stated MFU.
+
+Toy trials (``kind: toy``, the linear-regression model) get no estimate: their ``flops`` is
+null; they take seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from trainer.config import TrainConfig
+
+from .space import iter_points
+from .spec import SweepSpec
+
+__all__ = ["Card", "CARDS", "DEFAULT_CARD", "DEFAULT_MFU", "TrialCost", "SweepCost",
+           "trial_cost", "row_flops", "sweep_cost", "format_cost", "COST_FIELDS"]
+
+
+@dataclass(frozen=True)
+class Card:
+    """An accelerator, by its dense (no sparsity) bf16 tensor peak."""
+
+    name: str
+    """As printed: the card and the number format of the peak."""
+    peak_flops: float
+    """FLOP/s at 100% utilization."""
+
+
+CARDS: dict[str, Card] = {
+    "h100": Card("H100 SXM, bf16 dense peak 989 TFLOP/s", 989e12),
+    "h200": Card("H200 SXM, bf16 dense peak 989 TFLOP/s", 989e12),
+    "a100": Card("A100 SXM, bf16 dense peak 312 TFLOP/s", 312e12),
+}
+DEFAULT_CARD = "h100"
+DEFAULT_MFU = 0.4
+"""Model FLOPs utilization assumed for GPU-hours: a well-fed ~150M-parameter model at
+sequence length 1024 on one card; `check --mfu` states another."""
+
+COST_FIELDS = ("kind", "model", "vocab_size", "seq_len", "batch_size", "H", "workers",
+               "outer_steps", "eval_batches")
+"""The TrainConfig fields the estimate depends on; trials equal in these cost the same."""
+
+
+@dataclass(frozen=True)
+class TrialCost:
+    """The estimate for one LM trial (the model of the module docstring)."""
+
+    params: int
+    """All parameters (a tied embedding counted once), as the trainer reports n_params."""
+    flop_params: int
+    """N: the parameters that multiply (all but the input embedding lookup)."""
+    tokens: int
+    """Training tokens over all workers."""
+    train_flops_per_token: float
+    """6·N + 12·L·d·T."""
+    eval_flops: float
+    """One evaluation of the global model: (2·N + 4·L·d·T) · its tokens."""
+    evals: int
+    """Evaluations: one before the first round, one after each round."""
+
+    @property
+    def train_flops(self) -> float:
+        return self.train_flops_per_token * self.tokens
+
+    @property
+    def flops(self) -> float:
+        return self.train_flops + self.eval_flops * self.evals
+
+
+def trial_cost(cfg: TrainConfig, tokens: int | None = None,
+               rounds: int | None = None) -> TrialCost | None:
+    """The estimate for ``cfg`` (all its rounds, or ``tokens`` and ``rounds`` as run); None for
+    a toy trial."""
+    if cfg.kind != "lm":
+        return None
+    # trainer.model imports torch; the meta-device count builds no weights
+    from trainer.model import count_params, resolve_model
+
+    m = resolve_model(cfg.model, cfg.vocab_size)
+    n = count_params(m, non_embedding=True)
+    if m.tie_embeddings:
+        n += m.vocab_size * m.d_model  # the head multiplies by the shared embedding matrix
+    attn = m.n_layer * m.d_model * cfg.seq_len  # L·d·T
+    rounds = cfg.outer_steps if rounds is None else rounds
+    if tokens is None:
+        tokens = cfg.workers * cfg.H * rounds * cfg.batch_size * cfg.seq_len
+    eval_tokens = cfg.eval_batches * cfg.batch_size * cfg.seq_len
+    return TrialCost(params=count_params(m), flop_params=n, tokens=int(tokens),
+                     train_flops_per_token=6.0 * n + 12.0 * attn,
+                     eval_flops=(2.0 * n + 4.0 * attn) * eval_tokens, evals=rounds + 1)
+
+
+def row_flops(cfg: TrainConfig, tokens: int, outer_steps_done: int) -> float | None:
+    """The ``flops`` column of a trial row: the estimate for the tokens and rounds it ran (a
+    diverged trial stopped early and costs less); None for a toy trial."""
+    c = trial_cost(cfg, tokens=tokens, rounds=outer_steps_done)
+    return None if c is None else c.flops
+
+
+@dataclass
+class SweepCost:
+    """The estimate for a whole spec, grouped by what changes the cost."""
+
+    groups: list[tuple[dict[str, Any], int, TrialCost | None]]
+    """(the varying cost settings, trials with them, their cost) per distinct cost."""
+    trials: int
+    """Trials the spec runs."""
+    sampled: bool
+    """A sampler search: the groups are the corners of the space, and the sweep's total lies
+    between trials × the cheapest and trials × the dearest."""
+
+    def bounds(self) -> tuple[float, float] | None:
+        """The sweep's FLOPs: (total, total) for a grid, (low, high) for a sampler."""
+        costs = [c for _, _, c in self.groups if c is not None]
+        if not costs:
+            return None
+        if not self.sampled:
+            total = sum(k * c.flops for _, k, c in self.groups if c is not None)
+            return total, total
+        return (self.trials * min(c.flops for c in costs),
+                self.trials * max(c.flops for c in costs))
+
+
+def _cost_points(spec: SweepSpec) -> Iterable[dict[str, Any]]:
+    """A grid: every point. Another kind: every combination of the cost axes' values or range ends
+    (the estimate grows with each numeric cost setting, so the ends bound it)."""
+    if spec.search_kind.grid:
+        return iter_points(spec.space)
+    axes = {k: (list(a.values) if a.values is not None else [a.low, a.high])
+            for k, a in spec.space.items() if k in COST_FIELDS}
+    return (dict(zip(axes, combo)) for combo in itertools.product(*axes.values()))
+
+
+def sweep_cost(spec: SweepSpec) -> SweepCost:
+    varying = [k for k in spec.space if k in COST_FIELDS]
+    seen: dict[str, tuple[dict[str, Any], int, TrialCost | None]] = {}
+    for point in _cost_points(spec):
+        key_d = {k: point[k] for k in varying if k in point}
+        key = repr(sorted(key_d.items(), key=lambda kv: kv[0]))
+        if key in seen:
+            d, k, c = seen[key]
+            seen[key] = (d, k + 1, c)
+            continue
+        cfg = TrainConfig.from_dict({**spec.trial, **{k: _int_if_whole(k, v)
+                                                      for k, v in point.items()}})
+        seen[key] = (key_d, 1, trial_cost(cfg))
+    return SweepCost(groups=list(seen.values()), trials=spec.n_trials,
+                     sampled=not spec.search_kind.grid)
+
+
+def _int_if_whole(name: str, v: Any) -> Any:
+    return int(v) if name in ("H", "workers", "outer_steps", "batch_size", "seq_len",
+                              "eval_batches", "vocab_size") and isinstance(v, float) else v
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _hours(flops: float, card: Card, mfu: float) -> float:
+    return flops / (card.peak_flops * mfu) / 3600.0
+
+
+def format_cost(sc: SweepCost, card: str = DEFAULT_CARD, mfu: float = DEFAULT_MFU,
+                gpu: float = 1.0) -> str:
+    """The lines `check` prints, every one a comment (``# ...``); ``gpu``: the spec's GPUs
+    per trial (0 adds a note that the GPU-hours are hypothetical)."""
+    c_card = CARDS[card]
+    bounds = sc.bounds()
+    if bounds is None:
+        return "# cost: toy trials (kind: toy) get no FLOP estimate (their flops column is null)"
+    lines = ["# cost before launch (docs/sweeps.md): FLOP = (6·N + 12·L·d·T) per training token",
+             "#   + (2·N + 4·L·d·T) per eval token; N = weights that multiply, L·d·T = layers ·",
+             f"#   width · seq_len; GPU-hours at {mfu:.0%} MFU of {c_card.name}"]
+    names = list(sc.groups[0][0])
+    head = [*names, "params", "N", "tokens", "FLOP", "GPU-h", "trials"]
+    rows = [head]
+    for d, k, c in sc.groups:
+        cells = [str(d[n]) for n in names]
+        if c is None:
+            rows.append(cells + ["toy", "-", "-", "-", "-", str(k)])
+            continue
+        rows.append(cells + [_si(c.params), _si(c.flop_params), _si(c.tokens), f"{c.flops:.3g}",
+                             f"{_hours(c.flops, c_card, mfu):.3g}",
+                             "corner" if sc.sampled else str(k)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines += ["#   " + "  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+    low, high = bounds
+    if sc.sampled:
+        lines.append(f"# sweep: {sc.trials} sampled trials, {low:.3g} to {high:.3g} FLOP, "
+                     f"{_hours(low, c_card, mfu):.3g} to {_hours(high, c_card, mfu):.3g} GPU-hours")
+    else:
+        lines.append(f"# sweep: {sc.trials} trials, {low:.3g} FLOP, "
+                     f"{_hours(low, c_card, mfu):.3g} GPU-hours")
+    if not gpu:
+        lines.append("#   (the spec asks for no GPU: GPU-hours are what its FLOPs would take on one)")
+    return "\n".join(lines)

@@ -1,0 +1,210 @@
+"""`compact` merges a finished sweep's files without changing what any reader returns, and a
+rerun after it runs nothing. On a copy of the shipped main-job results at H = 16 (72 real
+trials, two of them diverged), with the main job's spec cut to that H."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import analysis
+from sweeps import runner
+from sweeps.cli import main
+from sweeps.compact import compact
+from sweeps.runner import run_sweep
+from sweeps.spec import parse_spec
+from sweeps.store import Store, is_compacted, trial_id
+from sweeps.space import grid_points
+from sweeps.trainable import failed_row
+from sweeps.trial import trial_config
+from test_store import _curve, _row, s3_endpoint  # noqa: F401 - the moto S3 fixture, once
+from trainer import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "docs" / "results" / "restart-cpu"
+SPEC = ROOT / "sweeps" / "specs" / "restart_cpu.yaml"
+
+
+def load_h16():
+    data = yaml.safe_load(SPEC.read_text())
+    data["space"]["H"] = [16]
+    return parse_spec(data)
+
+
+@pytest.fixture()
+def sweep(tmp_path) -> Path:
+    folder = tmp_path / "restart-cpu"
+    for part in ("trials", "curves"):
+        (folder / part).mkdir(parents=True)
+    for f in (SHIPPED / "trials").glob("*.parquet"):
+        if pq.read_table(f, columns=["H"]).column("H")[0].as_py() == 16:
+            for part in ("trials", "curves"):
+                shutil.copy2(SHIPPED / part / f.name, folder / part / f.name)
+    shutil.copy2(SHIPPED / "sweep.json", folder / "sweep.json")
+    return folder
+
+
+def _by_id(df: pd.DataFrame, keys=("trial_id",)) -> pd.DataFrame:
+    return df.sort_values(list(keys)).reset_index(drop=True)
+
+
+def _everything(folder: Path) -> dict[str, pd.DataFrame]:
+    store = Store.at(str(folder))
+    return {
+        "store trials": _by_id(store.read_trials().to_pandas()),
+        "store curves": _by_id(store.read_curves().to_pandas(), ("trial_id", "outer_step")),
+        "load_trials": analysis.load_trials(folder),
+        "load_curves": analysis.load_curves(folder),
+        "pandas trials": _by_id(pd.read_parquet(folder / "trials")),
+        "pandas curves": _by_id(pd.read_parquet(folder / "curves"), ("trial_id", "outer_step")),
+    }
+
+
+def _same(before: dict, after: dict) -> None:
+    for name, df in before.items():
+        pd.testing.assert_frame_equal(after[name], df, obj=name)
+
+
+def _files(folder: Path, part: str) -> list[Path]:
+    return sorted((folder / part).glob("*.parquet"))
+
+
+def test_every_reader_returns_the_same_rows_after_compact(sweep):
+    before = _everything(sweep)
+    assert len(before["pandas trials"]) == 72 and len(_files(sweep, "trials")) == 72
+    s = compact(Store.at(str(sweep)), max_trials=30)
+    assert (s.trials, s.files_before, s.files_after) == (72, 144, 6)
+    assert all(is_compacted(str(f)) for p in ("trials", "curves") for f in _files(sweep, p))
+    _same(before, _everything(sweep))
+    assert compact(Store.at(str(sweep))).trials == 0  # nothing left to merge
+
+
+def test_roles_and_a_newer_column_survive(sweep):
+    """The shipped rows predate roles and the flops column; one row of today's schema joins
+    them. The merged file has both, as the store and analysis read them before."""
+    spec = load_h16()
+    store = Store.at(str(sweep))
+    cfg = trial_config(spec, grid_points(spec.space)[0]).replace(outer_steps=13)
+    row = {**failed_row(spec, cfg, ""), "status": "completed", "error": None, "flops": 1.5e9,
+           "final_loss": 3.0, "initial_loss": 5.5}
+    store.write_trial(row, [{"outer_step": 0, "tokens": 1, "eval_loss": 3.0}])
+    before = _everything(sweep)
+    compact(store)
+    after = _everything(sweep)
+    for name in ("store trials", "store curves", "load_trials", "load_curves"):
+        pd.testing.assert_frame_equal(after[name], before[name], obj=name)
+    assert after["load_trials"].attrs["roles"] == before["load_trials"].attrs["roles"]
+    assert after["load_trials"].flops.notna().sum() == 1
+
+
+def test_the_merged_file_keeps_the_roles(tmp_path):
+    spec = load_h16()
+    store = Store(str(tmp_path), "fresh")
+    for p in grid_points(spec.space)[:3]:
+        cfg = trial_config(spec, p)
+        store.write_trial({**failed_row(spec, cfg, ""), "status": "completed", "error": None},
+                          [{"outer_step": 0, "tokens": 1, "eval_loss": 3.0}])
+    before = analysis.load_trials(tmp_path / "fresh").attrs["roles"]
+    compact(store)
+    (merged,) = _files(tmp_path / "fresh", "trials")
+    assert pq.read_schema(merged).field("alpha").metadata == {b"role": b"axis"}
+    assert analysis.load_trials(tmp_path / "fresh").attrs["roles"] == before
+    assert before["flops"] == "result" and before["H"] == "setting"
+
+
+def test_a_rerun_after_compact_runs_nothing(sweep, capsys):
+    assert main(["compact", str(sweep)]) == 0
+    assert "72 trials compacted; 144 files → 2" in capsys.readouterr().out
+    spec = load_h16()
+    s = run_sweep(spec, output=str(sweep.parent), stream=open("/dev/null", "w"))
+    assert (s.total, s.skipped, s.ran) == (72, 72, 0)
+    assert s.counts == {"completed": 70, "diverged": 2, "failed": 0}
+    # a sampler proposing a stored trial finds its row in the compacted file
+    cfg = trial_config(spec, grid_points(spec.space)[5])
+    store = Store.at(str(sweep))
+    row = store.done_row(store.read_trials().column("trial_id")[0].as_py())
+    assert row is not None and row["status"] in ("completed", "diverged")
+    assert store.read_row(trial_id(cfg))["alpha"] == cfg.alpha
+
+
+def test_failed_rows_keep_their_own_files_and_run_again(sweep):
+    spec = load_h16()
+    store = Store.at(str(sweep))
+    cfg = trial_config(spec, grid_points(spec.space)[0])
+    store.write_trial(failed_row(spec, cfg, "RuntimeError: boom"))  # replaces a done row
+    compact(store)
+    left = _files(sweep, "trials")
+    assert [f.stem for f in left if not is_compacted(str(f))] == [trial_id(cfg)]
+    p = spec.search_kind.plan(spec, store.read_trials().to_pylist(), False)
+    assert p.to_sample == 1 and trial_config(spec, p.todo[0]) == cfg
+
+
+def test_a_compaction_killed_halfway_leaves_no_duplicate(sweep, tmp_path):
+    before = _everything(sweep)
+    keep = tmp_path / "own"
+    shutil.copytree(sweep / "trials", keep / "trials")
+    shutil.copytree(sweep / "curves", keep / "curves")
+    compact(Store.at(str(sweep)))
+    for part in ("trials", "curves"):  # killed before its deletes: some own files still there
+        for f in sorted((keep / part).glob("*.parquet"))[:20]:
+            shutil.copy(f, sweep / part / f.name)
+    mid = _everything(sweep)
+    for name in ("store trials", "store curves", "load_trials", "load_curves"):
+        pd.testing.assert_frame_equal(mid[name], before[name], obj=name)
+    assert len(mid["pandas trials"]) == 92  # plain pandas sees the copies until compact again
+    s = compact(Store.at(str(sweep)))
+    assert (s.trials, s.copies_removed) == (0, 20)
+    _same(before, _everything(sweep))
+
+
+def test_force_expands_compacted_files_before_it_reruns(sweep, monkeypatch):
+    before = _everything(sweep)
+    compact(Store.at(str(sweep)), max_trials=25)  # three files to expand
+    asked = []
+    monkeypatch.setattr(runner, "_tune", lambda spec, p, *a: asked.append(p.to_sample) or [])
+    run_sweep(load_h16(), output=str(sweep.parent), force=True,
+              stream=open("/dev/null", "w"))
+    assert asked == [72]
+    assert not any(is_compacted(str(f)) for p in ("trials", "curves") for f in _files(sweep, p))
+    assert len(_files(sweep, "trials")) == len(_files(sweep, "curves")) == 72
+    _same(before, _everything(sweep))
+
+
+def test_compact_wants_the_sweep_folder(sweep, capsys):
+    assert main(["compact", str(sweep / "trials")]) == 2
+    assert "the sweep's folder" in capsys.readouterr().err
+    assert main(["compact", str(sweep.parent / "nope")]) == 2
+
+
+def test_compact_on_s3(s3_endpoint):
+    """The case compaction is for: an S3 sweep. Readers see the same rows through the URI, a
+    stored trial is still found by its id, and only the merged objects are left."""
+    import pyarrow.fs as pafs
+
+    endpoint, fs = s3_endpoint
+    fs.create_dir("compacting")  # its own bucket: moto's state outlives one server
+    uri = f"s3://compacting/sweeps?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+    store = Store(uri, "s3sweep")
+    cfgs = [TrainConfig(seed=s, alpha=a) for s in (0, 1) for a in (0.5, 1.0)]
+    for i, cfg in enumerate(cfgs):
+        store.write_trial(_row(cfg, "diverged" if i == 3 else "completed", loss=3.0 + i),
+                          _curve(2))
+    store.write_meta({"name": "s3sweep"})
+    folder = store.folder
+    before = (_by_id(store.read_trials().to_pandas()), analysis.load_trials(folder),
+              analysis.load_curves(folder))
+    assert main(["compact", folder]) == 0
+    keys = sorted(i.path.rsplit("/", 2)[-2] + "/" + i.base_name.split("-")[0]
+                  for i in fs.get_file_info(pafs.FileSelector("compacting", recursive=True))
+                  if i.type == pafs.FileType.File)
+    assert keys == ["curves/compacted", "s3sweep/sweep.json", "trials/compacted"]
+    after = (_by_id(Store(uri, "s3sweep").read_trials().to_pandas()),
+             analysis.load_trials(folder), analysis.load_curves(folder))
+    for a, b in zip(after, before):
+        pd.testing.assert_frame_equal(a, b)
+    assert Store(uri, "s3sweep").done_row(trial_id(cfgs[3]))["status"] == "diverged"
