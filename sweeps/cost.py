@@ -210,8 +210,9 @@ def format_cost(sc: SweepCost, card: str = DEFAULT_CARD, mfu: float = DEFAULT_MF
     lines += ["#   " + "  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
     low, high = bounds
     if sc.sampled:
-        lines.append(f"# sweep: {sc.trials} sampled trials, {low:.3g} to {high:.3g} FLOP, "
-                     f"{_hours(low, c_card, mfu):.3g} to {_hours(high, c_card, mfu):.3g} GPU-hours")
+        lines.append(f"# sweep: {sc.trials} trials at most (points chosen as it runs), "
+                     f"{low:.3g} to {high:.3g} FLOP, {_hours(low, c_card, mfu):.3g} to "
+                     f"{_hours(high, c_card, mfu):.3g} GPU-hours")
     else:
         lines.append(f"# sweep: {sc.trials} trials, {low:.3g} FLOP, "
                      f"{_hours(low, c_card, mfu):.3g} GPU-hours")

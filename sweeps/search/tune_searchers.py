@@ -7,10 +7,21 @@ from typing import Any, Callable, Iterable
 
 from ray.tune.search import Searcher
 
-__all__ = ["PointSearcher", "CallbackSearcher"]
+__all__ = ["PointSearcher", "CallbackSearcher", "StoreCheckpointed"]
 
 
-class PointSearcher(Searcher):
+class StoreCheckpointed(Searcher):
+    """The results store is the checkpoint: a rerun plans from the stored rows, so Tune's own
+    searcher checkpoints are not needed (and not written)."""
+
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+class PointSearcher(StoreCheckpointed):
     """Hands Tune a planned list of configs one at a time, then says it is finished.
 
     Tune's own ``grid_search`` deep-copies its whole list for each point it creates, which is
@@ -29,7 +40,7 @@ class PointSearcher(Searcher):
         pass
 
 
-class CallbackSearcher(Searcher):
+class CallbackSearcher(StoreCheckpointed):
     """A searcher whose decisions live outside Ray: ``propose()`` gives the next config, None to
     wait for a running trial, or FINISHED; ``landed(config, result, error)`` is told each end."""
 
