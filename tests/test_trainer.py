@@ -215,3 +215,23 @@ def test_a_model_too_big_for_memory_is_refused_with_the_numbers():
                                           r".*but cpu has 2.00 GiB free"):
         check_memory(cfg, "cpu", available=2 * 1024 ** 3)
     assert check_memory(small(), "cpu", available=2 * 1024 ** 3).total_bytes < 2 * 1024 ** 3
+
+
+@pytest.mark.parametrize("status", ["completed", "diverged"])
+def test_committed_main_job_rows_retrain_bit_for_bit(status):
+    # the shipped results are this trainer's: retraining one of their trials gives the same
+    # final loss to the bit (a refactor of the loop that changes a number fails here)
+    from analysis import load_trials
+    from sweeps.spec import load_spec
+    from sweeps.store import trial_id
+    from sweeps.trial import trial_config
+
+    root = Path(__file__).resolve().parents[1]
+    spec = load_spec(root / "sweeps/specs/restart_cpu.yaml")
+    rows = load_trials(root / "docs/results/restart-cpu")
+    row = rows[rows["status"] == status].sort_values("trial_id").iloc[0]
+    cfg = trial_config(spec, {k: row[k] for k in spec.space})
+    assert trial_id(cfg) == row["trial_id"]
+    result = train(cfg)
+    assert (result.status, result.outer_steps_done) == (status, row["outer_steps_done"])
+    assert result.final_loss == row["final_loss"]
