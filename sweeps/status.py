@@ -62,9 +62,11 @@ def _status(store: Store, results: str, spec_path: str | None) -> str:
     lines = [f"sweep {store.name} at {store.uri}"]
     if spec is not None:
         lines.append(f"  spec: {spec.describe()}")
+    adaptive = spec is not None and spec.search_kind.adaptive
     for k in ("completed", "diverged", "failed", "missing", "not_in_spec"):
         if k in c and (k != "not_in_spec" or c[k]):
-            lines.append(f"  {k:<12}{c[k]:>6}")
+            label = "to run, ≤" if k == "missing" and adaptive else k
+            lines.append(f"  {label:<12}{c[k]:>6}")
     for f, why in store.skipped.items():
         lines.append(f"  skipped (not a readable trial row, counted missing): {f}: {why}")
     runs = (meta or {}).get("runs") or []

@@ -64,6 +64,8 @@ class SearchKind(ABC):
     """Whether a space axis may be a range {low, high} rather than a list."""
     packs: ClassVar[bool] = False
     """Whether resources.pack > 1 works with it (the points must be known up front)."""
+    adaptive: ClassVar[bool] = False
+    """Whether it decides as it runs how many trials it needs (``n_trials`` is then a most)."""
     grid: ClassVar[bool] = False
     """Whether its trials fill every cell of the space (holes in a heatmap are then missing
     trials, not cells the search chose not to visit)."""

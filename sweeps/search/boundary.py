@@ -137,6 +137,7 @@ def word_of_row(row: dict[str, Any] | None, rise: float) -> str:
 
 class Boundary(SearchKind):
     name = "boundary"
+    adaptive = True
     summary = "a boundary search bisects one setting along every line of the space"
     keys = ("axis", "low", "high", "log", "resolution", "check_above", "rise")
 
