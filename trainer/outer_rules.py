@@ -18,6 +18,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .registry import Registry
+
 __all__ = ["OuterRule", "OUTER_RULES", "register_outer_rule", "outer_rule"]
 
 Direction = Callable[[Sequence[Any], Sequence[Any], float], Sequence[Any]]
@@ -40,22 +42,12 @@ class OuterRule:
     """One line for --help and docs: the update in the words of docs/design.md."""
 
 
-OUTER_RULES: dict[str, OuterRule] = {}
-
-
-def register_outer_rule(rule: OuterRule) -> OuterRule:
-    if rule.name in OUTER_RULES:
-        raise ValueError(f"outer rule {rule.name!r} is registered already")
-    OUTER_RULES[rule.name] = rule
-    return rule
-
-
-def outer_rule(name: str) -> OuterRule:
-    """The registered rule called ``name``; ValueError naming the known ones otherwise."""
-    try:
-        return OUTER_RULES[name]
-    except KeyError:
-        raise ValueError(f"outer: expected one of {', '.join(OUTER_RULES)}, got {name!r}") from None
+OUTER_RULES: Registry[OuterRule] = Registry(
+    "outer rule", lambda name, known: ValueError(f"outer: expected one of {', '.join(known)}, "
+                                                 f"got {name!r}"))
+register_outer_rule = OUTER_RULES.register
+outer_rule = OUTER_RULES.lookup
+"""The registered rule called ``name``; ValueError naming the known ones otherwise."""
 
 
 def _a(mu: np.ndarray, a00: np.ndarray, a01: np.ndarray, beta: np.ndarray) -> np.ndarray:

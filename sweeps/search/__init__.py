@@ -12,6 +12,8 @@ A new kind: a module with a ``SearchKind`` subclass, and ``register_search_kind(
 
 from __future__ import annotations
 
+from trainer.registry import Registry
+
 from .base import COMMON_KEYS, Plan, SearchKind, TuneSetup
 from .boundary import Boundary, BoundarySettings
 
@@ -21,23 +23,13 @@ from .sampler import SAMPLERS, Sampler
 __all__ = ["SearchKind", "Plan", "TuneSetup", "COMMON_KEYS", "SEARCH_KINDS",
            "register_search_kind", "search_kind", "GridSettings", "BoundarySettings", "SAMPLERS"]
 
-SEARCH_KINDS: dict[str, SearchKind] = {}
-
-
-def register_search_kind(kind: SearchKind) -> SearchKind:
-    """Add a search kind; its ``name`` is what ``search.kind`` in a spec names."""
-    if kind.name in SEARCH_KINDS:
-        raise ValueError(f"search kind {kind.name!r} is already registered")
-    SEARCH_KINDS[kind.name] = kind
-    return kind
-
-
-def search_kind(name: str) -> SearchKind:
-    """The registered kind called ``name``; KeyError names the known ones."""
-    try:
-        return SEARCH_KINDS[name]
-    except KeyError:
-        raise KeyError(f"{name!r} is not a search kind; known: {', '.join(SEARCH_KINDS)}") from None
+SEARCH_KINDS: Registry[SearchKind] = Registry(
+    "search kind", lambda name, known: KeyError(f"{name!r} is not a search kind; known: "
+                                                f"{', '.join(known)}"))
+register_search_kind = SEARCH_KINDS.register
+"""Add a search kind; its ``name`` is what ``search.kind`` in a spec names."""
+search_kind = SEARCH_KINDS.lookup
+"""The registered kind called ``name``; KeyError names the known ones."""
 
 
 for _kind in (Grid(), Sampler(), Boundary()):
