@@ -6,6 +6,7 @@ A config is flat on purpose: one trial row in Parquet carries every field as a c
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -172,7 +173,12 @@ class TrainConfig:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # every field is a scalar but ``model``, which may be a mapping: copy that one deeply
+        # (dataclasses.asdict deep-copies every field, the cost of planning a large grid)
+        d = {name: getattr(self, name) for name in _FIELDS}
+        if isinstance(d["model"], dict):
+            d["model"] = copy.deepcopy(d["model"])
+        return d
 
     def flat(self) -> dict[str, Any]:
         """Scalar columns for a Parquet row: a model mapping becomes its JSON text."""
@@ -183,6 +189,9 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def nearest(key: object, known: Iterable[str]) -> str | None:
