@@ -251,10 +251,6 @@ class Store:
         t = self.read_trials(columns=["trial_id", "status"])
         return dict(zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist()))
 
-    def done_ids(self) -> set[str]:
-        """Trials with a completed or diverged row: a rerun skips these."""
-        return {k for k, s in self.statuses().items() if s in DONE_STATUSES}
-
     def done_row(self, tid: str) -> dict[str, Any] | None:
         """The stored row of trial `tid` when it is done (completed or diverged), else None."""
         row = self.read_row(tid)

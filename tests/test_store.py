@@ -17,7 +17,7 @@ import pytest
 
 from trainer import CURVE_COLUMNS, TrainConfig
 from sweeps.spec import parse_spec
-from sweeps.store import CURVE_SCHEMA, TRIAL_SCHEMA, Store, trial_id
+from sweeps.store import CURVE_SCHEMA, DONE_STATUSES, TRIAL_SCHEMA, Store, trial_id
 from sweeps.trainable import failed_row
 from sweeps.trial import trial_config
 
@@ -28,6 +28,11 @@ DESIGN_TRIAL_COLUMNS = ["sweep", "trial_id", "alpha", "beta", "H", "R", "workers
                         "outer_steps_done", "tokens", "wall_s", "error"]
 DESIGN_CURVE_COLUMNS = ["trial_id", "outer_step", "tokens", "eval_loss", "train_loss",
                         "pseudo_grad_norm", "momentum_norm", "momentum_cos", "wall_s"]
+
+
+def _done(store: Store) -> set[str]:
+    """Trials with a completed or diverged row: what a rerun skips."""
+    return {k for k, v in store.statuses().items() if v in DONE_STATUSES}
 
 
 def _row(cfg: TrainConfig, status: str = "completed", loss: float = 3.0) -> dict:
@@ -67,17 +72,17 @@ def test_write_and_read_back_with_pandas(tmp_path):
     assert json.loads(by.loc[trial_id(b), "model"]) == {"d_model": 32, "n_layer": 1}
     assert by.loc[trial_id(cfg_c), "error"] == "RuntimeError: boom"
     assert pd.isna(by.loc[trial_id(a), "error"])
-    assert store.done_ids() == {trial_id(a), trial_id(b)}
+    assert _done(store) == {trial_id(a), trial_id(b)}
     # a rerun of the failed trial replaces its row: still one row per trial_id
     store.write_trial(_row(cfg_c), _curve(2))
-    assert store.done_ids() == {trial_id(a), trial_id(b), trial_id(cfg_c)}
+    assert _done(store) == {trial_id(a), trial_id(b), trial_id(cfg_c)}
     assert len(pd.read_parquet(tmp_path / "s" / "trials")) == 3
     assert not [p for p in (tmp_path / "s").rglob(".*")]  # no temporaries left behind
 
 
 def test_empty_store_reads_empty(tmp_path):
     store = Store(str(tmp_path), "nothing")
-    assert store.done_ids() == set() and store.read_trials().num_rows == 0
+    assert _done(store) == set() and store.read_trials().num_rows == 0
     assert store.read_meta() is None
 
 
@@ -109,7 +114,7 @@ def test_leftover_temporary_is_invisible(tmp_path):
     trials = tmp_path / "s" / "trials"
     (trials / ".deadbeef.parquet.tmp-123").write_bytes(b"PAR1 half a file")
     assert len(pd.read_parquet(trials)) == 1
-    assert store.done_ids() == {trial_id(TrainConfig())}
+    assert _done(store) == {trial_id(TrainConfig())}
 
 
 _WRITER = """
@@ -250,7 +255,7 @@ def test_s3_store_roundtrip(s3_endpoint):
     store.write_trial(_row(a), _curve(2))
     store.write_trial(_row(b, "diverged"), _curve(1))
     store.write_meta({"name": "s3sweep"})
-    assert store.done_ids() == {trial_id(a), trial_id(b)}
+    assert _done(store) == {trial_id(a), trial_id(b)}
     assert Store.at(uri.replace("sweeps?", "sweeps/s3sweep?")).read_meta() == {"name": "s3sweep"}
     t = ds.dataset("results/sweeps/s3sweep/trials", filesystem=fs, format="parquet").to_table()
     assert t.num_rows == 2 and set(DESIGN_TRIAL_COLUMNS) <= set(t.column_names)
@@ -270,7 +275,7 @@ def test_s3_endpoint_from_environment(s3_endpoint, monkeypatch):
     assert f"endpoint_override={endpoint}" in out and "scheme=http" in out
     store = Store(out, "e")
     store.write_trial(_row(TrainConfig()), _curve())
-    assert store.done_ids() == {trial_id(TrainConfig())}
+    assert _done(store) == {trial_id(TrainConfig())}
 
 
 def test_trial_id_ignores_how_a_trial_runs_but_not_what_it_computes():
