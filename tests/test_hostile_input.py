@@ -1,0 +1,162 @@
+"""Hostile input and integrity, no Ray: rows checked against their trial_id, secrets redacted,
+integer bounds, YAML bombs, impossible resources, unsupported outputs, a bad corpus, `check`
+making every check `run` makes, one answer on a folder of bad files.
+
+Each case reproduces a fault a hostile user found (docs/reliability.md lists them) and checks
+that nothing already stored is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import sweeps.runner
+from sweeps.cli import main
+from sweeps.spec import parse_spec
+from sweeps.store import Store, trial_id
+from sweeps.trainable import trial_config
+
+TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4, "seq_len": 32,
+        "eval_batches": 1}
+
+
+@pytest.fixture(autouse=True)
+def no_ray(monkeypatch):
+    """A refused run must never reach Ray: a run that would start it fails the test."""
+    def tune(*a, **k):
+        raise AssertionError("Ray Tune was started")
+
+    monkeypatch.setattr(sweeps.runner, "_tune", tune)
+    monkeypatch.delenv("DILOCO_MEMORY_LIMIT_BYTES", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def _spec_file(tmp_path: Path, text: str | None = None, *, trial: dict | None = None,
+               space: dict | None = None, resources: dict | None = None,
+               output: str | None = None, name: str = "hostile") -> Path:
+    p = tmp_path / "spec.yaml"
+    if text is None:
+        space = space or {"seed": [0, 1]}
+        text = json.dumps({"name": name, "space": space, "resources": resources or {},
+                           "trial": {k: v for k, v in {**TINY, **(trial or {})}.items()
+                                     if k not in space},
+                           "output": output or str(tmp_path / "out")})
+    p.write_text(text)
+    return p
+
+
+def _refused(capsys, argv: list[str], code: int, *needles: str) -> str:
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == code, err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+# ------------------------------------------------------------------------- integer bounds
+@pytest.mark.parametrize("seed", [2**63, 10**23])
+def test_a_seed_too_large_for_int64_is_refused_by_check_and_run(tmp_path, capsys, seed):
+    spec = _spec_file(tmp_path, f"name: big\nspace:\n  seed: [{seed}]\noutput: "
+                                f"{tmp_path / 'out'}\n")
+    for cmd in ("check", "run"):
+        _refused(capsys, [cmd, str(spec)], 2, "space.seed", "9223372036854775807", "(line 3)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_integer_setting_is_bounded():
+    from trainer.config import INT_MAX, ConfigError, TrainConfig
+
+    ints = [n for n in TrainConfig.field_names()
+            if isinstance(getattr(TrainConfig(), n), int)
+            and not isinstance(getattr(TrainConfig(), n), bool)]
+    assert "seed" in ints and "H" in ints
+    for name in ints:
+        with pytest.raises(ConfigError, match=name):
+            TrainConfig(**{name: 10**23})
+    TrainConfig(seed=2**63 - 1)  # the largest seed is still a seed
+    with pytest.raises(ConfigError, match="model.n_layer"):
+        from trainer.model import resolve_model
+        resolve_model({"n_layer": INT_MAX + 1}, 256)
+
+
+def test_the_failed_row_path_survives_any_exception_and_records_the_end(tmp_path, capsys,
+                                                                        monkeypatch):
+    """A failed row that cannot be written for a reason that is not an OSError (the int64
+    overflow of a huge seed was one) is named, and the run's end is still recorded."""
+    spec = parse_spec({"name": "hostile", "trial": TINY, "space": {"seed": [1]}})
+    cfg = trial_config(spec, {"seed": 1})
+    monkeypatch.setattr(sweeps.runner, "_tune", lambda *a, **k: [(cfg, "RuntimeError: boom")])
+    real = Store.write_trial
+
+    def write(self, row, curve=()):
+        if row["status"] == "failed":
+            raise OverflowError("Python int too large to convert to C long")
+        return real(self, row, curve)
+
+    monkeypatch.setattr(Store, "write_trial", write)
+    path = _spec_file(tmp_path, space={"seed": [1]})
+    err = _refused(capsys, ["run", str(path), "--no-report"], 1, trial_id(cfg),
+                   "OverflowError")
+    assert "NOT STORED" in err
+    meta = json.loads((tmp_path / "out" / "hostile" / "sweep.json").read_text())
+    assert meta["runs"][-1]["ended_at"] is not None
+    assert meta["runs"][-1]["unwritten"] == [trial_id(cfg)]
+
+
+# ------------------------------------------------------------------------- model mapping
+def test_a_misspelt_model_field_is_refused_by_check_with_its_key_and_line(tmp_path, capsys):
+    spec = _spec_file(tmp_path, "name: typo\ntrial:\n  model: {preset: tiny, n_layr: 2}\n"
+                                f"output: {tmp_path / 'out'}\n")
+    for cmd in ("check", "run"):
+        err = _refused(capsys, [cmd, str(spec)], 2, "trial.model.n_layr", "not a model field",
+                       "n_layer", "(line 3)")
+        assert err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------- YAML alias bombs
+def _bomb_lists() -> str:
+    """Nine levels of nine aliases each under a valid key: 9^9 (387M) strings, ~580 bytes."""
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi"):
+        levels.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "name: bomb\ntrial:\n  model:\n" + "".join(f"    {x}\n" for x in levels)
+
+
+def _bomb_mappings() -> str:
+    """Mappings of aliases, eight keys a level: 8^8 (16M) values in ~470 bytes; copying them
+    into plain dicts used to take 2 GB before any check ran."""
+    keys = "pqrstuvw"
+    levels = ["a: &a {" + ", ".join(f"{k}: lol" for k in keys) + "}"]
+    for prev, cur in zip("abcdefg", "bcdefgh"):
+        levels.append(f"{cur}: &{cur} {{" + ", ".join(f"{k}: *{prev}" for k in keys) + "}")
+    return "name: bomb\ntrial:\n  model:\n" + "".join(f"    {x}\n" for x in levels)
+
+
+@pytest.mark.parametrize("make", [_bomb_lists, _bomb_mappings], ids=["lists", "mappings"])
+def test_a_yaml_alias_bomb_is_refused_in_under_a_second(tmp_path, capsys, make):
+    text = make()
+    assert 300 < len(text.encode()) < 1200
+    spec = _spec_file(tmp_path, text + f"output: {tmp_path / 'out'}\n")
+    for cmd in ("check", "run"):
+        t0 = time.perf_counter()
+        _refused(capsys, [cmd, str(spec)], 2, "not valid YAML", "alias")
+        assert time.perf_counter() - t0 < 1.0
+    assert not (tmp_path / "out").exists()
+
+
+def test_yaml_anchors_of_a_normal_size_still_work(tmp_path, capsys):
+    spec = _spec_file(tmp_path, "name: anchors\ntrial: &t {workers: 2, H: 2}\n"
+                                "space:\n  seed: &s [0, 1]\n  R: *s\n")
+    assert main(["check", str(spec)]) == 0
+    assert "# 4 trials" in capsys.readouterr().out
