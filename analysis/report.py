@@ -140,8 +140,12 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
                  diverge: float | None = None, rises: Sequence[float] = RISES,
                  tols: Sequence[float] = TOLS,
                  theory: "Theory | go.Figure | None" = None,
-                 theory_overlay: "Overlay | None" = None) -> Path:
+                 theory_overlay: "Overlay | None" = None,
+                 source: str | None = None) -> Path:
     """Write the report of the sweep at ``path`` (folder or s3:// URI) to ``out_html``.
+
+    ``source`` is how the footer names where the results came from (default ``path``; the
+    command line passes ``path`` with any credentials in it redacted).
 
     ``rise`` is the blow-up threshold and ``tol`` the near-optimal tolerance (both stated on
     the page); the answer is also shown at every threshold of ``rises`` and near-optimal at
@@ -242,7 +246,7 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
     parts.append("<h2>Sweep as run</h2>" + _meta_html(meta))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f"<p class='note'>Written {stamp} by diloco-sweep analysis from "
-                 f"{html.escape(str(path))}; slice keys: {html.escape(', '.join(keys))}.</p>")
+                 f"{html.escape(str(source if source is not None else path))}; slice keys: {html.escape(', '.join(keys))}.</p>")
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>diloco-sweep report: {html.escape(str(name))}</title>"
             f"<style>{_CSS}</style><script type='text/javascript'>"

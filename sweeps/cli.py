@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .redact import redact
+
 __all__ = ["main", "build_parser"]
 
 PROG = "diloco-sweep"
@@ -93,16 +95,30 @@ def _positive(s: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every line it (or Ray, or Tune) prints goes out redacted."""
+    from .redact import RedactingStream
+
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        for s in (sys.stdout, sys.stderr):
+            s.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = build_parser(argv)
     args = ap.parse_args(argv)  # argparse exits 2 on a usage error
-    from .errors import StoreError
+    from .errors import BadUriError, StoreError
     from .spec import SpecError
     from .yamlmarks import YamlError
 
     try:
         return int(_dispatch(args) or 0)
-    except (SpecError, YamlError, UsageError) as e:
+    except (SpecError, YamlError, UsageError, BadUriError) as e:
         _fail(e)
         return 2
     except StoreError as e:  # not writable, full, unreachable, busy: the message says which
@@ -158,7 +174,8 @@ def _dispatch(args: argparse.Namespace) -> Any:
             return 0
         if args.theory_spectrum:
             kw["theory_overlay"] = _spectrum_overlay(args)
-        analysis.write_report(args.results, args.out, png_dir=args.png, **kw)
+        analysis.write_report(args.results, args.out, png_dir=args.png,
+                              source=redact(args.results), **kw)
         print(args.out)
         return 0
     if cmd == "train":
@@ -181,7 +198,7 @@ def _finish_report(store_uri: str, name: str) -> None:
     out = (Path(store_uri.removeprefix("file://")) / "report.html") if local else Path(f"{name}-report.html")
     try:
         print(analysis.render_show(store_uri))
-        analysis.write_report(store_uri, out)
+        analysis.write_report(store_uri, out, source=redact(store_uri))
     except Exception as e:  # the results are safe in the store; only the summary failed
         print(f"{PROG}: results stored, but the report failed: {e}", file=sys.stderr)
         return
@@ -213,13 +230,18 @@ def _check_rise(rise: float | None) -> None:
 
 
 def _check(path: str) -> int:
+    """Every check `run` makes before Ray starts (the same functions), and nothing written."""
     import yaml
 
+    from .preflight import preflight
+    from .runner import resolve_output
     from .space import check_sampler
     from .spec import load_spec
 
     spec = load_spec(path)
     check_sampler(spec)
+    resolve_output(spec.output)
+    preflight(spec, local=not os.environ.get("RAY_ADDRESS"))
     print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=False,
                          allow_unicode=True).rstrip())
     if spec.search.kind == "grid":

@@ -24,7 +24,7 @@ from .preflight import preflight
 from .redact import redact, redact_data
 from .space import Plan, check_sampler, grid_param_space, optuna_searcher, plan
 from .spec import SweepSpec
-from .store import Store, now, open_fs, trial_id
+from .store import Store, check_uri, now, trial_id
 from .trainable import failed_row, make_trainable, pack_configs, trial_config
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command"]
@@ -43,7 +43,9 @@ class RunSummary:
 
 
 def resolve_output(output: str) -> str:
-    """An output every node can use: an absolute local path, or the URI with its endpoint."""
+    """An output every node can use: an absolute local path, or the URI with its endpoint.
+    BadUriError (exit 2) for a scheme or form the store does not support."""
+    check_uri(output)
     if "://" not in output:
         return os.path.abspath(os.path.expanduser(output))
     if output.startswith("s3://") and "endpoint_override" not in output \
@@ -53,7 +55,6 @@ def resolve_output(output: str) -> str:
         sep = "&" if "?" in output else "?"
         return f"{output}{sep}endpoint_override={ep.split('://', 1)[-1].rstrip('/')}" \
                f"&scheme={scheme}"
-    open_fs(output)  # fail early on a malformed URI
     return output
 
 

@@ -8,7 +8,7 @@ import pyarrow.fs as pafs
 
 from .errors import StoreError
 from .spec import SpecError, SweepSpec, load_spec, parse_spec
-from .store import Store
+from .store import Store, store_hint
 
 __all__ = ["status", "counts", "require_sweep"]
 
@@ -50,7 +50,7 @@ def status(results: str, spec_path: str | None = None) -> str:
     except StoreError:
         raise
     except OSError as e:
-        raise StoreError(f"cannot read {results}: {e}") from None
+        raise StoreError(f"cannot read {results}: {e}{store_hint(results, e)}") from None
 
 
 def _status(store: Store, results: str, spec_path: str | None) -> str:
@@ -92,7 +92,7 @@ def require_sweep(results: str) -> None:
         if info.type == pafs.FileType.Directory:
             names = {i.base_name for i in store.fs.get_file_info(pafs.FileSelector(store.root))}
     except OSError as e:
-        raise StoreError(f"cannot read {results}: {e}") from None
+        raise StoreError(f"cannot read {results}: {e}{store_hint(results, e)}") from None
     if info.type == pafs.FileType.NotFound:
         raise SpecError(f"{results}: no sweep here (no such folder); expected a sweep's "
                         f"folder <output>/<name>")

@@ -160,3 +160,132 @@ def test_yaml_anchors_of_a_normal_size_still_work(tmp_path, capsys):
                                 "space:\n  seed: &s [0, 1]\n  R: *s\n")
     assert main(["check", str(spec)]) == 0
     assert "# 4 trials" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------- output schemes
+@pytest.mark.parametrize("output,needle", [
+    ("gs://bucket/x", "gs:// is not a supported results store"),
+    ("ftp://host/x", "ftp:// is not a supported results store"),
+    ("s3://", "needs a bucket"),
+    ("s3:///prefix", "needs a bucket"),
+    ("s3://bucket/x?endpoint=1", "unknown S3 option 'endpoint'"),
+])
+def test_an_unsupported_output_is_refused_with_exit_2(tmp_path, capsys, output, needle):
+    spec = _spec_file(tmp_path)
+    t0 = time.perf_counter()
+    for argv in (["run", str(spec), "--output", output], ["status", f"{output}/hostile"]):
+        _refused(capsys, argv, 2, needle, "s3://bucket/prefix" if "bucket" not in needle
+                 and "option" not in needle else "")
+    spec = _spec_file(tmp_path, output=output)
+    _refused(capsys, ["check", str(spec)], 2, needle)
+    assert time.perf_counter() - t0 < 5  # refused, not tried
+
+
+@pytest.mark.slow
+def test_an_unreachable_object_store_fails_within_the_connect_timeout(tmp_path, capsys,
+                                                                     monkeypatch):
+    """A blackholed endpoint (a listening socket that never accepts: connects hang) used to
+    wait about 100 s in the SDK's retries; now the connect timeout ends it in about 10 s, and
+    the message says which endpoint did not answer and how to name another."""
+    import socket
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(k, "testing")
+    # a backlog of 0, filled by one connection nobody accepts: further connects hang
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    port = hole.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", port))
+        fillers.append(f)
+    try:
+        uri = f"s3://bucket/p?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+        t0 = time.perf_counter()
+        _refused(capsys, ["run", str(_spec_file(tmp_path)), "--output", uri], 1,
+                 "cannot use the results store", f"no answer from 127.0.0.1:{port}",
+                 "connect timeout")
+        assert time.perf_counter() - t0 < 40
+    finally:
+        for s in fillers + [hole]:
+            s.close()
+
+
+# ------------------------------------------------------------------------- secrets
+SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
+
+
+@pytest.fixture()
+def moto_s3():
+    from moto import server as moto_server  # a test extra: missing means fail, never skip
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        import pyarrow.fs as pafs
+
+        pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http",
+                          access_key="AKIDEXAMPLE", secret_key=SECRET, region="us-east-1",
+                          allow_bucket_creation=True).create_dir("bucket")
+        yield port
+    finally:
+        server.stop()
+
+
+def _fake_tune(spec, p, out, *a, **k):
+    """Ray's place taken by a loop that stores every planned trial as completed."""
+    store = Store(out, spec.name)
+    for point in p.todo:
+        cfg = trial_config(spec, point)
+        store.write_trial({"sweep": spec.name, "trial_id": trial_id(cfg), **cfg.flat(),
+                           "status": "completed", "initial_loss": 5.5, "final_loss": 3.0,
+                           "best_loss": 3.0, "peak_loss": 5.0, "rise": 0.0},
+                          [{"outer_step": t, "tokens": 10 * t, "eval_loss": 5.0 - t}
+                           for t in range(3)])
+    return []
+
+
+@pytest.mark.slow
+def test_credentials_in_the_output_uri_are_redacted_everywhere(tmp_path, capsys, monkeypatch,
+                                                               moto_s3):
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(sweeps.runner, "_tune", _fake_tune)
+    monkeypatch.chdir(tmp_path)
+    uri = (f"s3://AKIDEXAMPLE:{SECRET}@bucket/prefix?endpoint_override=127.0.0.1:{moto_s3}"
+           f"&scheme=http&region=us-east-1")
+    spec = _spec_file(tmp_path, output=uri)
+    assert main(["check", str(spec)]) == 0
+    assert main(["run", str(spec)]) == 0
+    folder = uri.replace("/prefix?", "/prefix/hostile?")
+    assert main(["status", folder]) == 0
+    assert main(["show", folder]) == 0
+    assert main(["report", folder, "-o", str(tmp_path / "r.html")]) == 0
+    monkeypatch.setattr(sweeps.runner, "_tune", lambda *a, **k: 1 / 0)  # an error message too
+    assert main(["run", str(spec), "--force", "--no-report"]) == 1
+    out, err = capsys.readouterr()
+    assert SECRET not in out + err and "AKIDEXAMPLE" not in out + err
+    assert "s3://***@bucket/prefix" in out + err  # the place is still named
+    store = Store.at(folder)
+    with store.fs.open_input_stream(f"{store.root}/sweep.json") as f:
+        meta = f.read().decode()
+    assert SECRET not in meta and "s3://***@bucket" in meta  # runs[].argv and spec.output
+    assert len(json.loads(meta)["runs"]) == 2
+    for html in (tmp_path / "r.html", tmp_path / "hostile-report.html"):
+        text = html.read_text()
+        assert SECRET not in text and "s3://***@bucket/prefix/hostile" in text
+
+
+def test_redact_leaves_other_text_alone():
+    from sweeps.redact import redact
+
+    assert redact("s3://bucket/a@b?x=1") == "s3://bucket/a@b?x=1"
+    assert redact("see s3://K:S@b/p and http://u@h/") == "see s3://***@b/p and http://***@h/"
+    assert redact("x?secret_key=abc&region=r") == "x?secret_key=***&region=r"
