@@ -234,14 +234,14 @@ def _check(path: str) -> int:
     import yaml
 
     from .preflight import preflight
-    from .runner import resolve_output
+    from .runner import resolve_output, runs_locally
     from .space import check_sampler
     from .spec import load_spec
 
     spec = load_spec(path)
     check_sampler(spec)
     resolve_output(spec.output)
-    preflight(spec, local=not os.environ.get("RAY_ADDRESS"))
+    preflight(spec, local=runs_locally())
     print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=False,
                          allow_unicode=True).rstrip())
     if spec.search.kind == "grid":

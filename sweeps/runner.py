@@ -27,7 +27,7 @@ from .spec import SweepSpec
 from .store import Store, check_uri, now, trial_id
 from .trainable import failed_row, make_trainable, pack_configs, trial_config
 
-__all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command"]
+__all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command", "runs_locally"]
 
 
 @dataclass
@@ -56,6 +56,15 @@ def resolve_output(output: str) -> str:
         return f"{output}{sep}endpoint_override={ep.split('://', 1)[-1].rstrip('/')}" \
                f"&scheme={scheme}"
     return output
+
+
+def runs_locally(address: str | None = None) -> bool:
+    """Whether the trials will run on this machine: an embedded Ray, not a cluster's address
+    and not a Ray this process already joined (tests, notebooks; it may span several nodes)."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        return False
+    ray = sys.modules.get("ray")
+    return not (ray is not None and getattr(ray, "is_initialized", lambda: False)())
 
 
 def versions() -> dict[str, str | None]:
@@ -97,7 +106,7 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     stream = stream or sys.stderr
     check_sampler(spec)
     out = resolve_output(output or spec.output)
-    preflight(spec, local=not (address or os.environ.get("RAY_ADDRESS")))
+    preflight(spec, local=runs_locally(address))
     store = Store(out, spec.name)
     with SweepLock(store) as lock:
         if lock.taken_over:

@@ -289,3 +289,42 @@ def test_redact_leaves_other_text_alone():
     assert redact("s3://bucket/a@b?x=1") == "s3://bucket/a@b?x=1"
     assert redact("see s3://K:S@b/p and http://u@h/") == "see s3://***@b/p and http://***@h/"
     assert redact("x?secret_key=abc&region=r") == "x?secret_key=***&region=r"
+
+
+# ------------------------------------------------------------------------- before Ray
+def test_more_cpus_per_trial_than_this_machine_has_is_refused_on_a_local_run(tmp_path, capsys):
+    from sweeps.preflight import local_cpus
+
+    spec = _spec_file(tmp_path, resources={"cpu": 64 * local_cpus()})
+    for cmd in ("check", "run"):
+        _refused(capsys, [cmd, str(spec)], 2, "resources.cpu", f"this machine has "
+                 f"{local_cpus()}", "wait for ever")
+    assert not (tmp_path / "out").exists()
+    ok = _spec_file(tmp_path, resources={"cpu": local_cpus()})
+    assert main(["check", str(ok)]) == 0
+
+
+@pytest.mark.parametrize("what", ["folder", "missing"])
+def test_a_corpus_that_is_a_folder_or_missing_is_refused_on_a_local_run(tmp_path, capsys, what):
+    corpus = tmp_path / "corpus"
+    if what == "folder":
+        corpus.mkdir()
+        (corpus / "a.txt").write_text("text " * 1000)
+    needle = "is a folder" if what == "folder" else "no such file"
+    for space in (None, {"corpus": ["stdlib", str(corpus)]}):
+        trial = {"corpus": str(corpus)} if space is None else {}
+        spec = _spec_file(tmp_path, trial=trial, space=space)
+        for cmd in ("check", "run"):
+            _refused(capsys, [cmd, str(spec)], 2, "space.corpus" if space else "trial.corpus",
+                     needle, "before starting Ray")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name,data,needle", [
+    ("empty.txt", b"", "is empty"),
+    ("binary.txt", b"\x7fELF\x00\x00\x01" * 1000, "looks binary"),
+])
+def test_check_refuses_the_corpus_run_refuses(tmp_path, capsys, name, data, needle):
+    (tmp_path / name).write_bytes(data)
+    spec = _spec_file(tmp_path, trial={"corpus": str(tmp_path / name)})
+    _refused(capsys, ["check", str(spec)], 2, "trial.corpus", needle)
