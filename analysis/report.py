@@ -15,7 +15,7 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from .load import load_curves, load_sweep_meta, load_trials
 from .answer import answer_sentence
 from .edge_figure import edge_figure
 from .metrics import summarize
-from .show import answer_tables
+from .show import answer_tables, partial_note
 from .stability import OUTCOMES, RISE, RISES, TOLS, fixed_settings, pct, slice_keys
 from .theory_report import is_toy, toy_overlay, toy_theory_figure
 
@@ -141,11 +141,13 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
                  tols: Sequence[float] = TOLS,
                  theory: "Theory | go.Figure | None" = None,
                  theory_overlay: "Overlay | None" = None,
-                 source: str | None = None) -> Path:
+                 source: str | None = None,
+                 skipped: Mapping[str, str] | None = None) -> Path:
     """Write the report of the sweep at ``path`` (folder or s3:// URI) to ``out_html``.
 
     ``source`` is how the footer names where the results came from (default ``path``; the
-    command line passes ``path`` with any credentials in it redacted).
+    command line passes ``path`` with any credentials in it redacted). ``skipped``: files
+    left out (not trustworthy trial rows), named on the page with why.
 
     ``rise`` is the blow-up threshold and ``tol`` the near-optimal tolerance (both stated on
     the page); the answer is also shown at every threshold of ``rises`` and near-optimal at
@@ -157,7 +159,8 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
     first). Returns the HTML's path.
     """
     meta = load_sweep_meta(path)
-    trials = load_trials(path)
+    skipped = dict(skipped or {})
+    trials = load_trials(path, exclude=skipped)
     if trials.empty:
         raise ValueError(f"no trial results under {path}")
     s = summarize(trials, rise=rise, tol=tol, rises=rises, tols=tols, diverge=diverge)
@@ -196,7 +199,9 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
                f"never counted as blown up." if unknown else ""))
     if fixed:
         lead += "<br>Same in every slice: " + html.escape(slice_title(fixed, fixed.values()))
+    partial = partial_note(meta, len(trials))
     parts = [f"<h1>Sweep {html.escape(str(name))}</h1>",
+             *([f"<p class='answer'><b>{html.escape(partial)}</b></p>"] if partial else []),
              f"<p class='answer'>{html.escape(answer_sentence(s))}</p>",
              f"<p class='lead'>{lead}</p>"]
     sections = [
@@ -243,6 +248,11 @@ def write_report(path: str | Path, out_html: str | Path, rise: float = RISE,
                          "each update; dotted lines: restarts.</p>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
                                  config={"responsive": True}))
+    if skipped:
+        parts.append("<h2>Files left out</h2><p class='note'>Not trustworthy trial rows; their "
+                     "trials count as missing and a rerun writes them again.</p><ul>"
+                     + "".join(f"<li>{html.escape(f)}: {html.escape(w)}</li>"
+                               for f, w in skipped.items()) + "</ul>")
     parts.append("<h2>Sweep as run</h2>" + _meta_html(meta))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f"<p class='note'>Written {stamp} by diloco-sweep analysis from "

@@ -42,6 +42,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate a spec; print it and the number of trials")
     p.add_argument("spec")
+    p.add_argument("--address", help="check as a run against this Ray cluster would (default: "
+                   "$RAY_ADDRESS, else as a local run: this machine's CPUs, GPUs and files)")
 
     p = sub.add_parser("status", help="count completed, diverged, failed and missing trials")
     p.add_argument("results", help="a sweep's folder: <output>/<name> (path or s3:// URI)")
@@ -154,7 +156,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
             _finish_report(s.folder or s.store_uri, spec.name)
         return 0
     if cmd == "check":
-        return _check(args.spec)
+        return _check(args.spec, args.address)
     if cmd == "status":
         from .status import status
 
@@ -163,15 +165,17 @@ def _dispatch(args: argparse.Namespace) -> Any:
     if cmd in ("report", "show"):
         _check_tol(args.tol)
         _check_rise(args.rise)
-        from .status import require_sweep
+        from .status import open_results
 
-        require_sweep(args.results)
+        store, _ = open_results(args.results)
         import analysis
 
         kw = {k: v for k, v in (("tol", args.tol), ("rise", args.rise)) if v is not None}
+        kw["skipped"] = store.skipped
         if cmd == "show":
             print(analysis.render_show(args.results, **kw))
             return 0
+        _name_skipped(store.skipped)
         if args.theory_spectrum:
             kw["theory_overlay"] = _spectrum_overlay(args)
         analysis.write_report(args.results, args.out, png_dir=args.png,
@@ -196,13 +200,22 @@ def _finish_report(store_uri: str, name: str) -> None:
     local = "://" not in store_uri or store_uri.startswith("file://")
     # beside a local store; for s3:// in the working directory, where the user can open it
     out = (Path(store_uri.removeprefix("file://")) / "report.html") if local else Path(f"{name}-report.html")
+    from .status import open_results
+
     try:
-        print(analysis.render_show(store_uri))
-        analysis.write_report(store_uri, out, source=redact(store_uri))
+        skipped = open_results(store_uri)[0].skipped
+        print(analysis.render_show(store_uri, skipped=skipped))
+        analysis.write_report(store_uri, out, source=redact(store_uri), skipped=skipped)
     except Exception as e:  # the results are safe in the store; only the summary failed
         print(f"{PROG}: results stored, but the report failed: {e}", file=sys.stderr)
         return
     print(f"report: {out}")
+
+
+def _name_skipped(skipped: dict[str, str]) -> None:
+    for f, why in skipped.items():
+        print(f"{PROG}: left out (not a trustworthy trial row; its trial counts as missing): "
+              f"{f}: {why}", file=sys.stderr)
 
 
 def _spectrum_overlay(args: argparse.Namespace):
@@ -229,7 +242,7 @@ def _check_rise(rise: float | None) -> None:
                          f"running minimum), got {rise}")
 
 
-def _check(path: str) -> int:
+def _check(path: str, address: str | None = None) -> int:
     """Every check `run` makes before Ray starts (the same functions), and nothing written."""
     import yaml
 
@@ -241,7 +254,7 @@ def _check(path: str) -> int:
     spec = load_spec(path)
     check_sampler(spec)
     resolve_output(spec.output)
-    preflight(spec, local=runs_locally())
+    preflight(spec, local=runs_locally(address))
     print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=False,
                          allow_unicode=True).rstrip())
     if spec.search.kind == "grid":

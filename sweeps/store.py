@@ -16,6 +16,7 @@ import json
 import os
 import urllib.parse
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
 import pyarrow as pa
@@ -26,13 +27,16 @@ from trainer.config import TrainConfig
 from trainer.result import CURVE_COLUMNS
 
 from .columns import RUNTIME_FIELDS, TRIAL_SCHEMA
+from .spec import field_kind
 from .errors import BadUriError, ForeignFileError, StoreError
 from .redact import redact
 
 __all__ = ["Store", "trial_id", "TRIAL_SCHEMA", "CURVE_SCHEMA", "DONE_STATUSES", "open_fs",
-           "check_uri", "store_hint", "SCHEMES", "CONNECT_TIMEOUT_S"]
+           "check_uri", "store_hint", "SCHEMES", "CONNECT_TIMEOUT_S", "row_trial_id",
+           "row_problem"]
 
 DONE_STATUSES = ("completed", "diverged")
+_READ_THREADS = 8  # small files on S3 are latency-bound
 
 
 def trial_id(config: TrainConfig) -> str:
@@ -40,9 +44,63 @@ def trial_id(config: TrainConfig) -> str:
 
     Every field counts (seed included) except RUNTIME_FIELDS.
     """
-    fields = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _settings_id(config.to_dict())
+
+
+def row_trial_id(row: dict[str, Any]) -> str:
+    """The trial_id a stored row's own settings hash to (``trial_id`` of its configuration).
+
+    The row's TrainConfig columns, a model mapping read back from its JSON text. A column that
+    is null (a file written before the setting existed) is left out, as the writing version
+    left it out of its hash."""
+    fields = {k: row.get(k) for k in TrainConfig.field_names()}
+    model = fields.get("model")
+    if isinstance(model, str) and model.startswith("{"):
+        try:
+            fields["model"] = json.loads(model)
+        except ValueError:
+            pass
+    return _settings_id(fields)
+
+
+def _settings_id(fields: dict[str, Any]) -> str:
+    canon = {}
+    for k, v in fields.items():
+        if k in RUNTIME_FIELDS or v is None:
+            continue
+        kind = field_kind(k)  # 1 and 1.0 are one α: Parquet gives back the column's type
+        if kind == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = float(v)
+        elif kind == "int" and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        canon[k] = v
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def row_problem(table: pa.Table, path: str) -> str | None:
+    """Why a file of ``trials/`` is not trustworthy, or None when it is.
+
+    The one rule every reader of the store applies (docs/reliability.md): each row's settings
+    hash to its trial_id, and a file that holds one row is named ``<trial_id>.parquet`` (the
+    store writes one file per trial; a merged table such as docs/results/restart-toy's
+    ``all.parquet`` holds many). A row edited by hand (another α, another loss, the id kept),
+    a copy under another trial's name, or a foreign table fails it: the whole file is skipped,
+    and its trials count as missing and run again."""
+    settings = [k for k in TrainConfig.field_names() if k not in RUNTIME_FIELDS]
+    if not any(k in table.column_names and table[k].null_count < len(table) for k in settings):
+        return "not a diloco-sweep trial row: it has none of the settings columns"
+    rows = table.to_pylist()
+    stem = path.rsplit("/", 1)[-1].removesuffix(".parquet")
+    if len(rows) == 1 and rows[0].get("trial_id") != stem:
+        return f"its trial_id {rows[0].get('trial_id')!r} is not its file name {stem!r}"
+    for i, row in enumerate(rows):
+        tid, actual = row.get("trial_id"), row_trial_id(row)
+        if actual != tid:
+            where = f"row {i}: " if len(rows) > 1 else ""
+            return (f"{where}its settings hash to {actual}, not to its trial_id {tid}: the row "
+                    f"was edited or belongs to another configuration")
+    return None
 
 
 _CURVE_TYPES = {"outer_step": pa.int64(), "tokens": pa.int64()}
@@ -255,28 +313,33 @@ class Store:
         return self._read("curves", CURVE_SCHEMA, None)
 
     def _read(self, sub: str, schema: pa.Schema, columns: list[str] | None) -> pa.Table:
-        import pyarrow.dataset as ds
-
+        """Every file of ``sub`` read on its own (threads overlap S3 round trips); a damaged,
+        foreign or (in ``trials/``) untrustworthy file is skipped and named in ``skipped``: its
+        trial counts as missing and runs again, which replaces the file."""
         files = self._files(sub)
-        if not files:
-            return schema.empty_table().select(columns or schema.names)
-        # an explicit schema: files written before a new column existed read it as null
-        try:
-            return ds.dataset(files, filesystem=self.fs, format="parquet",
-                              schema=schema).to_table(columns=columns)
-        except Exception as e:  # noqa: BLE001 - sorted out below
-            if not _damaged(e):
-                raise
-        # a damaged or foreign file: read one by one, skip (and name) the bad ones; a skipped
-        # trial counts as missing and runs again, which replaces its file
-        tables = []
-        for f in files:
+        check = sub == "trials"
+
+        def one(f: str) -> tuple[str, pa.Table | None, str | None]:
             try:
-                tables.append(self._read_file(f, schema))
-            except Exception as e:  # noqa: BLE001
+                t = self._read_file(f, schema)
+            except Exception as e:  # noqa: BLE001 - sorted out by _damaged
                 if not _damaged(e):
                     raise
-                self.skipped[f] = str(e).splitlines()[0][:300]
+                return f, None, str(e).splitlines()[0][:300]
+            why = row_problem(t, f) if check else None
+            return f, (None if why else t), why
+
+        if len(files) > 4 and self.is_s3:
+            with ThreadPoolExecutor(_READ_THREADS) as pool:
+                results = list(pool.map(one, files))
+        else:
+            results = [one(f) for f in files]
+        tables = []
+        for f, t, why in results:
+            if why is not None:
+                self.skipped[f] = why
+            else:
+                tables.append(t)
         t = pa.concat_tables(tables) if tables else schema.empty_table()
         return t.select(columns) if columns else t
 
@@ -323,12 +386,18 @@ class Store:
         return row if row is not None and row["status"] in DONE_STATUSES else None
 
     def read_row(self, tid: str) -> dict[str, Any] | None:
+        """The row of ``trials/<tid>.parquet`` when it passes ``row_problem``, else None: the
+        same rule as ``read_trials``, so the trial's own check and the driver's plan agree."""
         path = f"{self.root}/trials/{tid}.parquet"
         try:
-            rows = self._read_file(path, TRIAL_SCHEMA).to_pylist()
+            table = self._read_file(path, TRIAL_SCHEMA)
         except (OSError, ValueError, pa.ArrowException):
             return None  # missing, unreadable or foreign: the trial runs and replaces it
-        return rows[0] if rows else None
+        why = row_problem(table, path)
+        if why is not None or table.num_rows != 1:
+            self.skipped[path] = why or f"holds {table.num_rows} rows"
+            return None
+        return table.to_pylist()[0]
 
 
 def _has_extension(typ: pa.DataType) -> bool:

@@ -328,3 +328,87 @@ def test_check_refuses_the_corpus_run_refuses(tmp_path, capsys, name, data, need
     (tmp_path / name).write_bytes(data)
     spec = _spec_file(tmp_path, trial={"corpus": str(tmp_path / name)})
     _refused(capsys, ["check", str(spec)], 2, "trial.corpus", needle)
+
+
+# ------------------------------------------------------------------------- row integrity
+def _sweep(tmp_path: Path, capsys, monkeypatch, seeds=(0, 1, 2)) -> tuple[Path, Path, list]:
+    """A finished 3-trial sweep (no Ray: the fake Tune stores each planned trial)."""
+    ran: list[list[str]] = []
+
+    def tune(spec, p, out, *a, **k):
+        ran.append([trial_id(trial_config(spec, pt)) for pt in p.todo])
+        return _fake_tune(spec, p, out)
+
+    monkeypatch.setattr(sweeps.runner, "_tune", tune)
+    spec = _spec_file(tmp_path, space={"seed": list(seeds)})
+    assert main(["run", str(spec), "--no-report"]) == 0
+    capsys.readouterr()
+    return spec, tmp_path / "out" / "hostile", ran
+
+
+def test_an_edited_row_is_skipped_named_and_rerun(tmp_path, capsys, monkeypatch):
+    spec, folder, ran = _sweep(tmp_path, capsys, monkeypatch)
+    victim = sorted((folder / "trials").glob("*.parquet"))[0]
+    df = pd.read_parquet(victim)  # another α and a better loss, the trial_id kept
+    df["alpha"], df["final_loss"] = 2.0, 0.01
+    df.to_parquet(victim)
+    for cmd in ("status", "show"):
+        assert main([cmd, str(folder)]) == 0
+        out = capsys.readouterr().out
+        assert victim.name in out and "hash to" in out
+        assert "0.01" not in out
+    assert "missing          1" in (main(["status", str(folder)]), capsys.readouterr().out)[1]
+    assert main(["run", str(spec), "--no-report"]) == 0
+    err = capsys.readouterr().err
+    assert "2 already stored, 1 to run" in err and victim.name in err
+    assert ran[-1] == [victim.stem]  # the edited trial, and only it, ran again
+    back = pq.read_table(victim).to_pylist()[0]
+    assert back["alpha"] == 0.7 and back["final_loss"] == 3.0  # its own row again
+
+
+def test_a_row_copied_under_another_trials_name_is_rerun_not_duplicated(tmp_path, capsys,
+                                                                       monkeypatch):
+    spec, folder, ran = _sweep(tmp_path, capsys, monkeypatch)
+    a, b = sorted((folder / "trials").glob("*.parquet"))[:2]
+    a.write_bytes(b.read_bytes())  # a.parquet now holds b's row
+    store = Store(str(folder.parent), "hostile")
+    assert store.read_row(a.stem) is None  # the trial's own check and the plan agree
+    assert sorted(store.done_ids()) == sorted(p.stem for p in folder.glob("trials/*")
+                                              if p != a)
+    assert main(["run", str(spec), "--no-report"]) == 0
+    assert ran[-1] == [a.stem]
+    t = pd.read_parquet(folder / "trials")
+    assert len(t) == 3 and t.trial_id.nunique() == 3  # repaired: no duplicate left
+
+
+def test_a_foreign_parquet_file_is_skipped_and_named_everywhere(tmp_path, capsys, monkeypatch):
+    spec, folder, _ = _sweep(tmp_path, capsys, monkeypatch, seeds=(0, 1))
+    foreign = folder / "trials" / "foreign.parquet"
+    pq.write_table(pa.table({"trial_id": ["zz"], "status": ["completed"],
+                             "final_loss": [0.5]}), foreign)
+    assert main(["status", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "completed        2" in out and "foreign.parquet" in out
+    assert main(["show", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "2 trials" in out and "foreign.parquet" in out and "3 trials" not in out
+    html = tmp_path / "r.html"
+    assert main(["report", str(folder), "-o", str(html)]) == 0
+    assert "foreign.parquet" in capsys.readouterr().err
+    assert "foreign.parquet" in html.read_text()
+    assert main(["run", str(spec), "--no-report"]) == 0
+    assert "foreign.parquet" in capsys.readouterr().err
+
+
+def test_a_folder_of_only_a_bad_file_gets_one_answer(tmp_path, capsys):
+    folder = tmp_path / "only-bad"
+    (folder / "trials").mkdir(parents=True)
+    pq.write_table(pa.table({"trial_id": ["zz"], "status": ["completed"]}),
+                   folder / "trials" / "bad.parquet")
+    answers = set()
+    for cmd in ("status", "show", "report"):
+        extra = ["-o", str(tmp_path / "r.html")] if cmd == "report" else []
+        err = _refused(capsys, [cmd, str(folder), *extra], 2, "no sweep here", "bad.parquet")
+        answers.add(err.strip().splitlines()[-1])
+    assert len(answers) == 1, answers
+    assert not (tmp_path / "r.html").exists()
