@@ -153,20 +153,25 @@ def _filter_expression(filters: Filters) -> pc.Expression | None:
     return pq.filters_to_expression(list(filters))
 
 
-def load_trials(path: str | Path, filters: Filters = None) -> pd.DataFrame:
+def load_trials(path: str | Path, filters: Filters = None,
+                exclude: Iterable[str] = ()) -> pd.DataFrame:
     """All trial rows of a sweep, one per trial.
 
     ``path`` is the sweep folder ``<output>/<name>`` or its ``trials/`` folder, local or a URI.
     ``filters`` keeps matching rows only: ``{"H": 64, "R": [0, 4]}`` or
     ``[("H", "==", 64), ("alpha", "<", 2.0)]``. When a trial appears in several files (a rerun
     after a failure), the newest row that did not fail is kept. Returns an empty frame when
-    there is nothing to read.
+    there is nothing to read. ``exclude`` names files to leave out (file names, or paths
+    ending in them): the ``diloco-sweep`` command line passes the files its store skipped as
+    not trustworthy (a row whose settings do not hash to its trial_id, a foreign table).
     """
     fs, base = _filesystem(path)
     folder = _data_dir(fs, base, "trials")
     if folder is None:
         return pd.DataFrame()
-    table = _read_all(fs, _parquet_files(fs, folder), _filter_expression(filters))
+    skip = {posixpath.basename(str(e)) for e in exclude}
+    files = [f for f in _parquet_files(fs, folder) if f.base_name not in skip]
+    table = _read_all(fs, files, _filter_expression(filters))
     if table is None:
         return pd.DataFrame()
     df = table.to_pandas()

@@ -15,7 +15,7 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from .answer import answer_sentence
 from .boundary_report import boundary_parts, is_line_search, store_rise
 from .edge_figure import edge_figure
 from .metrics import summarize
-from .show import answer_tables
+from .show import answer_tables, partial_note
 from .stability import OUTCOMES, RISE, RISES, TOLS, fixed_settings, pct, slice_keys
 from .theory_report import is_toy, toy_overlay, toy_theory_figure
 
@@ -138,8 +138,14 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
                  diverge: float | None = None, rises: Sequence[float] = RISES,
                  tols: Sequence[float] = TOLS,
                  theory: "Theory | go.Figure | None" = None,
-                 theory_overlay: "Overlay | None" = None) -> Path:
+                 theory_overlay: "Overlay | None" = None,
+                 source: str | None = None,
+                 skipped: Mapping[str, str] | None = None) -> Path:
     """Write the report of the sweep at ``path`` (folder or s3:// URI) to ``out_html``.
+
+    ``source`` is how the footer names where the results came from (default ``path``; the
+    command line passes ``path`` with any credentials in it redacted). ``skipped``: files
+    left out (not trustworthy trial rows), named on the page with why.
 
     ``rise`` is the blow-up threshold (default RISE; for a boundary search, the threshold
     it searched with) and ``tol`` the near-optimal tolerance (both stated on
@@ -152,16 +158,19 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     first). Returns the HTML's path.
     """
     meta = load_sweep_meta(path)
-    trials = load_trials(path)
+    skipped = dict(skipped or {})
+    trials = load_trials(path, exclude=skipped)
     if trials.empty:
         raise ValueError(f"no trial results under {path}")
     name = (meta.get("spec") or {}).get("name") or str(trials.get("sweep", pd.Series([""]))
                                                        .iloc[0] or Path(str(path)).name)
     if is_line_search(meta):  # probes on lines, not a grid: the page of boundary_report
         parts, figures = boundary_parts(trials, store_rise(meta, rise), _table)
-        parts.insert(0, f"<h1>Sweep {html.escape(str(name))}</h1>")
+        partial = partial_note(meta, len(trials))
+        parts[:0] = [f"<h1>Sweep {html.escape(str(name))}</h1>",
+                     *([f"<p class='answer'><b>{html.escape(partial)}</b></p>"] if partial else [])]
         return _write_page(path, out_html, png_dir, name, meta, parts, figures,
-                           "line keys: every setting but α")
+                           "line keys: every setting but α", source, skipped)
     rise = RISE if rise is None else rise
     s = summarize(trials, rise=rise, tol=tol, rises=rises, tols=tols, diverge=diverge)
     c = s["cells"]
@@ -197,7 +206,9 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
                f"never counted as blown up." if unknown else ""))
     if fixed:
         lead += "<br>Same in every slice: " + html.escape(slice_title(fixed, fixed.values()))
+    partial = partial_note(meta, len(trials))
     parts = [f"<h1>Sweep {html.escape(str(name))}</h1>",
+             *([f"<p class='answer'><b>{html.escape(partial)}</b></p>"] if partial else []),
              f"<p class='answer'>{html.escape(answer_sentence(s))}</p>",
              f"<p class='lead'>{lead}</p>"]
     sections = [
@@ -245,17 +256,24 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
                                  config={"responsive": True}))
     return _write_page(path, out_html, png_dir, name, meta, parts, figures,
-                       f"slice keys: {', '.join(keys)}")
+                       f"slice keys: {', '.join(keys)}", source, skipped)
 
 
 def _write_page(path: str | Path, out_html: str | Path, png_dir: str | Path | None, name: str,
                 meta: dict, parts: list[str], figures: list[tuple[str, go.Figure]],
-                keys_note: str) -> Path:
-    """The page around ``parts``: provenance, stamp, plotly once; PNGs of ``figures``."""
-    parts = parts + ["<h2>Sweep as run</h2>" + _meta_html(meta)]
+                keys_note: str, source: str | None, skipped: Mapping[str, str]) -> Path:
+    """The page around ``parts``: files left out, provenance, stamp, plotly once; PNGs."""
+    parts = list(parts)
+    if skipped:
+        parts.append("<h2>Files left out</h2><p class='note'>Not trustworthy trial rows; their "
+                     "trials count as missing and a rerun writes them again.</p><ul>"
+                     + "".join(f"<li>{html.escape(f)}: {html.escape(w)}</li>"
+                               for f, w in skipped.items()) + "</ul>")
+    parts.append("<h2>Sweep as run</h2>" + _meta_html(meta))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    where = source if source is not None else path
     parts.append(f"<p class='note'>Written {stamp} by diloco-sweep analysis from "
-                 f"{html.escape(str(path))}; {html.escape(keys_note)}.</p>")
+                 f"{html.escape(str(where))}; {html.escape(keys_note)}.</p>")
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>diloco-sweep report: {html.escape(str(name))}</title>"
             f"<style>{_CSS}</style><script type='text/javascript'>"

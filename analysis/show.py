@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,8 @@ from .metrics import summarize
 from .stability import (RISE, RISES, TOLS, cell_outcome, display_keys, fixed_settings,
                         group_by, pct, slice_keys)
 
-__all__ = ["render_show", "render_summary", "render_lines", "text_map", "edge_text", "answer_tables",
-           "SYMBOLS"]
+__all__ = ["render_show", "render_summary", "render_lines", "text_map", "edge_text",
+           "answer_tables", "partial_note", "SYMBOLS"]
 
 SYMBOLS = {"stable": "#", "diverged": "x", "blew_up": "^", "stalled": "-", "failed": "!"}
 MAX_AXIS = 14  # more distinct values than this on an axis: bin them
@@ -172,17 +172,39 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
 
 def render_show(path: str | Path, rise: float | None = None, tol: float = 0.05, *,
                 diverge: float | None = None, rises: Sequence[float] = RISES,
-                tols: Sequence[float] = TOLS) -> str:
-    """The terminal view of the sweep at ``path``: the answer, its tables, a map per slice."""
-    trials = load_trials(path)
+                tols: Sequence[float] = TOLS,
+                skipped: Mapping[str, str] | None = None) -> str:
+    """The terminal view of the sweep at ``path``: the answer, its tables, a map per slice.
+    ``skipped``: files to leave out, with why (named at the end)."""
+    skipped = dict(skipped or {})
+    trials = load_trials(path, exclude=skipped)
+    notes = [f"left out (not a trustworthy trial row; its trial counts as missing): {f}: {why}"
+             for f, why in skipped.items()]
     if trials.empty:
-        return f"no trial results under {path}"
+        return "\n".join([f"no trial results under {path}", *notes])
     meta = load_sweep_meta(path)
     name = (meta.get("spec") or {}).get("name") or Path(str(path).rstrip("/")).name
     if is_line_search(meta):
-        return render_lines(boundary_summary(trials, store_rise(meta, rise)), name)
-    return render_summary(summarize(trials, rise=RISE if rise is None else rise, tol=tol, rises=rises, tols=tols,
-                                    diverge=diverge), name)
+        text = render_lines(boundary_summary(trials, store_rise(meta, rise)), name)
+    else:
+        text = render_summary(summarize(trials, rise=RISE if rise is None else rise, tol=tol,
+                                        rises=rises, tols=tols, diverge=diverge), name)
+    return "\n".join([partial_note(meta, len(trials)), text, *notes]).strip("\n")
+
+
+def partial_note(meta: Mapping, n_trials: int) -> str:
+    """One line when the results are partial (the last run was interrupted, or stopped with
+    rows it could not store), else ''."""
+    runs = meta.get("runs") or []
+    last = runs[-1] if runs else {}
+    if last.get("interrupted"):
+        why = "its last run was interrupted"
+    elif last.get("unwritten") or last.get("outcome") == "store failed":
+        why = "its last run could not store every trial"
+    else:
+        return ""
+    return (f"PARTIAL RESULTS: {why} ({n_trials} trials stored); run the same `diloco-sweep "
+            f"run` again to finish it")
 
 
 def render_lines(s: dict[str, Any], name: str = "") -> str:

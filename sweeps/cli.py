@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .redact import redact
+
 __all__ = ["main", "build_parser"]
 
 PROG = "diloco-sweep"
@@ -45,6 +47,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="GPU the GPU-hours are estimated for (bf16 dense peak; default h100)")
     p.add_argument("--mfu", type=float, default=0.4,
                    help="model FLOPs utilization assumed for GPU-hours (default 0.4)")
+    p.add_argument("--address", help="check as a run against this Ray cluster would (default: "
+                   "$RAY_ADDRESS, else as a local run: this machine's CPUs, GPUs and files)")
 
     p = sub.add_parser("status", help="count completed, diverged, failed and missing trials")
     p.add_argument("results", help="a sweep's folder: <output>/<name> (path or s3:// URI)")
@@ -104,16 +108,30 @@ def _positive(s: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every line it (or Ray, or Tune) prints goes out redacted."""
+    from .redact import RedactingStream
+
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        for s in (sys.stdout, sys.stderr):
+            s.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = build_parser(argv)
     args = ap.parse_args(argv)  # argparse exits 2 on a usage error
-    from .errors import StoreError
+    from .errors import BadUriError, StoreError
     from .spec import SpecError
     from .yamlmarks import YamlError
 
     try:
         return int(_dispatch(args) or 0)
-    except (SpecError, YamlError, UsageError) as e:
+    except (SpecError, YamlError, UsageError, BadUriError) as e:
         _fail(e)
         return 2
     except StoreError as e:  # not writable, full, unreachable, busy: the message says which
@@ -149,7 +167,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
             _finish_report(s.folder or s.store_uri, spec.name)
         return 0
     if cmd == "check":
-        return _check(args.spec, args.card, args.mfu)
+        return _check(args.spec, args.address, args.card, args.mfu)
     if cmd == "status":
         from .status import status
 
@@ -170,18 +188,21 @@ def _dispatch(args: argparse.Namespace) -> Any:
     if cmd in ("report", "show"):
         _check_tol(args.tol)
         _check_rise(args.rise)
-        from .status import require_sweep
+        from .status import open_results
 
-        require_sweep(args.results)
+        store, _ = open_results(args.results)
         import analysis
 
         kw = {k: v for k, v in (("tol", args.tol), ("rise", args.rise)) if v is not None}
+        kw["skipped"] = store.skipped
         if cmd == "show":
             print(analysis.render_show(args.results, **kw))
             return 0
+        _name_skipped(store.skipped)
         if args.theory_spectrum:
             kw["theory_overlay"] = _spectrum_overlay(args)
-        analysis.write_report(args.results, args.out, png_dir=args.png, **kw)
+        analysis.write_report(args.results, args.out, png_dir=args.png,
+                              source=redact(args.results), **kw)
         print(args.out)
         return 0
     if cmd == "train":
@@ -202,13 +223,22 @@ def _finish_report(store_uri: str, name: str) -> None:
     local = "://" not in store_uri or store_uri.startswith("file://")
     # beside a local store; for s3:// in the working directory, where the user can open it
     out = (Path(store_uri.removeprefix("file://")) / "report.html") if local else Path(f"{name}-report.html")
+    from .status import open_results
+
     try:
-        print(analysis.render_show(store_uri))
-        analysis.write_report(store_uri, out)
+        skipped = open_results(store_uri)[0].skipped
+        print(analysis.render_show(store_uri, skipped=skipped))
+        analysis.write_report(store_uri, out, source=redact(store_uri), skipped=skipped)
     except Exception as e:  # the results are safe in the store; only the summary failed
         print(f"{PROG}: results stored, but the report failed: {e}", file=sys.stderr)
         return
     print(f"report: {out}")
+
+
+def _name_skipped(skipped: dict[str, str]) -> None:
+    for f, why in skipped.items():
+        print(f"{PROG}: left out (not a trustworthy trial row; its trial counts as missing): "
+              f"{f}: {why}", file=sys.stderr)
 
 
 def _spectrum_overlay(args: argparse.Namespace):
@@ -235,14 +265,29 @@ def _check_rise(rise: float | None) -> None:
                          f"running minimum), got {rise}")
 
 
-def _check(path: str, card: str = "h100", mfu: float = 0.4) -> int:
+def _check(path: str, address: str | None = None, card: str = "h100", mfu: float = 0.4) -> int:
+    """Every check `run` makes before Ray starts (the same functions), and nothing written."""
     import yaml
 
     from .cost import format_cost, sweep_cost
-    from .spec import load_spec
+    from .loggers import check_loggers
+    from .preflight import preflight
+    from .runner import resolve_output, runs_locally
+    from .spec import SpecError, load_spec
 
     spec = load_spec(path)
     spec.search_kind.check(spec)
+    check_loggers(spec, resolve_output(spec.output), SpecError)
+    local = runs_locally(address)
+    try:
+        preflight(spec, local=local)
+    except SpecError as e:
+        # a spec for GPUs this machine does not have is a cluster's: check it as `run
+        # --address` would, and say that a local run refuses it
+        if not (local and spec.resources.gpu and str(e).startswith("resources.gpu:")):
+            raise
+        preflight(spec, local=False)
+        print(f"# note: checked as for a cluster; a local run refuses it ({e})", file=sys.stderr)
     print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=False,
                          allow_unicode=True).rstrip())
     print(f"# {spec.describe()}")

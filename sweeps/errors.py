@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError"]
+__all__ = ["StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError", "BadUriError"]
 
 
 class StoreError(OSError):
@@ -35,3 +35,7 @@ class UnwrittenError(StoreError):
 
 class ForeignFileError(ValueError):
     """A file in the store that diloco-sweep did not write (and will not convert)."""
+
+
+class BadUriError(ValueError):
+    """A results store named by a scheme or form diloco-sweep does not support (exit code 2)."""

@@ -30,6 +30,7 @@ import uuid
 from typing import Any
 
 from .errors import StoreError, SweepBusyError
+from .store import store_hint
 
 __all__ = ["SweepLock"]
 
@@ -134,7 +135,8 @@ class SweepLock:
         except SweepBusyError:
             raise
         except OSError as e:
-            raise StoreError(f"cannot use the results store {self.store.uri}: {e}") from None
+            raise StoreError(f"cannot use the results store {self.store.uri}: {e}"
+                             f"{store_hint(self.store.output, e)}") from None
         if not back or back.get("token") != self.info["token"]:
             raise self._busy(back, "it started at the same moment as this one")
         self._fd = -1

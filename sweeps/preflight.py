@@ -8,7 +8,11 @@
   the nodes' memory). On a cluster without it, each trial still refuses itself on its node.
 - Corpus: every corpus file the spec names that exists on this machine is opened once, as the
   trial would open it, so an empty, binary or too short file is refused before any trial runs.
-  A corpus that is not on this machine is left to the nodes (a cluster's data disks).
+  On a local run a corpus that is missing or is a folder is refused too; on a cluster one that
+  is not on this machine is left to the nodes (a cluster's data disks).
+- Resources: on a local run a trial that asks for more CPUs (or GPUs) than this machine has
+  would wait for ever; it is refused. On a cluster, trials left pending are reported while
+  the run waits (sweeps.progress).
 
 Refusals are SpecErrors (exit code 2) naming the key and the numbers.
 """
@@ -23,7 +27,8 @@ from trainer.config import ConfigError, TrainConfig
 
 from .spec import SpecError, SweepSpec
 
-__all__ = ["preflight", "memory_limit", "largest_configs", "MEM_KEYS", "ENV_LIMIT"]
+__all__ = ["preflight", "check_resources", "check_corpora", "local_cpus", "memory_limit",
+           "largest_configs", "MEM_KEYS", "ENV_LIMIT"]
 
 ENV_LIMIT = "DILOCO_MEMORY_LIMIT_BYTES"
 MEM_KEYS = ("kind", "model", "vocab_size", "workers", "batch_size", "seq_len", "batched",
@@ -107,17 +112,51 @@ def check_memory_fits(spec: SweepSpec, local: bool) -> None:
                         f"({free / GiB:.2f} GiB) before starting Ray") from None
 
 
-def check_corpora(spec: SweepSpec) -> None:
+def local_cpus() -> int:
+    """CPUs this process may use (its affinity mask, as an embedded Ray counts them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_resources(spec: SweepSpec) -> None:
+    """A local run: every trial must fit on this machine, or it never starts."""
+    cpus = local_cpus()
+    if spec.resources.cpu > cpus:
+        raise SpecError(f"resources.cpu: each trial asks for {spec.resources.cpu:g} CPUs but this "
+                        f"machine has {cpus}; a local run would wait for ever. Use cpu <= {cpus}, "
+                        f"or run against a cluster (--address) that has nodes that big")
+    if spec.resources.gpu > 0:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if spec.resources.gpu > gpus:
+            raise SpecError(f"resources.gpu: each trial asks for {spec.resources.gpu:g} GPUs but "
+                            f"this machine has {gpus}; a local run would wait for ever")
+
+
+def check_corpora(spec: SweepSpec, local: bool = False) -> None:
     from trainer.data import load_corpus
 
     if "corpus" in spec.space:
         key, corpora = "space.corpus", _values(spec, "corpus")
     else:
-        key, corpora = "trial.corpus", [spec.trial.get("corpus", "stdlib")]
-    vocabs = _values(spec, "vocab_size") or [spec.trial.get("vocab_size", 256)]
-    seq = max(_values(spec, "seq_len") or [spec.trial.get("seq_len", 64)])
+        key, corpora = "trial.corpus", [spec.base.corpus]
+    vocabs = _values(spec, "vocab_size") or [spec.base.vocab_size]
+    seq = max(_values(spec, "seq_len") or [spec.base.seq_len])
     for corpus in corpora:
-        if corpus == "stdlib" or "://" in corpus or not os.path.isfile(os.path.expanduser(corpus)):
+        path = os.path.expanduser(corpus) if isinstance(corpus, str) else ""
+        if corpus == "stdlib" or "://" in corpus:
+            continue
+        if local and os.path.isdir(path):
+            raise SpecError(f"{key}: {corpus!r} is a folder; expected 'stdlib', a text file or a "
+                            f"uint16 .bin token file (checked before starting Ray)")
+        if local and not os.path.exists(path):
+            raise SpecError(f"{key}: {corpus!r}: no such file on this machine, where a local run "
+                            f"trains (checked before starting Ray; relative paths are from "
+                            f"{os.getcwd()})")
+        if not os.path.isfile(path):
             continue
         for vocab in vocabs:
             try:
@@ -129,6 +168,8 @@ def check_corpora(spec: SweepSpec) -> None:
 
 def preflight(spec: SweepSpec, local: bool) -> None:
     """Refuse, before Ray starts, a spec whose trials cannot fit or cannot read their corpus."""
-    if spec.trial.get("kind", "lm") == "lm" or "kind" in spec.space:
-        check_corpora(spec)
+    if local:
+        check_resources(spec)
+    if spec.base.kind == "lm" or "kind" in spec.space:
+        check_corpora(spec, local)
     check_memory_fits(spec, local)

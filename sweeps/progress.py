@@ -1,4 +1,6 @@
-"""One line per finished trial on stderr: counts, elapsed time and an estimate of what is left."""
+"""What a run says while Tune runs: one line per finished trial on stderr (counts, elapsed time
+and an estimate of what is left), trials left pending for long (a cluster too small for what
+each trial asks), and the guard that stops the run once the results store fails."""
 
 from __future__ import annotations
 
@@ -6,7 +8,10 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["make_progress", "format_line"]
+__all__ = ["make_progress", "make_store_guard", "format_line", "PENDING_NOTE_S"]
+
+PENDING_NOTE_S = 60.0
+"""Trials pending this long with none running get a line saying what they wait for."""
 
 
 def _hms(s: float) -> str:
@@ -34,6 +39,9 @@ def make_progress(total: int, stream: TextIO):
             self.counts = {"completed": 0, "diverged": 0, "failed": 0}
             self.stream = stream
 
+            self.pending_since: float | None = None
+            self.noted = 0.0
+
         def __getstate__(self):  # Tune saves callbacks with its experiment state
             return {k: v for k, v in self.__dict__.items() if k != "stream"}
 
@@ -50,6 +58,9 @@ def make_progress(total: int, stream: TextIO):
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             res = trial.last_result or {}
+            if res.get("store_error"):  # trained, but its row could not be written
+                self._emit(trials, trial, f"NOT STORED: {res['store_error']}")
+                return
             status = res.get("status", "completed")
             status = status if status in self.counts else "completed"
             self.counts[status] += 1
@@ -60,11 +71,79 @@ def make_progress(total: int, stream: TextIO):
             self.counts["failed"] += 1
             self._emit(trials, trial, "failed")
 
+        def on_step_begin(self, iteration, trials, **info) -> None:
+            pending = [t for t in trials if t.status == "PENDING"]
+            if not pending or any(t.status == "RUNNING" for t in trials):
+                self.pending_since = None
+                return
+            now = time.time()
+            self.pending_since = self.pending_since or now
+            waited = now - self.pending_since
+            if waited >= PENDING_NOTE_S and now - self.noted >= PENDING_NOTE_S * 5:
+                self.noted = now
+                try:
+                    note = pending_note(len(pending), waited, pending[0])
+                except Exception as e:  # noqa: BLE001 - a note must never stop the run
+                    note = f"{len(pending)} trial(s) pending for {_hms(waited)} ({e})"
+                print(f"[diloco-sweep] {note}", file=self.stream, flush=True)
+
         def on_trial_recover(self, iteration, trials, trial, **info) -> None:
             print(f"[diloco-sweep] trial crashed, retrying: {_params(trial.config)}",
                   file=self.stream, flush=True)
 
     return Progress(total, stream)
+
+
+def pending_note(n: int, waited: float, trial) -> str:
+    """Why trials have not started: what one asks for, what the cluster has and has free."""
+    import ray
+
+    need = {k: v for k, v in (trial.placement_group_factory.required_resources or {}).items()
+            if v}
+    total, free = ray.cluster_resources(), ray.available_resources()
+    have = ", ".join(f"{k} {free.get(k, 0):g} free of {total.get(k, 0):g}" for k in need)
+    return (f"{n} trial(s) pending for {_hms(waited)} with none running: each asks for "
+            f"{', '.join(f'{k} {v:g}' for k, v in need.items())}; the cluster has {have}. "
+            f"They start when a node with room joins (an autoscaler may be adding one); "
+            f"otherwise lower `resources` in the spec")
+
+
+def make_store_guard(stream: TextIO):
+    """A ray.tune Stopper that ends the run once a trial could not store its row.
+
+    A trial whose row cannot be written reports ``store_error`` and returns (it is not
+    retried: retrying would train it again only to fail again). From then on the store is
+    taken for gone (disk full, S3 down): no further trial is started, running ones stop, and
+    what is stored stays. ``failures`` lists (trial_id, error) for the driver to name.
+    """
+    from ray.tune import Stopper
+
+    class StoreGuard(Stopper):
+        def __init__(self, stream: TextIO) -> None:
+            self.failures: list[tuple[str, str]] = []
+            self.stream = stream
+
+        def __getstate__(self):
+            return {k: v for k, v in self.__dict__.items() if k != "stream"}
+
+        def __setstate__(self, state):
+            self.__dict__.update(state, stream=sys.stderr)
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            err = result.get("store_error")
+            if not err:
+                return False
+            if not self.failures:
+                print(f"[diloco-sweep] the results store failed ({err}); starting no more "
+                      f"trials and stopping those running; the rows stored so far are kept, "
+                      f"and a rerun runs the rest", file=self.stream, flush=True)
+            self.failures.append((str(result.get("sweep_trial_id", trial_id)), str(err)))
+            return True
+
+        def stop_all(self) -> bool:
+            return bool(self.failures)
+
+    return StoreGuard(stream)
 
 
 def _params(config: dict) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,13 +24,14 @@ from .lock import SweepLock
 from .loggers import check_loggers, logger_callbacks
 from .preflight import preflight
 from .ray_private import loopback_only
+from .redact import redact, redact_data
 from .search import Plan
 from .spec import SpecError, SweepSpec
-from .store import Store, now, open_fs, trial_id
+from .store import Store, check_uri, now, trial_id, with_endpoint
 from .trainable import failed_row, make_trainable
-from .trial import pack_configs
+from .trial import pack_configs, trial_config
 
-__all__ = ["run_sweep", "RunSummary", "resolve_output"]
+__all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command", "runs_locally"]
 
 
 @dataclass
@@ -45,18 +47,21 @@ class RunSummary:
 
 
 def resolve_output(output: str) -> str:
-    """An output every node can use: an absolute local path, or the URI with its endpoint."""
+    """An output every node can use: an absolute local path, or the URI with its endpoint.
+    BadUriError (exit 2) for a scheme or form the store does not support."""
+    check_uri(output)
     if "://" not in output:
         return os.path.abspath(os.path.expanduser(output))
-    if output.startswith("s3://") and "endpoint_override" not in output \
-            and os.environ.get("AWS_ENDPOINT_URL"):
-        ep = os.environ["AWS_ENDPOINT_URL"]
-        scheme = "http" if ep.startswith("http://") else "https"
-        sep = "&" if "?" in output else "?"
-        return f"{output}{sep}endpoint_override={ep.split('://', 1)[-1].rstrip('/')}" \
-               f"&scheme={scheme}"
-    open_fs(output)  # fail early on a malformed URI
-    return output
+    return with_endpoint(output)
+
+
+def runs_locally(address: str | None = None) -> bool:
+    """Whether the trials will run on this machine: an embedded Ray, not a cluster's address
+    and not a Ray this process already joined (tests, notebooks; it may span several nodes)."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        return False
+    ray = sys.modules.get("ray")
+    return not (ray is not None and getattr(ray, "is_initialized", lambda: False)())
 
 
 def versions() -> dict[str, str | None]:
@@ -98,7 +103,7 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     stream = stream or sys.stderr
     spec.search_kind.check(spec)
     out = resolve_output(output or spec.output)
-    preflight(spec, local=not (address or os.environ.get("RAY_ADDRESS")))
+    preflight(spec, local=runs_locally(address))
     check_loggers(spec, out, SpecError)
     store = Store(out, spec.name)
     with SweepLock(store) as lock:
@@ -124,13 +129,15 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
     if gone:
         _log(stream, f"removed {len(gone)} temporary file(s) left by a killed writer")
     for f, why in store.skipped.items():
-        _log(stream, f"skipped a file that is not a readable trial row: {f}: {why}")
+        _log(stream, f"skipped a file that is not a trustworthy trial row (its trial runs "
+                     f"again): {f}: {why}")
     p = spec.search_kind.plan(spec, rows, force)
     summary = RunSummary(store_uri=store.uri, total=p.total, skipped=p.done, folder=store.folder)
 
+    # sweep.json keeps no secret: the command line and the spec's output go in redacted
     run_info = {"started_at": now(), "ended_at": None, "force": force,
-                "planned": p.to_sample, "skipped": p.done, "argv": sys.argv}
-    meta.update(name=spec.name, spec=spec.to_dict(), spec_file=spec.source,
+                "planned": p.to_sample, "skipped": p.done, "argv": redact_data(sys.argv)}
+    meta.update(name=spec.name, spec=redact_data(spec.to_dict()), spec_file=spec.source,
                 search=spec.search_kind.about(spec),
                 versions=versions(), git_commit=git_commit())
     meta.setdefault("created_at", run_info["started_at"])
@@ -142,45 +149,114 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
 
     _log(stream, f"sweep {spec.name}: {p.total} trials, {p.done} already stored, "
                  f"{p.to_sample} to run → {store.uri}")
-    unwritten: list[tuple[str, str]] = []
-    if p.to_sample > 0:
-        summary.ran = p.to_sample
-        errors = _tune(spec, p, out, max_concurrent or spec.search.max_concurrent, address,
-                       force, stream)
-        for cfg, err in errors:
-            if store.done_row(trial_id(cfg)) is not None:
-                continue  # a member its pack stored before the pack crashed: keep its row
-            try:
-                store.write_trial(failed_row(spec, cfg, err))
-            except OSError as e:  # reported below, not dropped
-                unwritten.append((trial_id(cfg), f"{err}; its failed row: {e}"))
+    # Ctrl-C reaches us as KeyboardInterrupt instead of Tune's own handler, which would end
+    # the run as if it had finished and point at a Tuner.restore folder deleted a moment later
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    errors: list[tuple[Any, str]] = []
+    guard = None
+    interrupted = False
     try:
-        gone = store.remove_temporaries()  # left by trials killed mid-write in this run
-        if gone:
-            _log(stream, f"removed {len(gone)} temporary file(s) left by killed trials")
-    except OSError as e:
-        _log(stream, f"could not remove temporary files: {e}")
-    try:
-        statuses = store.statuses()
-    except OSError as e:
-        statuses = {}
-        unwritten.append(("sweep.json", f"cannot read the rows back: {e}"))
-    summary.counts = {s: sum(1 for v in statuses.values() if v == s)
-                      for s in ("completed", "diverged", "failed")}
-    summary.wall_s = time.time() - t0
-    run_info.update(ended_at=now(), counts=summary.counts,
-                    unwritten=[w for w, _ in unwritten] or None)
-    try:
-        store.write_meta(meta)
-    except OSError as e:
-        unwritten.append(("sweep.json", str(e)))
-    _log(stream, f"sweep {spec.name} finished in {summary.wall_s:.1f}s: "
+        if p.to_sample > 0:
+            from .progress import make_store_guard
+
+            summary.ran = p.to_sample
+            guard = make_store_guard(stream)
+            errors = _tune(spec, p, out, max_concurrent or spec.search.max_concurrent, address,
+                           force, stream, guard=guard)
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException as e:  # Ray itself failed: record the run's end, then say why
+        _end_run(store, meta, run_info, summary, t0, [], stream, outcome=_one_line(e))
+        raise
+    unwritten = [] if interrupted else _store_failures(spec, store, errors)
+    lost = list(guard.failures) if guard is not None else []
+    if lost:  # the store failed: the trials never started after it are missing too
+        named = {t for t, _ in lost} | {t for t, _ in unwritten}
+        lost += [(t, "not run: no trial was started after the results store failed")
+                 for t in _planned_ids(spec, p) if t not in named]
+    unwritten = _end_run(store, meta, run_info, summary, t0, unwritten + lost, stream,
+                         outcome="interrupted" if interrupted else None)
+    if interrupted:
+        try:
+            rows = store.read_trials().to_pylist()
+            missing = str(spec.search_kind.plan(spec, rows, False).to_sample)
+        except Exception:  # noqa: BLE001 - the store is unreadable: say so, still resumable
+            missing = "an unknown number of (the store cannot be read)"
+        _log(stream, f"sweep {spec.name} interrupted after {summary.wall_s:.1f}s: {missing} "
+                     f"of {summary.total} trials missing; what is stored is kept. Resume (runs "
+                     f"only the missing ones): {resume_command(spec, out)}")
+        raise KeyboardInterrupt
+    _log(stream, f"sweep {spec.name} {'stopped' if lost else 'finished'} in "
+                 f"{summary.wall_s:.1f}s: "
                  + ", ".join(f"{v} {k}" for k, v in summary.counts.items()))
     for what, err in unwritten:
         _log(stream, f"NOT STORED: {what}: {err}")
     if unwritten:
         raise UnwrittenError(store.uri, unwritten)
     return summary
+
+
+def resume_command(spec: SweepSpec, out: str) -> str:
+    """The command that carries on with this sweep (a rerun runs only what is missing)."""
+    if not spec.source:
+        return "run_sweep() again with the same spec and output"
+    return f"diloco-sweep run {shlex.quote(spec.source)} --output {shlex.quote(redact(out))}"
+
+
+def _planned_ids(spec: SweepSpec, p: Plan) -> list[str]:
+    """trial_ids this run set out to store (a grid's points; other kinds choose as they go)."""
+    return [trial_id(trial_config(spec, pt)) for pt in p.todo] if spec.search_kind.grid else []
+
+
+def _store_failures(spec: SweepSpec, store: Store, errors: list[tuple[Any, str]]
+                    ) -> list[tuple[str, str]]:
+    """Write a failed row for every trial that still crashed; return what could not be
+    written. Any exception is caught here and named with its trial: the run must go on to
+    record its end (an int64 overflow once killed the driver at this point)."""
+    unwritten = []
+    for cfg, err in errors:
+        tid = "?"
+        try:
+            tid = trial_id(cfg)
+            if store.done_row(tid) is not None:
+                continue  # a member its pack stored before the pack crashed: keep its row
+            store.write_trial(failed_row(spec, cfg, err))
+        except Exception as e:  # noqa: BLE001 - reported below, not dropped
+            unwritten.append((tid, f"{err}; its failed row: {type(e).__name__}: {e}"))
+    return unwritten
+
+
+def _end_run(store: Store, meta: dict, run_info: dict, summary: RunSummary, t0: float,
+             lost: list[tuple[str, str]], stream: TextIO,
+             outcome: str | None) -> list[tuple[str, str]]:
+    """Record the run's end in sweep.json (counts, what is missing, how it ended); return
+    what could not be stored: the trials of ``lost`` (rows the store refused) that are still
+    not there and, when it cannot be written, sweep.json. Never raises: this runs after a
+    crash too."""
+    try:
+        gone = store.remove_temporaries()  # left by trials killed mid-write in this run
+        if gone:
+            _log(stream, f"removed {len(gone)} temporary file(s) left by killed trials")
+    except Exception as e:  # noqa: BLE001
+        _log(stream, f"could not remove temporary files: {e}")
+    try:
+        statuses = store.statuses()
+    except Exception as e:  # noqa: BLE001
+        statuses = None
+        lost.append(("sweep.json", f"cannot read the rows back: {e}"))
+    unwritten = [(t, why) for t, why in lost if statuses is None or t not in statuses]
+    summary.counts = {s: sum(1 for v in (statuses or {}).values() if v == s)
+                      for s in ("completed", "diverged", "failed")}
+    summary.wall_s = time.time() - t0
+    run_info.update(ended_at=now(), counts=summary.counts,
+                    unwritten=[w for w, _ in unwritten if w != "sweep.json"] or None)
+    run_info["outcome"] = outcome or ("store failed" if unwritten else "finished")
+    run_info["interrupted"] = outcome == "interrupted"
+    try:
+        store.write_meta(meta)
+    except Exception as e:  # noqa: BLE001
+        unwritten.append(("sweep.json", str(e)))
+    return unwritten
 
 
 def _init_ray(address: str | None) -> bool:
@@ -201,7 +277,8 @@ def _init_ray(address: str | None) -> bool:
 
 
 def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
-          address: str | None, force: bool, stream: TextIO) -> list[tuple[Any, str]]:
+          address: str | None, force: bool, stream: TextIO,
+          guard: Any = None) -> list[tuple[Any, str]]:
     """Run the planned trials; return (TrainConfig, error text) for trials that still failed."""
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative corpus paths keep working
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -229,6 +306,7 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
                 name=spec.name, storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
                 callbacks=[make_progress(setup.n_tune, stream)] + logger_callbacks(spec, out),
+                stop=guard,
                 log_to_file=False),
         )
         grid = tuner.fit()

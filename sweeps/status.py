@@ -8,9 +8,9 @@ import pyarrow.fs as pafs
 
 from .errors import StoreError
 from .spec import SpecError, SweepSpec, load_spec, parse_spec
-from .store import Store
+from .store import Store, store_hint
 
-__all__ = ["status", "counts", "require_sweep"]
+__all__ = ["status", "counts", "require_sweep", "open_results"]
 
 
 def counts(store: Store, spec: SweepSpec | None) -> dict[str, int]:
@@ -34,30 +34,49 @@ def counts(store: Store, spec: SweepSpec | None) -> dict[str, int]:
     return out
 
 
-def status(results: str, spec_path: str | None = None) -> str:
+def open_results(results: str) -> tuple[Store, dict | None]:
+    """The store of a RESULTS argument and its sweep.json, with its trial rows read once (so
+    ``store.skipped`` names every file left out); the one answer of status, show and report.
+
+    SpecError (exit 2) when it is no sweep: not a sweep's folder, or a folder with neither a
+    sweep.json nor one trustworthy trial row (the skipped files are named). StoreError when
+    the store cannot be read."""
     require_sweep(results)
     try:
         store = Store.at(results)
     except ValueError as e:
         raise SpecError(str(e)) from None
     try:
-        return _status(store, results, spec_path)
+        meta = store.read_meta()
+        rows = store.read_trials(columns=["trial_id"]).num_rows
     except StoreError:
         raise
     except OSError as e:
-        raise StoreError(f"cannot read {results}: {e}") from None
+        raise StoreError(f"cannot read {results}: {e}{store_hint(results, e)}") from None
+    if meta is None and not rows:
+        bad = "; ".join(f"{f.rsplit('/', 1)[-1]}: {why}" for f, why in store.skipped.items())
+        raise SpecError(f"{results}: no sweep here (no sweep.json and no trustworthy trial "
+                        f"rows{'; skipped ' + bad if bad else ''})")
+    return store, meta
 
 
-def _status(store: Store, results: str, spec_path: str | None) -> str:
-    meta = store.read_meta()
+def status(results: str, spec_path: str | None = None) -> str:
+    store, meta = open_results(results)
+    try:
+        return _status(store, meta, spec_path)
+    except StoreError:
+        raise
+    except OSError as e:
+        raise StoreError(f"cannot read {results}: {e}{store_hint(results, e)}") from None
+
+
+def _status(store: Store, meta: dict | None, spec_path: str | None) -> str:
     if spec_path:
         spec = load_spec(spec_path)
     elif meta and meta.get("spec"):
         spec = parse_spec(meta["spec"], where=f"{store.uri}/sweep.json")
     else:
         spec = None
-    if meta is None and not store.read_trials(columns=["trial_id"]).num_rows:
-        raise SpecError(f"{results}: no sweep here (no sweep.json and no trial rows)")
     c = counts(store, spec)
     lines = [f"sweep {store.name} at {store.uri}"]
     if spec is not None:
@@ -68,7 +87,7 @@ def _status(store: Store, results: str, spec_path: str | None) -> str:
             label = "to run, ≤" if k == "missing" and adaptive else k
             lines.append(f"  {label:<12}{c[k]:>6}")
     for f, why in store.skipped.items():
-        lines.append(f"  skipped (not a readable trial row, counted missing): {f}: {why}")
+        lines.append(f"  skipped (not a trustworthy trial row, counted missing): {f}: {why}")
     runs = (meta or {}).get("runs") or []
     if runs:
         last = runs[-1]
@@ -89,7 +108,7 @@ def require_sweep(results: str) -> None:
         if info.type == pafs.FileType.Directory:
             names = {i.base_name for i in store.fs.get_file_info(pafs.FileSelector(store.root))}
     except OSError as e:
-        raise StoreError(f"cannot read {results}: {e}") from None
+        raise StoreError(f"cannot read {results}: {e}{store_hint(results, e)}") from None
     if info.type == pafs.FileType.NotFound:
         raise SpecError(f"{results}: no sweep here (no such folder); expected a sweep's "
                         f"folder <output>/<name>")

@@ -14,7 +14,9 @@ import hashlib
 import io
 import json
 import os
+import urllib.parse
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
 import pyarrow as pa
@@ -26,12 +28,16 @@ from trainer.config import TrainConfig
 from trainer.result import CURVE_COLUMNS
 
 from .columns import RUNTIME_FIELDS, TRIAL_SCHEMA
-from .errors import ForeignFileError, StoreError
+from .validate import field_kind
+from .errors import BadUriError, ForeignFileError, StoreError
+from .redact import redact
 
 __all__ = ["Store", "trial_id", "TRIAL_SCHEMA", "CURVE_SCHEMA", "DONE_STATUSES", "open_fs",
-           "COMPACTED_PREFIX", "is_compacted"]
+           "COMPACTED_PREFIX", "is_compacted", "check_uri", "store_hint", "SCHEMES",
+           "CONNECT_TIMEOUT_S", "row_trial_id", "row_problem", "with_endpoint"]
 
 DONE_STATUSES = ("completed", "diverged")
+_READ_THREADS = 8  # small files on S3 are latency-bound
 COMPACTED_PREFIX = "compacted-"
 """Files of many trials' rows (or curves) that ``sweeps.compact`` merged; the others are named
 by their one trial_id."""
@@ -46,9 +52,63 @@ def trial_id(config: TrainConfig) -> str:
 
     Every field counts (seed included) except RUNTIME_FIELDS.
     """
-    fields = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _settings_id(config.to_dict())
+
+
+def row_trial_id(row: dict[str, Any]) -> str:
+    """The trial_id a stored row's own settings hash to (``trial_id`` of its configuration).
+
+    The row's TrainConfig columns, a model mapping read back from its JSON text. A column that
+    is null (a file written before the setting existed) is left out, as the writing version
+    left it out of its hash."""
+    fields = {k: row.get(k) for k in TrainConfig.field_names()}
+    model = fields.get("model")
+    if isinstance(model, str) and model.startswith("{"):
+        try:
+            fields["model"] = json.loads(model)
+        except ValueError:
+            pass
+    return _settings_id(fields)
+
+
+def _settings_id(fields: dict[str, Any]) -> str:
+    canon = {}
+    for k, v in fields.items():
+        if k in RUNTIME_FIELDS or v is None:
+            continue
+        kind = field_kind(k)  # 1 and 1.0 are one α: Parquet gives back the column's type
+        if kind == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = float(v)
+        elif kind == "int" and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        canon[k] = v
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def row_problem(table: pa.Table, path: str) -> str | None:
+    """Why a file of ``trials/`` is not trustworthy, or None when it is.
+
+    The one rule every reader of the store applies (docs/reliability.md): each row's settings
+    hash to its trial_id, and a file that holds one row is named ``<trial_id>.parquet`` (the
+    store writes one file per trial; a merged table such as docs/results/restart-toy's
+    ``all.parquet`` holds many). A row edited by hand (another α, another loss, the id kept),
+    a copy under another trial's name, or a foreign table fails it: the whole file is skipped,
+    and its trials count as missing and run again."""
+    settings = [k for k in TrainConfig.field_names() if k not in RUNTIME_FIELDS]
+    if not any(k in table.column_names and table[k].null_count < len(table) for k in settings):
+        return "not a diloco-sweep trial row: it has none of the settings columns"
+    rows = table.to_pylist()
+    stem = path.rsplit("/", 1)[-1].removesuffix(".parquet")
+    if len(rows) == 1 and not is_compacted(path) and rows[0].get("trial_id") != stem:
+        return f"its trial_id {rows[0].get('trial_id')!r} is not its file name {stem!r}"
+    for i, row in enumerate(rows):
+        tid, actual = row.get("trial_id"), row_trial_id(row)
+        if actual != tid:
+            where = f"row {i}: " if len(rows) > 1 else ""
+            return (f"{where}its settings hash to {actual}, not to its trial_id {tid}: the row "
+                    f"was edited or belongs to another configuration")
+    return None
 
 
 _CURVE_TYPES = {"outer_step": pa.int64(), "tokens": pa.int64()}
@@ -56,20 +116,94 @@ CURVE_SCHEMA = pa.schema([pa.field("trial_id", pa.string())]
                          + [pa.field(c, _CURVE_TYPES.get(c, pa.float64())) for c in CURVE_COLUMNS])
 
 
+SCHEMES = ("a local path", "file://", "s3://bucket/prefix")
+"""Where a store may be. Any other scheme is refused (BadUriError, exit 2): pyarrow knows
+gs://, hdfs:// and more, but they are not set up or tested here, and gs:// without
+credentials waits for a metadata server that never answers."""
+CONNECT_TIMEOUT_S = 3.0
+"""Seconds an object-store connection may take; then the attempt fails (3 attempts; the SDK's
+own default waited about 100 s for an endpoint that never answers)."""
+REQUEST_TIMEOUT_S = 60.0
+_S3_QUERY = ("endpoint_override", "scheme", "region")
+
+
+def check_uri(uri: str) -> None:
+    """Refuse (BadUriError) a store URI of an unsupported scheme or form, without connecting."""
+    if "://" in uri and uri.split("://", 1)[0].lower() != "file":
+        _parse_s3(uri)
+
+
+def _parse_s3(uri: str) -> tuple[str, str, dict[str, str], str]:
+    """bucket, path, query options and user info of an ``s3://`` URI (BadUriError if not)."""
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme != "s3":
+        raise BadUriError(f"{redact(uri)}: {scheme}:// is not a supported results store; use "
+                          f"{', '.join(SCHEMES)} (for any S3-compatible store add "
+                          f"?endpoint_override=host:port)")
+    parts = urllib.parse.urlsplit(uri)
+    info, _, bucket = parts.netloc.rpartition("@")
+    if not bucket:
+        raise BadUriError(f"{redact(uri)}: an S3 store needs a bucket: s3://bucket/prefix")
+    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(query) - set(_S3_QUERY))
+    if unknown:
+        raise BadUriError(f"{redact(uri)}: unknown S3 option {unknown[0]!r}; options: "
+                          f"{', '.join(_S3_QUERY)}")
+    return bucket, parts.path, query, info
+
+
+def with_endpoint(uri: str) -> str:
+    """An ``s3://`` URI with the endpoint of AWS_ENDPOINT_URL written into its query, when it
+    names none (older pyarrow builds ignore the variable; a cluster's nodes may not have it)."""
+    ep = os.environ.get("AWS_ENDPOINT_URL")
+    if not uri.startswith("s3://") or "endpoint_override" in uri or not ep:
+        return uri
+    scheme = "http" if ep.startswith("http://") else "https"
+    sep = "&" if "?" in uri else "?"
+    return f"{uri}{sep}endpoint_override={ep.split('://', 1)[-1].rstrip('/')}&scheme={scheme}"
+
+
 def open_fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path in it for a local path or a URI (s3://, file://)."""
+    """A pyarrow filesystem and the path in it for a local path, ``file://`` or ``s3://``.
+
+    S3: ``s3://[KEY:SECRET@]bucket[/prefix][?endpoint_override=host:port&scheme=http&region=…]``
+    (or AWS_ENDPOINT_URL for the endpoint); connections time out after CONNECT_TIMEOUT_S.
+    BadUriError for any other scheme, a missing bucket or an unknown query parameter."""
     if "://" not in uri:
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
-    if uri.startswith("s3://") and "endpoint_override" not in uri and os.environ.get(
-            "AWS_ENDPOINT_URL"):
-        # older pyarrow builds ignore AWS_ENDPOINT_URL: pass it on explicitly
-        ep = os.environ["AWS_ENDPOINT_URL"]
-        scheme = "http" if ep.startswith("http://") else "https"
-        host = ep.split("://", 1)[-1].rstrip("/")
-        sep = "&" if "?" in uri else "?"
-        uri = f"{uri}{sep}endpoint_override={host}&scheme={scheme}"
-    fs, path = pafs.FileSystem.from_uri(uri)
-    return fs, path.rstrip("/")
+    if uri.split("://", 1)[0].lower() == "file":
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path.rstrip("/")
+    bucket, path, query, info = _parse_s3(with_endpoint(uri))
+    key, _, secret = info.partition(":")
+    region = query.get("region") or os.environ.get("AWS_REGION") \
+        or os.environ.get("AWS_DEFAULT_REGION")
+    if region is None and "endpoint_override" not in query:
+        region = pafs.resolve_s3_region(bucket)  # AWS itself: ask where the bucket lives
+    fs = pafs.S3FileSystem(
+        access_key=urllib.parse.unquote(key) or None,
+        secret_key=urllib.parse.unquote(secret) or None,
+        region=region or "us-east-1", scheme=query.get("scheme") or "https",
+        endpoint_override=query.get("endpoint_override") or None,
+        connect_timeout=CONNECT_TIMEOUT_S, request_timeout=REQUEST_TIMEOUT_S,
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=3))
+    return fs, f"{bucket}{path}".rstrip("/")
+
+
+def store_hint(uri: str, e: BaseException) -> str:
+    """What to do about a store error: for an object store that did not answer, which
+    endpoint was tried and how to name another."""
+    text = str(e)
+    if "NETWORK_CONNECTION" not in text and "Could not connect" not in text \
+            and "resolve" not in text:
+        return ""
+    where = "AWS S3 (no endpoint set)"
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(uri).query))
+    if query.get("endpoint_override") or os.environ.get("AWS_ENDPOINT_URL"):
+        where = query.get("endpoint_override") or os.environ["AWS_ENDPOINT_URL"]
+    return (f" [no answer from {where} within the {CONNECT_TIMEOUT_S:g} s connect timeout, "
+            f"3 attempts; an S3-compatible store is named by ?endpoint_override=host:port or "
+            f"AWS_ENDPOINT_URL]")
 
 
 def now() -> str:
@@ -193,28 +327,33 @@ class Store:
         return self._read("curves", CURVE_SCHEMA, None)
 
     def _read(self, sub: str, schema: pa.Schema, columns: list[str] | None) -> pa.Table:
-        import pyarrow.dataset as ds
+        """Every file of ``sub`` read on its own (threads overlap S3 round trips); a damaged,
+        foreign or (in ``trials/``) untrustworthy file is skipped and named in ``skipped``: its
+        trial counts as missing and runs again, which replaces the file."""
+        files = self._without_copies(self._files(sub))  # a trial compacted: its copy left out
+        check = sub == "trials"
 
-        files = self._without_copies(self._files(sub))
-        if not files:
-            return schema.empty_table().select(columns or schema.names)
-        # an explicit schema: files written before a new column existed read it as null
-        try:
-            return ds.dataset(files, filesystem=self.fs, format="parquet",
-                              schema=schema).to_table(columns=columns)
-        except Exception as e:  # noqa: BLE001 - sorted out below
-            if not _damaged(e):
-                raise
-        # a damaged or foreign file: read one by one, skip (and name) the bad ones; a skipped
-        # trial counts as missing and runs again, which replaces its file
-        tables = []
-        for f in files:
+        def one(f: str) -> tuple[str, pa.Table | None, str | None]:
             try:
-                tables.append(self._read_file(f, schema))
-            except Exception as e:  # noqa: BLE001
+                t = self._read_file(f, schema)
+            except Exception as e:  # noqa: BLE001 - sorted out by _damaged
                 if not _damaged(e):
                     raise
-                self.skipped[f] = str(e).splitlines()[0][:300]
+                return f, None, str(e).splitlines()[0][:300]
+            why = row_problem(t, f) if check else None
+            return f, (None if why else t), why
+
+        if len(files) > 4 and self.is_s3:
+            with ThreadPoolExecutor(_READ_THREADS) as pool:
+                results = list(pool.map(one, files))
+        else:
+            results = [one(f) for f in files]
+        tables = []
+        for f, t, why in results:
+            if why is not None:
+                self.skipped[f] = why
+            else:
+                tables.append(t)
         t = pa.concat_tables(tables) if tables else schema.empty_table()
         return t.select(columns) if columns else t
 
@@ -257,13 +396,19 @@ class Store:
         return row if row is not None and row["status"] in DONE_STATUSES else None
 
     def read_row(self, tid: str) -> dict[str, Any] | None:
+        """The row of ``trials/<tid>.parquet`` when it passes ``row_problem``, else None: the
+        same rule as ``read_trials``, so the trial's own check and the driver's plan agree."""
         path = f"{self.root}/trials/{tid}.parquet"
         try:
-            rows = self._read_file(path, TRIAL_SCHEMA).to_pylist()
+            table = self._read_file(path, TRIAL_SCHEMA)
         except (OSError, ValueError, pa.ArrowException):
             # missing (or compacted), unreadable or foreign: the trial runs and replaces it
             return self._compacted_row(tid)
-        return rows[0] if rows else None
+        why = row_problem(table, path)
+        if why is not None or table.num_rows != 1:
+            self.skipped[path] = why or f"holds {table.num_rows} rows"
+            return None
+        return table.to_pylist()[0]
 
     # ------------------------------------------------------------------ compacted files
     # `sweeps.compact` merges done trials' files into `compacted-<uuid>.parquet`; their own
@@ -297,10 +442,14 @@ class Store:
         for f, ids in self.compacted_ids().items():
             if tid in ids:
                 try:
-                    rows = self._read_file(f, TRIAL_SCHEMA).filter(
-                        pc.field("trial_id") == tid).to_pylist()
+                    table = self._read_file(f, TRIAL_SCHEMA).filter(pc.field("trial_id") == tid)
                 except (OSError, ValueError, pa.ArrowException):
                     return None
+                why = row_problem(table, f)  # the same rule as for a trial's own file
+                if why is not None:
+                    self.skipped[f] = why
+                    return None
+                rows = table.to_pylist()
                 return rows[0] if rows else None
         return None
 

@@ -69,7 +69,8 @@ def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Calla
         row = result_row(spec, cfg, tid, result, node, started)
         if fault is not None:
             fault.arm(tid, store)
-        store.write_trial(row, result.curve)
+        if not _stored(store, row, result.curve, base):
+            return
         tune.report({**base, "status": result.status, "skipped": False,
                      **{k: s[k] for k in ("initial_loss", "final_loss", "best_loss", "peak_loss",
                                           "outer_steps_done", "wall_s") if finite(s.get(k))},
@@ -77,6 +78,22 @@ def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Calla
                                           cfg.diverge_factor)})
 
     return diloco_trial
+
+
+def _stored(store: Store, row: dict[str, Any], curve: Any, base: dict[str, Any]) -> bool:
+    """Write a trial's row; when the store refuses it, tell the driver (``store_error``, which
+    stops the run: sweeps.progress.make_store_guard) instead of raising, so that Tune does not
+    train the trial again only to fail to store it again."""
+    from ray import tune
+
+    try:
+        store.write_trial(row, curve)
+        return True
+    except Exception as e:  # noqa: BLE001 - the driver names it; the trial is not retried
+        tune.report({**base, "status": "not stored", "skipped": False,
+                     "store_error": f"cannot write {store.uri}/trials/{row['trial_id']}"
+                                    f".parquet: {type(e).__name__}: {e}", OBJECTIVE: 1e6})
+        return False
 
 
 def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict]) -> None:
@@ -102,7 +119,8 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
     statuses = []
     for cfg, tid, result in zip(configs, ids, results):
         row = result_row(spec, cfg, tid, result, node, started)
-        store.write_trial(row, result.curve)
+        if not _stored(store, row, result.curve, {"sweep_trial_id": tid, "node_id": node}):
+            return
         statuses.append(result.status)
     tune.report({"sweep_trial_id": f"pack of {len(points)}", "node_id": node,
                  "status": "diverged" if statuses and all(s == "diverged" for s in statuses)

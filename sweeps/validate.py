@@ -123,6 +123,14 @@ def trial_check(base: dict[str, Any], key: str, value: Any, prefix: str, where: 
 
 
 def check_model(value: Any, key: str, where: str) -> None:
+    if isinstance(value, dict):  # a mapping of model fields: refused here, not by the first trial
+        from trainer.model import resolve_model  # imports torch: only for a model mapping
+
+        try:
+            resolve_model(plain(value), 256)
+        except ConfigError as e:
+            raise SpecError(f"{key}{str(e).removeprefix('model')}{where}") from None
+        return
     if not isinstance(value, str):
         return
     try:

@@ -166,7 +166,7 @@ def test_force_expands_compacted_files_before_it_reruns(sweep, monkeypatch):
     before = _everything(sweep)
     compact(Store.at(str(sweep)), max_trials=25)  # three files to expand
     asked = []
-    monkeypatch.setattr(runner, "_tune", lambda spec, p, *a: asked.append(p.to_sample) or [])
+    monkeypatch.setattr(runner, "_tune", lambda spec, p, *a, **k: asked.append(p.to_sample) or [])
     run_sweep(load_h16(), output=str(sweep.parent), force=True,
               stream=open("/dev/null", "w"))
     assert asked == [72]

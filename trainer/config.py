@@ -16,14 +16,22 @@ from typing import Any, Iterable
 
 from .outer_rules import OUTER_RULES
 
-__all__ = ["TrainConfig", "ConfigError", "TRIAL_KINDS", "SPLITS", "DTYPES", "DEVICES",
-           "BATCHED", "nearest"]
+__all__ = ["TrainConfig", "ConfigError", "INT_MAX", "SEED_MAX", "TRIAL_KINDS", "SPLITS",
+           "DTYPES", "DEVICES", "BATCHED", "nearest"]
 
 TRIAL_KINDS = ("lm", "toy")
 SPLITS = ("iid", "by_file")
 DTYPES = ("float32", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
 BATCHED = ("auto", "on", "off")
+
+
+INT_MAX = 2**31 - 1
+"""Upper bound of every integer setting but the seed: counts and sizes torch and numpy index
+with 32-bit integers; anything near it is refused by the memory check or runs for ever."""
+SEED_MAX = 2**63 - 1
+"""Upper bound of the seed: the largest value a Parquet int64 column stores and
+``torch.manual_seed`` takes (a larger seed used to train, then fail to be stored)."""
 
 
 class ConfigError(ValueError):
@@ -127,7 +135,7 @@ class TrainConfig:
         _check_int(self, "R", 0)
         _check_int(self, "workers", 1)
         _check_int(self, "outer_steps", 1)
-        _check_int(self, "seed", 0)
+        _check_int(self, "seed", 0, SEED_MAX)
         _check_choice(self, "outer", tuple(OUTER_RULES))  # the registry, read when checked
         _check_choice(self, "kind", TRIAL_KINDS)
         _check_choice(self, "split", SPLITS)
@@ -214,10 +222,12 @@ def _check_number(cfg: TrainConfig, name: str, ok, allowed: str) -> None:
         raise ConfigError(f"{name}: expected {allowed}, got {v!r}")
 
 
-def _check_int(cfg: TrainConfig, name: str, low: int) -> None:
+def _check_int(cfg: TrainConfig, name: str, low: int, high: int = INT_MAX) -> None:
     v = getattr(cfg, name)
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
         raise ConfigError(f"{name}: expected an integer >= {low}, got {v!r}")
+    if v > high:
+        raise ConfigError(f"{name}: expected an integer from {low} to {high}, got {v!r}")
 
 
 def _check_choice(cfg: TrainConfig, name: str, allowed: tuple[str, ...]) -> None:

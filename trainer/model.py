@@ -7,6 +7,7 @@ Tokens are bytes by default (vocab 256), so nothing is downloaded. Presets go fr
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ConfigError
+from .config import INT_MAX, ConfigError
 
 __all__ = ["ModelConfig", "PRESETS", "GPT", "resolve_model", "count_params"]
 
@@ -43,8 +44,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_head", "d_model", "vocab_size"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"model.{name}: expected an integer >= 1, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= INT_MAX:
+                raise ConfigError(f"model.{name}: expected an integer from 1 to {INT_MAX}, "
+                                  f"got {v!r}")
         if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
             raise ConfigError(f"model.d_model: {self.d_model} must split into {self.n_head} heads "
                               f"of even size")
@@ -79,7 +81,10 @@ def resolve_model(model: str | dict, vocab_size: int) -> ModelConfig:
         raise ConfigError(f"model.preset: unknown preset {base!r}; presets: {', '.join(PRESETS)}")
     for key in overrides:
         if key not in fields:
-            raise ConfigError(f"model.{key}: not a model field; fields: {', '.join(sorted(fields))}")
+            close = difflib.get_close_matches(key, sorted(fields | {"preset"}), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"model.{key}: not a model field; {hint}fields: preset, "
+                              f"{', '.join(sorted(fields))}")
     overrides.setdefault("vocab_size", vocab_size)
     cfg = dataclasses.asdict(PRESETS[base])
     cfg.update(overrides)
