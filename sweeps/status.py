@@ -92,7 +92,9 @@ def _status(store: Store, meta: dict | None, spec_path: str | None) -> str:
     if runs:
         last = runs[-1]
         lines.append(f"  last run: started {last.get('started_at')}, "
-                     f"ended {last.get('ended_at') or '(not recorded: running or killed)'}")
+                     f"ended {last.get('ended_at') or '(not recorded: running or killed)'}"
+                     + (f" ({last['outcome']})" if last.get("outcome") not in (None, "finished")
+                        else ""))
     return "\n".join(lines)
 
 
