@@ -36,7 +36,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    "embedded local Ray)")
     p.add_argument("--force", action="store_true", help="rerun trials that are already stored")
     p.add_argument("--no-report", dest="report", action="store_false",
-                   help="do not write report.html and print the summary at the end")
+                   help="at the end, print only the counts: no metrics table, no report.html")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="also print Ray Tune's and Optuna's own log lines (an embedded run "
+                        "hides them; a run against a cluster always shows them)")
 
     p = sub.add_parser("check", help="validate a spec; print it and the number of trials")
     p.add_argument("spec")
@@ -132,7 +135,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
 
         spec = load_spec(args.spec)
         s = run_sweep(spec, output=args.output, max_concurrent=args.max_concurrent,
-                      address=args.address, force=args.force)
+                      address=args.address, force=args.force, verbose=args.verbose)
         print(f"{s.store_uri}: " + ", ".join(f"{v} {k}" for k, v in s.counts.items()))
         if args.report:
             _finish_report(s.folder or s.store_uri, spec.name)
