@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "report_path"]
 
 PROG = "diloco-sweep"
 
@@ -50,7 +50,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write the HTML stability report of a sweep")
     p.add_argument("results")
-    p.add_argument("-o", "--out", default="report.html", help="HTML file (default report.html)")
+    p.add_argument("-o", "--out", help="HTML file (default: report.html in the sweep's folder, "
+                   "as `run` writes it; for a sweep on s3://, NAME-report.html here)")
     p.add_argument("--png", metavar="DIR", help="also write each figure as PNG into DIR")
     p.add_argument("--rise", type=float, default=None,
                    help="blow-up threshold: a trial whose eval loss rose more than this above its "
@@ -138,7 +139,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
                       address=args.address, force=args.force, verbose=args.verbose)
         print(f"{s.store_uri}: " + ", ".join(f"{v} {k}" for k, v in s.counts.items()))
         if args.report:
-            _finish_report(s.folder or s.store_uri, spec.name)
+            _finish_report(s.folder or s.store_uri)
         return 0
     if cmd == "check":
         return _check(args.spec)
@@ -161,8 +162,9 @@ def _dispatch(args: argparse.Namespace) -> Any:
             return 0
         if args.theory_spectrum:
             kw["theory_overlay"] = _spectrum_overlay(args)
-        analysis.write_report(args.results, args.out, png_dir=args.png, **kw)
-        print(args.out)
+        out = args.out or report_path(args.results)
+        analysis.write_report(args.results, out, png_dir=args.png, **kw)
+        print(out)
         return 0
     if cmd == "train":
         from . import cli_train
@@ -175,13 +177,21 @@ def _dispatch(args: argparse.Namespace) -> Any:
     raise UsageError(f"unknown command {cmd!r}")
 
 
-def _finish_report(store_uri: str, name: str) -> None:
-    """The end of `run`: the terminal summary, and report.html beside a local store."""
+def report_path(folder: str) -> Path:
+    """Where `run` and `report` put the HTML report unless told (the README states this rule):
+    ``report.html`` in the sweep's folder, beside its results; for a sweep on s3:// (not
+    openable in a browser) ``<name>-report.html`` in the working directory."""
+    base = folder.partition("?")[0].rstrip("/")
+    if "://" not in base or base.startswith("file://"):
+        return Path(base.removeprefix("file://")) / "report.html"
+    return Path(f"{base.rsplit('/', 1)[-1]}-report.html")
+
+
+def _finish_report(store_uri: str) -> None:
+    """The end of `run`: the terminal summary, and the report where report_path says."""
     import analysis
 
-    local = "://" not in store_uri or store_uri.startswith("file://")
-    # beside a local store; for s3:// in the working directory, where the user can open it
-    out = (Path(store_uri.removeprefix("file://")) / "report.html") if local else Path(f"{name}-report.html")
+    out = report_path(store_uri)
     try:
         print(analysis.render_show(store_uri))
         analysis.write_report(store_uri, out)

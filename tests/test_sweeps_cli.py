@@ -125,3 +125,17 @@ def test_report_on_an_output_root_names_the_sweeps_inside(results, capsys):
     err = capsys.readouterr().err
     assert "no sweep here" in err and f"the sweeps in it: {results}" in err
     assert "notes" not in err
+
+
+def test_report_without_o_writes_into_the_sweeps_folder(results, tmp_path, capsys, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["report", str(results)]) == 0
+    assert capsys.readouterr().out.strip() == str(results / "report.html")
+    assert (results / "report.html").stat().st_size > 1000
+    assert not list(elsewhere.iterdir())  # nothing in the working directory
+    from sweeps.cli import report_path
+
+    assert report_path("s3://bucket/pre/fake?endpoint_override=h:9&scheme=http") \
+        .as_posix() == "fake-report.html"
