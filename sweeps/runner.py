@@ -213,12 +213,14 @@ _QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air", "ray._private.authenticati
 
 @contextmanager
 def _library_logs(quiet: bool) -> Iterator[None]:
-    """While ``quiet``, only errors from the loggers above and Optuna; levels restored after.
+    """While ``quiet``, only errors from the loggers above and Optuna, and no Optuna
+    ExperimentalWarning ("QMCSampler is experimental"); levels and filters restored after.
 
     Optuna is set through its own verbosity API: it resets its logger's level when first
     imported, which for a grid search is after this point (45 ms to import it here).
     """
     import logging
+    import warnings
 
     if not quiet:
         yield
@@ -231,7 +233,9 @@ def _library_logs(quiet: bool) -> Iterator[None]:
         logging.getLogger(n).setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
     finally:
         for n, level in saved.items():
             logging.getLogger(n).setLevel(level)
