@@ -248,6 +248,7 @@ def test_theory_hook(grid_report, tmp_path: Path) -> None:
     assert page.count('"name":"overlay-line"') == 4
 
 
+@pytest.mark.slow  # kaleido starts a browser: ~10 s
 def test_png_export(grid_report, tmp_path: Path) -> None:
     sweep, _ = grid_report
     _chromium()
