@@ -18,7 +18,9 @@ def _checkout(tmp_path: Path) -> Path:
     bin_.mkdir(parents=True)
     (bin_ / "python").write_text("#!/bin/sh\nexit 0\n")
     (bin_ / "pip").write_text(f"#!/bin/sh\necho \"$@\" >> {root / 'pip.log'}\n"
-                              "echo 'Collecting torch==2.13.0 (from x)'\n")
+                              "echo 'Collecting ray==2.60.0 (from x)'\n"
+                              "echo 'Processing /opt/wheels/torch-2.13.0+cpu-cp311.whl'\n"
+                              "echo 'Requirement already satisfied: numpy'\n")
     for f in bin_.iterdir():
         f.chmod(0o755)
     return root
@@ -43,7 +45,9 @@ def test_setup_installs_then_skips_pip_until_an_input_changes(tmp_path):
     assert _pip_calls(root) == ["install --progress-bar off --disable-pip-version-check "
                                 "-c constraints.txt -e .[png,test]"]
     assert "[setup] 2/3 installing diloco-sweep[png,test]" in first.stdout
-    assert "[setup]     Collecting torch==2.13.0\n" in first.stdout  # progress, one per package
+    # progress: one short line per package, from an index or a local wheel; nothing else
+    assert "[setup]     Collecting ray==2.60.0\n[setup]     Collecting torch-2.13.0+cpu-cp311.whl\n" \
+        in first.stdout and "already satisfied" not in first.stdout
     again = _setup(root, "test")
     assert len(_pip_calls(root)) == 1 and "pip skipped" in again.stdout
     _setup(root)  # other extras: install
