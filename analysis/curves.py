@@ -76,7 +76,9 @@ def curve_figure(cell_table: pd.DataFrame, curves: pd.DataFrame,
     for key, sl in groups:
         values = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         name = slice_title(shown, [values[k] for k in shown]) or "all trials"
-        picked = " · ".join(f"{role} α={fmt(c['alpha'])} β={fmt(c['beta'])}"
+        # each role in its line's colour: every row carries its own key, however tall the figure
+        picked = " · ".join(f"<span style='color:{ROLE_COLOURS[role]}'><b>{role}</b></span> "
+                            f"α={fmt(c['alpha'])} β={fmt(c['beta'])}"
                             for role, c in _chosen(sl).items())
         titles += [f"<b>{name}</b>: eval loss<br>{picked}", f"<b>{name}</b>: momentum cos(m, Δ)"]
     fig = make_subplots(rows=len(groups), cols=2, subplot_titles=titles,
@@ -109,9 +111,10 @@ def curve_figure(cell_table: pd.DataFrame, curves: pd.DataFrame,
                 fig.add_vline(x=t, line=dict(color="#999", width=1, dash="dot"),
                               row=row, col=2)
     fig.update_xaxes(title_text="outer step", row=len(groups))
-    fig.update_yaxes(range=[-1.05, 1.05], col=2)
+    fig.update_yaxes(range=[-1.05, 1.05], title_text="cos(m, Δ)", col=2)
     fig.update_yaxes(title_text="eval loss", col=1)
-    fig.update_layout(height=280 * len(groups) + 120, margin=dict(l=60, r=30, t=100, b=50),
-                      legend=dict(orientation="h", yanchor="bottom",
-                                  y=1.0 + 50 / (280 * len(groups)), x=0))
+    # the legend beside the first row, where a reader starts; the titles repeat it per row
+    fig.update_layout(height=280 * len(groups) + 120, margin=dict(l=60, r=110, t=100, b=50),
+                      legend=dict(orientation="v", x=1.01, xanchor="left", y=1.0,
+                                  yanchor="top", title_text="cell"))
     return fig

@@ -31,7 +31,8 @@ from .boundary_report import boundary_parts, is_line_search, store_rise
 from .edge_figure import edge_figure
 from .metrics import summarize
 from .show import answer_tables, partial_note
-from .stability import OUTCOMES, RISE, RISES, TOLS, fixed_settings, pct, slice_keys
+from .stability import (OUTCOMES, RISE, RISES, TOLS, fixed_settings, pct, read_settings,
+                        slice_keys)
 from .theory_report import is_toy, toy_overlay, toy_theory_figure
 
 __all__ = ["write_report", "write_pngs", "find_browser", "PngExportError", "Theory"]
@@ -51,7 +52,8 @@ table.metrics { border-collapse: collapse; font-size: 13px; margin: 8px 0 16px; 
 table.metrics th, table.metrics td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 table.metrics th { background: #f2f2f2; }
 table.metrics tr:nth-child(even) td { background: #fafafa; }
-pre { background: #f6f6f6; padding: 10px; font-size: 12px; overflow-x: auto; }
+pre { background: #f6f6f6; padding: 10px; font-size: 12px; overflow-x: auto;
+      white-space: pre-wrap; overflow-wrap: anywhere; }
 .note { color: #555; font-size: 13px; max-width: 1100px; }
 """
 
@@ -204,10 +206,13 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
             + ", ".join(f"{counts.get(o, 0)} {o.replace('_', ' ')}" for o in OUTCOMES) + "."
             + (f" {unknown} trials have no recorded rise (older rows without curves) and are "
                f"never counted as blown up." if unknown else ""))
-    if fixed:
-        lead += "<br>Same in every slice: " + html.escape(slice_title(fixed, fixed.values()))
+    same = {k: fixed[k] for k in read_settings(c, fixed)}
+    if same:
+        lead += "<br>Same in every slice: " + html.escape(slice_title(same, same.values()))
+    about = (meta.get("spec") or {}).get("description")
     partial = partial_note(meta, len(trials))
-    parts = [f"<h1>Sweep {html.escape(str(name))}</h1>",
+    parts = [f"<h1>Sweep {html.escape(str(name))}</h1>"
+             + (f"<p class='lead'>{html.escape(str(about))}</p>" if about else ""),
              *([f"<p class='answer'><b>{html.escape(partial)}</b></p>"] if partial else []),
              f"<p class='answer'>{html.escape(answer_sentence(s))}</p>",
              f"<p class='lead'>{lead}</p>"]
@@ -236,7 +241,14 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
                 parts.append(efig.to_html(full_html=False, include_plotlyjs=False,
                                           config={"responsive": True}))
     slices = s["slices"].drop(columns=hide + ["initial_loss"], errors="ignore")
-    parts += ["<h2>Slices</h2>", _table(slices),
+    parts += ["<h2>Slices</h2><p class='note'>A slice: the trials sharing every setting but "
+              "α, β and seed. n_trials: its trials; n_cells: its (α, β) cells, seeds pooled; "
+              "stable_cells, stable_frac: cells where every seed is stable; n_seeds: the most "
+              "seeds in one cell; n_blew_up, n_diverged, n_stalled, n_failed: trials; "
+              "best_alpha, best_beta, best_loss: the stable cell of lowest mean final loss; "
+              "grid: yes when the cells cover the (α, β) grid (at least half of every α × β "
+              "pair), so the maps are heatmaps and edges and areas are measured; no for a "
+              "sampler's scattered points, drawn as a scatter.</p>", _table(slices),
               "<h2>Stability maps</h2><p class='note'>Colour: final loss, mean over seeds, "
               "one scale capped at the initial loss; blank: every seed diverged. Marks (the "
               "worst any seed did; k/n when only some seeds did): × diverged, ↑ blew up, – "
@@ -256,7 +268,7 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
                                  config={"responsive": True}))
     return _write_page(path, out_html, png_dir, name, meta, parts, figures,
-                       f"slice keys: {', '.join(keys)}", source, skipped)
+                       f"slice keys: {', '.join(read_settings(c, keys))}", source, skipped)
 
 
 def _write_page(path: str | Path, out_html: str | Path, png_dir: str | Path | None, name: str,

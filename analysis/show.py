@@ -22,7 +22,7 @@ from .lines import LINE_COLUMNS
 from .load import load_sweep_meta, load_trials
 from .metrics import summarize
 from .stability import (RISE, RISES, TOLS, cell_outcome, display_keys, fixed_settings,
-                        group_by, pct, slice_keys)
+                        group_by, pct, read_settings, slice_keys)
 
 __all__ = ["render_show", "render_summary", "render_lines", "text_map", "edge_text",
            "answer_tables", "partial_note", "SYMBOLS"]
@@ -145,8 +145,9 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
     head = (f"sweep {name}: {len(trials)} trials · blow-up threshold rise > {pct(s['rise'])} · "
             + ", ".join(f"{counts.get(o, 0)} {o}" for o in SYMBOLS))
     out = [head, "", answer_sentence(s)]
-    if fixed:
-        out.append("same in every slice: " + slice_title(fixed, fixed.values()))
+    same = {k: fixed[k] for k in read_settings(c, fixed)}
+    if same:
+        out.append("same in every slice: " + slice_title(same, same.values()))
     t = answer_tables(s, hide)
     titles = {"edges": "stable α edge per (H, β) line, R=0 against R (≥: stable to the grid's "
                        "end; below: not even the smallest α):",

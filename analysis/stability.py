@@ -29,9 +29,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from trainer.config import KIND_ONLY
 from trainer.result import OUTCOMES, RISE, outcome
 
-__all__ = ["slice_keys", "group_keys", "varying", "display_keys", "fixed_settings", "group_by",
+__all__ = ["slice_keys", "group_keys", "varying", "display_keys", "fixed_settings",
+           "read_settings", "group_by",
            "key_dict", "is_grid", "restart_groups", "why_no_groups", "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS",
            "Z95", "pct"]
 
@@ -149,6 +151,15 @@ def fixed_settings(frame: pd.DataFrame) -> dict[str, Any]:
     """The slice keys that take one value in ``frame``, with that value (H and R left out)."""
     shown = set(display_keys(frame))
     return {k: frame[k].iloc[0] for k in slice_keys(frame) if k not in shown and len(frame)}
+
+
+def read_settings(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:
+    """``keys`` less the settings that only another trial kind reads (``KIND_ONLY``), when
+    every trial of ``frame`` is of one kind: an LM sweep's header lists no toy_dim."""
+    kinds = set(frame["kind"].dropna().unique()) if "kind" in frame else set()
+    unread = {f for kind, fields in KIND_ONLY.items() if kinds and kind not in kinds
+              for f in fields}
+    return [k for k in keys if k not in unread]
 
 
 def group_by(frame: pd.DataFrame, keys: list[str]):

@@ -15,7 +15,7 @@ from typing import Any
 
 from .redact import redact
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "report_path"]
 
 PROG = "diloco-sweep"
 
@@ -38,7 +38,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    "embedded local Ray)")
     p.add_argument("--force", action="store_true", help="rerun trials that are already stored")
     p.add_argument("--no-report", dest="report", action="store_false",
-                   help="do not write report.html and print the summary at the end")
+                   help="at the end, print only the counts: no metrics table, no report.html")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="also print Ray Tune's and Optuna's own log lines (an embedded run "
+                        "hides them; a run against a cluster always shows them)")
 
     p = sub.add_parser("check", help="validate a spec; print it, the number of trials and "
                        "their cost (FLOPs, GPU-hours)")
@@ -62,7 +65,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write the HTML stability report of a sweep")
     p.add_argument("results")
-    p.add_argument("-o", "--out", default="report.html", help="HTML file (default report.html)")
+    p.add_argument("-o", "--out", help="HTML file (default: report.html in the sweep's folder, "
+                   "as `run` writes it; for a sweep on s3://, NAME-report.html here)")
     p.add_argument("--png", metavar="DIR", help="also write each figure as PNG into DIR")
     p.add_argument("--rise", type=float, default=None,
                    help="blow-up threshold: a trial whose eval loss rose more than this above its "
@@ -161,10 +165,10 @@ def _dispatch(args: argparse.Namespace) -> Any:
 
         spec = load_spec(args.spec)
         s = run_sweep(spec, output=args.output, max_concurrent=args.max_concurrent,
-                      address=args.address, force=args.force)
+                      address=args.address, force=args.force, verbose=args.verbose)
         print(f"{s.store_uri}: " + ", ".join(f"{v} {k}" for k, v in s.counts.items()))
         if args.report:
-            _finish_report(s.folder or s.store_uri, spec.name)
+            _finish_report(s.folder or s.store_uri)
         return 0
     if cmd == "check":
         return _check(args.spec, args.address, args.card, args.mfu)
@@ -201,9 +205,10 @@ def _dispatch(args: argparse.Namespace) -> Any:
         _name_skipped(store.skipped)
         if args.theory_spectrum:
             kw["theory_overlay"] = _spectrum_overlay(args)
-        analysis.write_report(args.results, args.out, png_dir=args.png,
+        out = args.out or report_path(args.results)
+        analysis.write_report(args.results, out, png_dir=args.png,
                               source=redact(args.results), **kw)
-        print(args.out)
+        print(out)
         return 0
     if cmd == "train":
         from . import cli_train
@@ -216,15 +221,23 @@ def _dispatch(args: argparse.Namespace) -> Any:
     raise UsageError(f"unknown command {cmd!r}")
 
 
-def _finish_report(store_uri: str, name: str) -> None:
-    """The end of `run`: the terminal summary, and report.html beside a local store."""
+def report_path(folder: str) -> Path:
+    """Where `run` and `report` put the HTML report unless told (the README states this rule):
+    ``report.html`` in the sweep's folder, beside its results; for a sweep on s3:// (not
+    openable in a browser) ``<name>-report.html`` in the working directory."""
+    base = folder.partition("?")[0].rstrip("/")
+    if "://" not in base or base.startswith("file://"):
+        return Path(base.removeprefix("file://")) / "report.html"
+    return Path(f"{base.rsplit('/', 1)[-1]}-report.html")
+
+
+def _finish_report(store_uri: str) -> None:
+    """The end of `run`: the terminal summary, and the report where report_path says."""
     import analysis
 
-    local = "://" not in store_uri or store_uri.startswith("file://")
-    # beside a local store; for s3:// in the working directory, where the user can open it
-    out = (Path(store_uri.removeprefix("file://")) / "report.html") if local else Path(f"{name}-report.html")
     from .status import open_results
 
+    out = report_path(store_uri)
     try:
         skipped = open_results(store_uri)[0].skipped
         print(analysis.render_show(store_uri, skipped=skipped))

@@ -17,10 +17,13 @@ import importlib
 import os
 from typing import Iterator
 
-__all__ = ["PRIVATE", "missing", "loopback_only", "no_address_file"]
+__all__ = ["PRIVATE", "AUTH_LOGGER", "missing", "loopback_only", "no_address_file"]
 
 PRIVATE = {"ray._private.ray_constants": ("ENABLE_RAY_CLUSTER",),
            "ray._private.utils": ("write_ray_address",)}
+
+AUTH_LOGGER = "ray._private.authentication"
+"""The logger of Ray 2.60's "Token authentication is enabled" note on every local cluster."""
 
 
 def missing() -> list[str]:

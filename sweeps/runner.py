@@ -3,6 +3,10 @@
 Ray joins the cluster at ``address`` (or RAY_ADDRESS) when one is given, else starts an
 embedded local Ray bound to 127.0.0.1 with no dashboard. When the process already has Ray
 initialized (tests, notebooks) that runtime is used and left running.
+
+An embedded run prints only diloco-sweep's own lines unless ``verbose``: Tune's and Optuna's
+warnings and notes are for someone tuning Ray, not for someone reading a sweep's progress. A
+run against a cluster address keeps them (a cluster user needs Tune's slow-step warnings).
 """
 
 from __future__ import annotations
@@ -15,15 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 from .compact import expand
 from .errors import StoreError, UnwrittenError
 from .lock import SweepLock
 from .loggers import check_loggers, logger_callbacks
 from .preflight import preflight
-from .ray_private import loopback_only
+from .ray_private import AUTH_LOGGER, loopback_only
 from .redact import redact, redact_data
 from .search import Plan
 from .spec import SpecError, SweepSpec
@@ -92,8 +97,11 @@ def _log(stream: TextIO, msg: str) -> None:
 
 def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | None = None,
               address: str | None = None, force: bool = False,
-              stream: TextIO | None = None) -> RunSummary:
+              stream: TextIO | None = None, verbose: bool = False) -> RunSummary:
     """Run every trial of ``spec`` not yet stored (all with ``force``); return the counts.
+
+    ``verbose`` lets Ray Tune's and Optuna's own log lines through in an embedded run (a run
+    against a cluster always shows them).
 
     Refuses before Ray starts a trial that cannot fit in memory or a corpus it cannot read
     (SpecError); holds the sweep's lock throughout (SweepBusyError when another run has it);
@@ -110,11 +118,12 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
         if lock.taken_over:
             _log(stream, f"lock of an earlier run that ended without releasing it taken over "
                          f"(pid {lock.taken_over.get('pid')} on {lock.taken_over.get('host')})")
-        return _run_locked(spec, store, out, max_concurrent, address, force, stream)
+        return _run_locked(spec, store, out, max_concurrent, address, force, stream, verbose)
 
 
 def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | None,
-                address: str | None, force: bool, stream: TextIO) -> RunSummary:
+                address: str | None, force: bool, stream: TextIO,
+                verbose: bool = False) -> RunSummary:
     t0 = time.time()
     try:
         gone = store.remove_temporaries()  # left by writers killed in an earlier run
@@ -161,8 +170,9 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
 
             summary.ran = p.to_sample
             guard = make_store_guard(stream)
-            errors = _tune(spec, p, out, max_concurrent or spec.search.max_concurrent, address,
-                           force, stream, guard=guard)
+            with _library_logs(quiet=not verbose and runs_locally(address)):
+                errors = _tune(spec, p, out, max_concurrent or spec.search.max_concurrent,
+                               address, force, stream, guard=guard)
     except KeyboardInterrupt:
         interrupted = True
     except BaseException as e:  # Ray itself failed: record the run's end, then say why
@@ -274,6 +284,46 @@ def _init_ray(address: str | None) -> bool:
         loopback_only()
         ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
     return True
+
+
+# Driver-side loggers that talk to someone tuning Ray or Optuna, not to someone reading a
+# sweep: Tune's slow-step warnings ("The `process_trial_result` operation took 1.4 s ...",
+# ray.tune.utils.util.warn_if_slow, past TUNE_WARN_THRESHOLD_S = 0.5 s, common on a loaded
+# laptop) and its trial-runner notes; Ray 2.60's "Token authentication is enabled for this Ray
+# cluster" on every new local cluster (token auth stays on: it is the default we want); and
+# Optuna's "A new study created" and sampler notes.
+_QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air", AUTH_LOGGER)
+
+
+@contextmanager
+def _library_logs(quiet: bool) -> Iterator[None]:
+    """While ``quiet``, only errors from the loggers above and Optuna, and no Optuna
+    ExperimentalWarning ("QMCSampler is experimental"); levels and filters restored after.
+
+    Optuna is set through its own verbosity API: it resets its logger's level when first
+    imported, which for a grid search is after this point (45 ms to import it here).
+    """
+    import logging
+    import warnings
+
+    if not quiet:
+        yield
+        return
+    import optuna
+
+    saved = {n: logging.getLogger(n).level for n in _QUIET_LOGGERS}
+    saved_optuna = optuna.logging.get_verbosity()
+    for n in _QUIET_LOGGERS:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
+        optuna.logging.set_verbosity(saved_optuna)
 
 
 def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,

@@ -88,14 +88,25 @@ def _status(store: Store, meta: dict | None, spec_path: str | None) -> str:
             lines.append(f"  {label:<12}{c[k]:>6}")
     for f, why in store.skipped.items():
         lines.append(f"  skipped (not a trustworthy trial row, counted missing): {f}: {why}")
-    runs = (meta or {}).get("runs") or []
-    if runs:
-        last = runs[-1]
-        lines.append(f"  last run: started {last.get('started_at')}, "
-                     f"ended {last.get('ended_at') or '(not recorded: running or killed)'}"
-                     + (f" ({last['outcome']})" if last.get("outcome") not in (None, "finished")
-                        else ""))
+    lines += _runs_lines((meta or {}).get("runs") or [])
     return "\n".join(lines)
+
+
+def _runs_lines(runs: list[dict]) -> list[str]:
+    """The last run that ran trials, and any later reruns that found nothing to run (a rerun
+    of a finished sweep is a no-op in milliseconds: it is not what a user means by last run)."""
+    worked = [i for i, r in enumerate(runs) if (r.get("planned") or 0) > 0]
+    out = []
+    if worked:
+        r = runs[worked[-1]]
+        out.append(f"  last run with trials: {r.get('planned')} planned, started "
+                   f"{r.get('started_at')}, ended "
+                   f"{r.get('ended_at') or '(not recorded: running or killed)'}")
+    idle = runs[worked[-1] + 1:] if worked else runs
+    if idle:
+        out.append(f"  {'since then' if worked else 'runs'}: {len(idle)} with nothing to run, "
+                   f"the last started {idle[-1].get('started_at')}")
+    return out
 
 
 def require_sweep(results: str) -> None:
@@ -120,5 +131,23 @@ def require_sweep(results: str) -> None:
     if names & {"sweep.json", "trials"} or store.name in ("trials", "curves") \
             or any(n.endswith(".parquet") for n in names):
         return
+    inside = _sweeps_inside(store, results, sorted(names))
+    hint = (f"; the sweeps in it: {', '.join(inside[:8])}{' …' if len(inside) > 8 else ''}"
+            if inside else "")
     raise SpecError(f"{results}: no sweep here (no sweep.json, no trials/); expected "
-                    f"<output>/<name> as written by `diloco-sweep run`")
+                    f"<output>/<name> as written by `diloco-sweep run`{hint}")
+
+
+def _sweeps_inside(store: Store, results: str, names: list[str]) -> list[str]:
+    """The sweep folders one level down (an output root such as results/), written as the
+    user wrote ``results`` (relative stays relative; an S3 query stays at the end)."""
+    base, _, query = results.partition("?")
+    found = []
+    for n in names:
+        try:
+            inner = store.fs.get_file_info(pafs.FileSelector(f"{store.root}/{n}"))
+        except OSError:  # a file, or unreadable: not a sweep folder
+            continue
+        if {i.base_name for i in inner} & {"sweep.json", "trials"}:
+            found.append(f"{base.rstrip('/')}/{n}" + (f"?{query}" if query else ""))
+    return found

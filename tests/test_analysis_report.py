@@ -45,7 +45,7 @@ def _trial_files(sweep: Path, tid: str, row: dict, ev: np.ndarray, cos: np.ndarr
 
 
 def _trial(tid: str, a: float, b: float, H: int, R: int, seed: int, T: int,
-           search: str) -> tuple[dict, np.ndarray, np.ndarray]:
+           search: str, extra: dict | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """A made-up trial: stable below α_max(β, H), which restarts double; spikes, then diverges."""
     a_opt = {0.8: 1.5, 0.9: 0.75, 0.95: 0.35}.get(b, 1.5 * (1 - b) / 0.2) * (10 / H) ** 0.3
     a_max = 2 * a_opt * (2.0 if R else 1.0)
@@ -67,13 +67,15 @@ def _trial(tid: str, a: float, b: float, H: int, R: int, seed: int, T: int,
                best_loss=float(ev.min()), peak_loss=float(ev[1:].max()),
                outer_steps_done=len(ev), tokens=len(ev) * H * 2048, wall_s=1.0, error=None,
                n_params=12345, reason="eval loss > 2x initial" if status == "diverged" else None)
-    return row, ev, cos
+    return {**row, **(extra or {})}, ev, cos
 
 
 def write_synthetic_sweep(root: Path, search: str = "grid", Hs=(10, 50), Rs=(0, 4),
-                          seeds=(0, 1), T: int = 12, n_points: int = 12) -> Path:
-    """A sweep folder as docs/design.md lays it out: grid, or scattered points like Optuna's."""
-    name = f"synth-{search}"
+                          seeds=(0, 1), T: int = 12, n_points: int = 12,
+                          extra: dict | None = None, name: str = "") -> Path:
+    """A sweep folder as docs/design.md lays it out: grid, or scattered points like Optuna's.
+    ``extra``: more columns (or other values) in every trial row."""
+    name = name or f"synth-{search}"
     sweep = root / name
     (sweep / "trials").mkdir(parents=True)
     (sweep / "curves").mkdir()
@@ -87,8 +89,9 @@ def write_synthetic_sweep(root: Path, search: str = "grid", Hs=(10, 50), Rs=(0, 
                           for _ in range(n_points)]
             for a, b, s in points:
                 tid = f"{H}-{R}-{a:.4g}-{b:.4g}-{s}"
-                _trial_files(sweep, tid, *_trial(tid, a, b, H, R, s, T, search))
-    spec = dict(name=name, trial=dict(kind="lm", workers=4, outer_steps=T),
+                _trial_files(sweep, tid, *_trial(tid, a, b, H, R, s, T, search, extra))
+    spec = dict(name=name, description="A made-up sweep whose description is one long line of "
+                "free text, " * 8, trial=dict(kind="lm", workers=4, outer_steps=T),
                 space=dict(alpha=ALPHAS, beta=BETAS, H=list(Hs), R=list(Rs), seed=list(seeds)),
                 search=dict(kind=search), resources=dict(cpu=1, gpu=0), output=str(root))
     (sweep / "sweep.json").write_text(json.dumps(dict(
@@ -245,6 +248,7 @@ def test_theory_hook(grid_report, tmp_path: Path) -> None:
     assert page.count('"name":"overlay-line"') == 4
 
 
+@pytest.mark.slow  # kaleido starts a browser: ~10 s
 def test_png_export(grid_report, tmp_path: Path) -> None:
     sweep, _ = grid_report
     _chromium()
@@ -274,3 +278,40 @@ def test_edge_figure_gives_every_line_its_own_colour() -> None:
             for r in (0, 3) for lr in (1e-3, 3e-3) for b in (0.9, 0.95)]
     fig = edge_figure(pd.DataFrame(rows), [0.5, 1.0, 2.0])
     assert len(fig.data) == 4 and len({t.line.color for t in fig.data}) == 4
+
+
+def _lead(page: str) -> str:
+    return re.search(r"Same in every slice: (.*?)</p>", page).group(1)
+
+
+def test_header_lists_only_the_settings_the_trial_kind_reads(tmp_path: Path) -> None:
+    # every row carries every TrainConfig field, as the store writes them: an LM sweep has
+    # toy_dim=2000 in its rows and a toy sweep model=tiny, which neither trains with
+    both = {"toy_dim": 2000, "toy_power": 1.0, "corpus": "stdlib"}
+    lm = write_synthetic_sweep(tmp_path, Hs=(10,), Rs=(0,), seeds=(0,), extra=both, name="lm")
+    page = write_report(lm, tmp_path / "lm.html").read_text()
+    assert "model=tiny" in _lead(page) and "corpus=stdlib" in _lead(page)
+    assert "toy_" not in _lead(page) and "toy_dim" not in page.split("slice keys:")[-1]
+    toy = write_synthetic_sweep(tmp_path, Hs=(10,), Rs=(0,), seeds=(0,), name="toy",
+                                extra={**both, "kind": "toy"})
+    text = render_show(toy)
+    same = re.search(r"same in every slice: (.*)", text).group(1)
+    assert "toy_dim=2000" in same and "kind=toy" in same
+    assert "model=" not in same and "corpus=" not in same
+
+
+def test_report_explains_its_columns_and_labels_its_axes(grid_report) -> None:
+    sweep, report = grid_report
+    page = report.read_text()
+    assert "grid: yes when the cells cover the (α, β) grid" in page  # the Slices column
+    assert "white-space: pre-wrap" in page  # the spec's one-line description wraps
+    assert "<p class='lead'>A made-up sweep whose description" in page  # and heads the page
+    from analysis.curves import curve_figure, curve_trial_ids
+    from analysis import load_curves
+
+    c = cells(load_trials(sweep))
+    fig = curve_figure(c, load_curves(sweep, trial_ids=curve_trial_ids(c)))
+    assert fig.layout.yaxis2.title.text == "cos(m, Δ)" and fig.layout.yaxis.title.text == "eval loss"
+    # the legend stands beside the first row, not above a column of panels
+    assert fig.layout.legend.orientation == "v" and fig.layout.legend.x > 1
+    assert fig.layout.legend.yanchor == "top"

@@ -31,6 +31,7 @@ def _build(cache: str, q) -> None:
     q.put((len(c.train), len(c.val), int(c.train[:4096].astype(np.int64).sum())))
 
 
+@pytest.mark.slow  # several processes build the stdlib cache at once: ~15 s
 def test_concurrent_builds_of_the_cache_agree_and_leave_no_temporaries(tmp_path):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()

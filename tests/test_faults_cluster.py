@@ -34,7 +34,7 @@ from sweeps.spec import load_spec
 from sweeps.store import trial_id
 from sweeps.trial import trial_config
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # real faults on a cluster: ~2 min
 
 TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4, "seq_len": 32,
         "eval_batches": 1, "warmup_steps": 1, "threads": 1}
@@ -208,7 +208,6 @@ def test_s3_sweep_then_status_show_report(cluster, tmp_path, capsys, monkeypatch
         server.stop()
 
 
-@pytest.mark.slow
 def test_node_lost_mid_sweep_finishes_on_the_other_node(cluster, tmp_path, capsys):
     """Last in the module: it leaves the cluster with one worker node."""
     import ray  # noqa: F401 - puts Ray's bundled psutil on the path

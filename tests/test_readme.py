@@ -107,7 +107,8 @@ def test_every_readme_command_and_snippet_runs(tmp_path):
     # the main job's twin and the laptop sweep both ended with a summary and a report
     assert (tmp_path / "results" / "restart-cpu" / "report.html").is_file()
     assert (tmp_path / "results" / "smoke" / "report.html").is_file()
-    assert (tmp_path / "smoke.html").stat().st_size > 1_000_000
+    assert (tmp_path / "results" / "smoke" / "report.html").stat().st_size > 1_000_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # nothing left beside it
     assert "# 4 trials" in outputs and '"summary": true' in outputs
     assert "stable fraction" in outputs  # the theory command
     assert len(ran) >= 11  # main job, 6 laptop commands, pandas, train, trainer API, theory

@@ -246,6 +246,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # closed again when this returns: nothing listens there
 
 
+@pytest.mark.slow  # waits out the S3 SDK's retries, twice: ~12 s
 def test_s3_unreachable(tmp_path, capsys, monkeypatch):
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(k, "testing")

@@ -104,3 +104,40 @@ def test_report_draws_an_assumed_spectrum_only_when_asked(results, tmp_path, cap
     lams.write_text("300\n30\n1\n")
     assert main(["report", str(results), "-o", str(theory), "--theory-spectrum", str(lams)]) == 0
     assert json.dumps("η=0.003")[1:-1] in theory.read_text()
+
+
+def test_status_last_run_is_the_one_that_ran_trials(results, capsys):
+    meta = json.loads((results / "sweep.json").read_text())
+    meta["runs"] = [
+        {"started_at": "2026-12-01T10:00:00", "ended_at": "2026-12-01T10:09:24", "planned": 12,
+         "skipped": 0},
+        {"started_at": "2026-12-01T11:00:00", "ended_at": "2026-12-01T11:00:00.013",
+         "planned": 0, "skipped": 12}]
+    (results / "sweep.json").write_text(json.dumps(meta))
+    assert main(["status", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "last run with trials: 12 planned, started 2026-12-01T10:00:00, ended " \
+           "2026-12-01T10:09:24" in out
+    assert "since then: 1 with nothing to run, the last started 2026-12-01T11:00:00" in out
+
+
+def test_report_on_an_output_root_names_the_sweeps_inside(results, capsys):
+    (results.parent / "notes").mkdir()  # a folder that is no sweep is not suggested
+    assert main(["report", str(results.parent)]) == 2
+    err = capsys.readouterr().err
+    assert "no sweep here" in err and f"the sweeps in it: {results}" in err
+    assert "notes" not in err
+
+
+def test_report_without_o_writes_into_the_sweeps_folder(results, tmp_path, capsys, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["report", str(results)]) == 0
+    assert capsys.readouterr().out.strip() == str(results / "report.html")
+    assert (results / "report.html").stat().st_size > 1000
+    assert not list(elsewhere.iterdir())  # nothing in the working directory
+    from sweeps.cli import report_path
+
+    assert report_path("s3://bucket/pre/fake?endpoint_override=h:9&scheme=http") \
+        .as_posix() == "fake-report.html"

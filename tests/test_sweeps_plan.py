@@ -89,9 +89,12 @@ def test_sampler_choice_of_model_mappings_is_refused():
 
 
 def test_progress_line():
-    line = format_line(10, {"completed": 3, "diverged": 1, "failed": 0}, 2, 40.0, "completed x")
+    line = format_line(10, {"completed": 3, "diverged": 1, "failed": 0}, 2, 40.0, "completed x",
+                       left=60.0)
     assert "4/10 trials" in line and "3 done, 1 diverged, 0 failed, 2 running" in line
-    assert "elapsed 0:40" in line and "ETA 1:00" in line
+    assert "elapsed 0:40" in line and "ETA 1:00 ·" in line
+    assert "ETA ~1:00 (rough" in format_line(10, {"completed": 1}, 2, 9.0, "x", 60.0, rough=True)
+    assert "ETA ? ·" in format_line(10, {}, 2, 9.0, "x")
 
 
 def test_optuna_concurrency_follows_the_cluster():

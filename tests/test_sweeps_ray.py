@@ -18,7 +18,7 @@ import pytest
 from conftest import loopback_cluster
 from sweeps.cli import main
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a simulated cluster: ~2 min on 2 cores
 
 TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 2, "batch_size": 4, "seq_len": 32,
         "eval_batches": 1, "warmup_steps": 1, "threads": 1}
@@ -152,7 +152,6 @@ def test_crashing_trial_is_retried_then_a_failed_row(cluster, tmp_path, capsys):
     assert len(_trials(tmp_path, "crash")) == 2
 
 
-@pytest.mark.slow
 def test_half_gpu_trials_run_four_at_once_on_two_nodes(cluster, tmp_path):
     spec = _spec(tmp_path, "gpu", {"seed": [0, 1, 2, 3]}, trial={"outer_steps": 6},
                  resources={"cpu": 1, "gpu": 0.5})

@@ -16,10 +16,18 @@ from typing import Any, Iterable
 
 from .outer_rules import OUTER_RULES
 
-__all__ = ["TrainConfig", "ConfigError", "INT_MAX", "SEED_MAX", "TRIAL_KINDS", "SPLITS",
-           "DTYPES", "DEVICES", "BATCHED", "nearest"]
+__all__ = ["TrainConfig", "ConfigError", "INT_MAX", "SEED_MAX", "TRIAL_KINDS", "KIND_ONLY",
+           "SPLITS", "DTYPES", "DEVICES", "BATCHED", "nearest"]
 
 TRIAL_KINDS = ("lm", "toy")
+KIND_ONLY: dict[str, tuple[str, ...]] = {
+    "lm": ("model", "corpus", "vocab_size", "split", "seq_len", "batch_size", "warmup_steps",
+           "min_lr_ratio", "weight_decay", "adam_beta1", "adam_beta2", "grad_clip",
+           "eval_batches", "dtype", "batched"),
+    "toy": ("toy_dim", "toy_power", "toy_noise", "toy_batch"),
+}
+"""Fields only one trial kind reads (trainer/lm.py, trainer/toy.py); the other kind ignores
+them, so a report of a sweep of one kind does not list the other's."""
 SPLITS = ("iid", "by_file")
 DTYPES = ("float32", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
