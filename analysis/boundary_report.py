@@ -76,6 +76,20 @@ def _verdict(row: pd.Series) -> str:
     return "no clear change"
 
 
+_LEADS = {
+    frozenset(): "Not measured: no pair of lines has two known edges.",
+    frozenset({"raised"}): "Yes: restarts raise the stable α edge.",
+    frozenset({"lowered"}): "No, the opposite: restarts lower the stable α edge.",
+    frozenset({"no clear change"}): "No measurable effect of restarts on the stable α edge.",
+    frozenset({"raised", "no clear change"}): "In part: restarts raise the stable α edge in "
+                                              "some settings and make no clear change in others.",
+    frozenset({"lowered", "no clear change"}): "No: restarts lower the stable α edge in some "
+                                               "settings and make no clear change in others.",
+}
+"""The lead by the set of verdicts of the (slice, R) rows: raised / lowered when the 95%
+interval of the edge ratio lies above / below 1, no clear change when it holds 1."""
+
+
 def boundary_answer(s: dict[str, Any]) -> str:
     """One paragraph from the numbers: does restarting raise the stable α edge?"""
     gains = s["gains"]
@@ -85,11 +99,8 @@ def boundary_answer(s: dict[str, Any]) -> str:
                 if "R" in lines else "No answer: the sweep does not vary R.")
     verdicts = [_verdict(r) for _, r in gains.iterrows()]
     found = set(verdicts) - {"not measured"}
-    lead = ("Not measured: no pair of lines has two known edges." if not found else
-            "Yes: restarts raise the stable α edge." if found == {"raised"} else
-            "No, the opposite: restarts lower the stable α edge." if found == {"lowered"} else
-            "No measurable effect of restarts on the stable α edge." if found == {"no clear change"}
-            else "Mixed: restarts raise the stable α edge in some settings and not in others.")
+    lead = _LEADS.get(frozenset(found), "Mixed: restarts raise the stable α edge in some "
+                                        "settings and lower it in others.")
     shown = varying(gains, [k for k in gains.columns if k in ("H", "R") or k not in _GAIN_COLS])
     parts = []
     for (_, r), v in zip(gains.iterrows(), verdicts):

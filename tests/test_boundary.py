@@ -224,3 +224,23 @@ def test_killed_then_rerun_ends_with_the_same_edges_and_no_probe_twice(tmp_path,
     a = line_edges(resumed, rise=SEARCH["rise"])[cols].sort_values(cols[:4]).reset_index(drop=True)
     b = line_edges(once, rise=SEARCH["rise"])[cols].sort_values(cols[:4]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize("intervals, lead", [
+    ([(1.1, 1.3)], "Yes: restarts raise"),
+    ([(0.8, 0.9)], "No, the opposite"),
+    ([(0.9, 1.1)], "No measurable effect"),
+    ([(0.8, 0.95), (0.97, 1.05)], "No: restarts lower the stable α edge in some settings"),
+    ([(1.1, 1.2), (0.97, 1.05)], "In part: restarts raise"),
+    ([(1.1, 1.2), (0.8, 0.9)], "Mixed"),
+])
+def test_the_answer_says_what_the_intervals_say(intervals, lead):
+    from analysis.boundary_report import boundary_answer
+
+    gains = pd.DataFrame([{"H": 4 * (i + 1), "R": 3, "gain": (lo * hi) ** 0.5, "gain_lo": lo,
+                           "gain_hi": hi, "lines": 6, "exact": 6, "raised": 3, "same": 0,
+                           "lowered": 3, "unknown": 0, "ragged": 0}
+                          for i, (lo, hi) in enumerate(intervals)])
+    lines = pd.DataFrame({"R": [0, 3], "ragged": [False, False]})
+    text = boundary_answer({"gains": gains, "lines": lines, "rise": 0.1})
+    assert text.startswith(lead), text
