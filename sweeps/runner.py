@@ -24,8 +24,9 @@ from .preflight import preflight
 from .redact import redact, redact_data
 from .space import Plan, check_sampler, grid_param_space, optuna_searcher, plan
 from .spec import SweepSpec
-from .store import Store, check_uri, now, trial_id
+from .store import Store, now, trial_id
 from .trainable import failed_row, make_trainable, pack_configs, trial_config
+from .uri import check_uri
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command", "runs_locally"]
 
