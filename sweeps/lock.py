@@ -30,7 +30,7 @@ import uuid
 from typing import Any
 
 from .errors import StoreError, SweepBusyError
-from .store import store_hint
+from .uri import store_hint
 
 __all__ = ["SweepLock"]
 

@@ -32,9 +32,10 @@ from .ray_private import AUTH_LOGGER, loopback_only
 from .redact import redact, redact_data
 from .search import Plan
 from .spec import SpecError, SweepSpec
-from .store import Store, check_uri, now, trial_id, with_endpoint
+from .store import Store, now, trial_id
 from .trainable import failed_row, make_trainable
 from .trial import pack_configs, trial_config
+from .uri import check_uri, with_endpoint
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command", "runs_locally"]
 

@@ -8,7 +8,8 @@ import pyarrow.fs as pafs
 
 from .errors import StoreError
 from .spec import SpecError, SweepSpec, load_spec, parse_spec
-from .store import Store, store_hint
+from .store import Store
+from .uri import store_hint
 
 __all__ = ["status", "counts", "require_sweep", "open_results"]
 
