@@ -18,11 +18,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .edge_figure import edge_figure
-from .figures import fmt
+from .figures import facet_figures, fmt
 from .lines import LINE_COLUMNS, edge_ratios, line_edges, ratio_summary
-from .stability import RISE, group_by, key_dict, pct, varying
+from .metrics import summarize
+from .stability import RISE, group_by, key_dict, label, pct, varying
 
-__all__ = ["is_line_search", "store_rise", "boundary_summary", "beta_edges", "boundary_answer",
+__all__ = ["is_line_search", "store_rise", "grid_rows", "probe_overlay", "boundary_summary", "beta_edges", "boundary_answer",
            "boundary_parts"]
 
 
@@ -125,9 +126,10 @@ _GAIN_ORDER = ["gain", "gain_lo", "gain_hi", "lines", "exact", "raised", "same",
 _GAIN_COLS = set(_GAIN_ORDER)
 
 
-def boundary_parts(trials: pd.DataFrame, rise: float,
-                   table: Callable[[pd.DataFrame], str]) -> tuple[list[str], list[tuple[str, go.Figure]]]:
+def boundary_parts(trials: pd.DataFrame, rise: float, table: Callable[[pd.DataFrame], str],
+                   meta: dict | None = None) -> tuple[list[str], list[tuple[str, go.Figure]]]:
     """The page's sections (HTML) and figures for a boundary store."""
+    meta = meta or {}
     s = boundary_summary(trials, rise)
     lines, gains = s["lines"], s["gains"]
     keys = [k for k in lines.columns if k not in LINE_COLUMNS]
@@ -157,7 +159,68 @@ def boundary_parts(trials: pd.DataFrame, rise: float,
     parts += ["<h2>Lines</h2><p class='note'>Every line with its probes (α:outcome, in α "
               "order). first_unstable: the smallest α probed that was not stable; ragged: a "
               "larger α was stable again.</p>", table(lines[shown + LINE_COLUMNS])]
+    grid = grid_rows(trials, meta)
+    if grid is not None:
+        cells = summarize(grid, rise=rise)["cells"]
+        off_grid = trials.drop(index=grid.index)  # a probe on a grid point is that cell
+        facets = facet_figures(cells, 0.05, grid=True, overlay=probe_overlay(off_grid, rise))
+        parts.append("<h2>The probes over the grid</h2><p class='note'>The same store also "
+                     "holds a grid: its final loss and stable region (red outline) per (H, R), "
+                     "and over it every probe of the boundary search off the grid's points (○ "
+                     "stable, × not; seeds side by side) inside the grid's α range.</p>")
+        for i, (title, fig) in enumerate(facets):
+            fig.update_layout(title=dict(text=f"Grid and probes — {title}", x=0.01))
+            figures.append((f"probes_{i}", fig))
+            parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
+                                     config={"responsive": True}))
     return parts, figures
+
+
+def grid_rows(trials: pd.DataFrame, meta: dict) -> pd.DataFrame | None:
+    """The rows of a grid run recorded in sweep.json (its α and β values), when the store holds
+    one beside the probes; else None."""
+    for run in reversed(meta.get("runs") or []):
+        axes = (run.get("search") or {}).get("axes") if (run.get("search") or {}).get("grid") \
+            else None
+        if axes and {"alpha", "beta"} <= set(axes):
+            rows = trials[trials["alpha"].isin(axes["alpha"]) & trials["beta"].isin(axes["beta"])]
+            return rows if len(rows) else None
+    return None
+
+
+def probe_overlay(trials: pd.DataFrame, rise: float):
+    """Traces of the probes of one facet over a heatmap drawn at index positions."""
+    labelled = label(trials, rise=rise)
+    seeds = sorted(labelled["seed"].unique()) if "seed" in labelled else [0]
+
+    def overlay(settings: dict, alphas, betas) -> list[go.Scatter]:
+        part = labelled
+        for k, v in settings.items():
+            if k in part:
+                part = part[part[k] == v]
+        a, b = np.asarray(alphas, dtype=float), np.asarray(betas, dtype=float)
+        part = part[(part["alpha"] >= a.min()) & (part["alpha"] <= a.max())
+                    & part["beta"].isin(b)]
+        if part.empty:
+            return []
+        x = np.interp(np.log(part["alpha"].to_numpy(dtype=float)), np.log(a), np.arange(len(a)))
+        shift = (np.searchsorted(seeds, part["seed"]) - (len(seeds) - 1) / 2) * 0.18 \
+            if "seed" in part else 0.0
+        y = np.searchsorted(b, part["beta"].to_numpy(dtype=float)) + shift
+        ok = part["stable"].to_numpy(dtype=bool)
+        text = [f"probe α={fmt(al)}, β={fmt(be)}, seed {sd}: {o}" for al, be, sd, o in
+                zip(part["alpha"], part["beta"], part.get("seed", [0] * len(part)),
+                    part["outcome"])]
+        return [go.Scatter(x=x[m], y=y[m], mode="markers", name=name, showlegend=False,
+                           marker=dict(symbol=sym, size=8, color=col, line=dict(width=1.5,
+                                                                              color=col)),
+                           hovertext=[t for t, k in zip(text, m) if k],
+                           hovertemplate="%{hovertext}<extra></extra>")
+                for m, name, sym, col in ((ok, "probe: stable", "circle-open", "white"),
+                                          (~ok, "probe: not stable", "x-thin-open", "#ff4d4d"))
+                if m.any()]
+
+    return overlay
 
 
 def _ticks(alphas: pd.Series) -> list[float]:

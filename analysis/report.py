@@ -167,7 +167,7 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     name = (meta.get("spec") or {}).get("name") or str(trials.get("sweep", pd.Series([""]))
                                                        .iloc[0] or Path(str(path)).name)
     if is_line_search(meta):  # probes on lines, not a grid: the page of boundary_report
-        parts, figures = boundary_parts(trials, store_rise(meta, rise), _table)
+        parts, figures = boundary_parts(trials, store_rise(meta, rise), _table, meta)
         partial = partial_note(meta, len(trials))
         parts[:0] = [f"<h1>Sweep {html.escape(str(name))}</h1>",
                      *([f"<p class='answer'><b>{html.escape(partial)}</b></p>"] if partial else [])]

@@ -146,7 +146,8 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
 
     # sweep.json keeps no secret: the command line and the spec's output go in redacted
     run_info = {"started_at": now(), "ended_at": None, "force": force,
-                "planned": p.to_sample, "skipped": p.done, "argv": redact_data(sys.argv)}
+                "planned": p.to_sample, "skipped": p.done, "argv": redact_data(sys.argv),
+                "search": spec.search_kind.about(spec)}
     meta.update(name=spec.name, spec=redact_data(spec.to_dict()), spec_file=spec.source,
                 search=spec.search_kind.about(spec),
                 versions=versions(), git_commit=git_commit())

@@ -244,3 +244,35 @@ def test_the_answer_says_what_the_intervals_say(intervals, lead):
     lines = pd.DataFrame({"R": [0, 3], "ragged": [False, False]})
     text = boundary_answer({"gains": gains, "lines": lines, "rise": 0.1})
     assert text.startswith(lead), text
+
+
+def _combined(tmp_path: Path, with_grid_run: bool) -> Path:
+    """The committed boundary probes and the main job's grid rows in one store."""
+    import shutil
+
+    from sweeps.spec import load_spec
+
+    folder = tmp_path / "restart-boundary"
+    for src in ("restart-boundary", "restart-cpu"):
+        for sub in ("trials", "curves"):
+            dst = folder / sub
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in (ROOT / "docs/results" / src / sub).glob("*.parquet"):
+                if not (dst / f.name).exists():
+                    shutil.copyfile(f, dst / f.name)
+    meta = json.loads((ROOT / "docs/results/restart-boundary/sweep.json").read_text())
+    if with_grid_run:
+        grid = load_spec(ROOT / "sweeps/specs/restart_cpu.yaml")
+        meta["runs"] = [{"search": grid.search_kind.about(grid)}] + meta["runs"]
+    (folder / "sweep.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("with_grid_run", [True, False])
+def test_probes_are_drawn_over_the_grid_the_store_also_holds(tmp_path, with_grid_run):
+    from analysis import write_report
+
+    page = write_report(_combined(tmp_path, with_grid_run), tmp_path / "r.html").read_text()
+    assert ("The probes over the grid" in page) == with_grid_run
+    assert ("probe: not stable" in page) == with_grid_run
+    assert "Restart gain: ratio of α edges" in page

@@ -75,6 +75,10 @@ class Grid(SearchKind):
         shape = " × ".join(f"{len(a.values)} {k}" for k, a in spec.space.items()) or "1 point"
         return f"{self.n_trials(spec)} trials (grid: {shape})"
 
+    def about(self, spec: "SweepSpec") -> dict[str, Any]:
+        return {**super().about(spec), "axes": {k: list(a.values) for k, a in spec.space.items()
+                                               if k in ("alpha", "beta")}}
+
     def members(self, spec: "SweepSpec") -> set[str]:
         return {trial_id(trial_config(spec, p)) for p in iter_points(spec.space)}
 
