@@ -63,3 +63,28 @@ def mount_tmpfs(path: Path, size: str) -> None:
     if r.returncode != 0:
         pytest.fail(f"cannot mount a {size} tmpfs for this storage-fault test (run the suite as "
                     f"root, as CI does): {r.stderr.strip()}")
+
+
+def fill_disk(path: Path) -> None:
+    """Write zeros into ``path`` until its filesystem says it is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture()
+def no_ray(monkeypatch):
+    """A refused run must never reach Ray: a run that would start it fails the test."""
+    import sweeps.runner
+
+    def tune(*a, **k):
+        raise AssertionError("Ray Tune was started")
+
+    monkeypatch.setattr(sweeps.runner, "_tune", tune)
+    monkeypatch.delenv("DILOCO_MEMORY_LIMIT_BYTES", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)

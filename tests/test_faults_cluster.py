@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import loopback_cluster, mount_tmpfs
+from conftest import fill_disk, loopback_cluster, mount_tmpfs
 from sweeps.space import grid_points
 from sweeps.cli import main
 from sweeps.spec import load_spec
@@ -97,16 +97,6 @@ def test_trial_sigkilled_mid_training_and_mid_write_is_stored_once(cluster, tmp_
     assert (t.status == "completed").all() and t.error.isna().all()
 
 
-def _fill(path: Path) -> None:
-    """Write zeros until the filesystem says it is full."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def test_disk_full_mid_sweep_reports_what_was_not_written(cluster, tmp_path, capsys):
@@ -123,7 +113,7 @@ def test_disk_full_mid_sweep_reports_what_was_not_written(cluster, tmp_path, cap
             deadline = time.time() + 120
             while time.time() < deadline:
                 if trials.exists() and any(p.suffix == ".parquet" for p in trials.iterdir()):
-                    _fill(disk / "filler")
+                    fill_disk(disk / "filler")
                     return
                 time.sleep(0.02)
 

@@ -20,11 +20,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import loopback_cluster, mount_tmpfs
+from conftest import fill_disk, loopback_cluster, mount_tmpfs
 from sweeps.cli import main
 from sweeps.spec import load_spec
 from sweeps.store import trial_id
-from sweeps.trainable import trial_config
+from sweeps.space import grid_points
+from sweeps.trial import trial_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -43,7 +44,7 @@ def _spec(tmp_path: Path, name: str, seeds: int, output: Path, **trial) -> Path:
 
 def _ids(spec: Path) -> list[str]:
     s = load_spec(spec)
-    return [trial_id(trial_config(s, p)) for p in s.grid_points()]
+    return [trial_id(trial_config(s, p)) for p in grid_points(s.space)]
 
 
 def _stored(folder: Path) -> list[str]:
@@ -104,15 +105,6 @@ def test_ctrl_c_exits_130_says_what_is_missing_and_how_to_resume(tmp_path):
     assert sorted(t.trial_id) == sorted(_ids(spec))  # every trial once
 
 
-def _fill(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def test_after_the_store_fails_no_more_trials_start(tmp_path, capsys):
@@ -130,7 +122,7 @@ def test_after_the_store_fails_no_more_trials_start(tmp_path, capsys):
             deadline = time.time() + 300
             while time.time() < deadline:
                 if _stored(disk / "gone"):
-                    _fill(disk / "filler")
+                    fill_disk(disk / "filler")
                     return
                 time.sleep(0.02)
 

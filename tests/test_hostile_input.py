@@ -22,21 +22,15 @@ import sweeps.runner
 from sweeps.cli import main
 from sweeps.spec import parse_spec
 from sweeps.store import DONE_STATUSES, Store, trial_id
-from sweeps.trainable import trial_config
+from sweeps.trial import trial_config
 
 TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4, "seq_len": 32,
         "eval_batches": 1}
 
 
 @pytest.fixture(autouse=True)
-def no_ray(monkeypatch):
-    """A refused run must never reach Ray: a run that would start it fails the test."""
-    def tune(*a, **k):
-        raise AssertionError("Ray Tune was started")
-
-    monkeypatch.setattr(sweeps.runner, "_tune", tune)
-    monkeypatch.delenv("DILOCO_MEMORY_LIMIT_BYTES", raising=False)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+def _no_ray(no_ray):
+    """Every test here: a refused run must never reach Ray (conftest.no_ray)."""
 
 
 def _spec_file(tmp_path: Path, text: str | None = None, *, trial: dict | None = None,

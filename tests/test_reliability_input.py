@@ -35,13 +35,8 @@ TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4
 
 
 @pytest.fixture(autouse=True)
-def no_ray(monkeypatch):
-    """A refused run must never reach Ray: a run that would start it fails the test."""
-    def tune(*a, **k):
-        raise AssertionError("Ray Tune was started")
-
-    monkeypatch.setattr(sweeps.runner, "_tune", tune)
-    monkeypatch.delenv("DILOCO_MEMORY_LIMIT_BYTES", raising=False)
+def _no_ray(no_ray):
+    """Every test here: a refused run must never reach Ray (conftest.no_ray)."""
 
 
 def _spec(tmp_path: Path, trial: dict | None = None, space: dict | None = None,
