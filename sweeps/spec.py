@@ -9,10 +9,11 @@ section by its kind's entry in the registry (``search/``).
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from trainer.config import TrainConfig
 
@@ -21,7 +22,7 @@ from .loggers import parse_loggers
 from .search import COMMON_KEYS, SEARCH_KINDS, GridSettings, SearchKind, search_kind
 from .space import SpaceAxis, parse_axis
 from .validate import SpecError, at, check_keys, finite, int_at_least, mapping, setting, show
-from .yamlmarks import YamlError
+from .yamlmarks import LineDict, YamlError
 
 __all__ = ["SpecError", "SweepSpec", "SpaceAxis", "SearchSpec", "Resources", "load_spec",
            "parse_spec"]
@@ -127,61 +128,122 @@ def load_spec(path: str | Path) -> SweepSpec:
     return spec
 
 
+class _Problems:
+    """The errors of one spec, gathered so that a user sees them all at once: each part that
+    does not depend on a refused one is still checked (a refused trial setting is left out of
+    the checks of the axes; a refused search kind skips its own section)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    @contextmanager
+    def check(self) -> Iterator[None]:
+        try:
+            yield
+        except SpecError as e:
+            self.messages.append(str(e))
+
+    def keys(self, d: dict, known: list[str] | tuple[str, ...], prefix: str) -> None:
+        for key in d:
+            with self.check():
+                check_keys(_one(d, key), known, prefix)
+
+    def raise_any(self) -> None:
+        if len(self.messages) == 1:
+            raise SpecError(self.messages[0])
+        if self.messages:
+            raise SpecError(f"{self.messages[0]}\n" + "\n".join(
+                f"  and {m}" for m in self.messages[1:]) + f"\n  ({len(self.messages)} problems)")
+
+
+def _one(d: Any, key: Any) -> Any:
+    """A one-key view of a YAML mapping that keeps the key's line."""
+    view = LineDict({key: d[key]})
+    if isinstance(d, LineDict) and key in d.lines:
+        view.lines = {key: d.lines[key]}
+    return view
+
+
 def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
-    """Validate parsed YAML (a mapping) into a SweepSpec; SpecError names the offending key."""
+    """Validate parsed YAML (a mapping) into a SweepSpec; one SpecError names every offending
+    key (the first on the first line)."""
     if not isinstance(data, dict):
         raise SpecError(f"{where}: a spec is a mapping with keys {', '.join(TOP_KEYS)}; "
                         f"got {show(data) if data is not None else 'an empty file'}")
-    check_keys(data, TOP_KEYS, "")
+    problems = _Problems()
+    problems.keys(data, TOP_KEYS, "")
     fields = TrainConfig.field_names()
 
     name = data.get("name")
-    if name is None:
-        raise SpecError("name: missing; every spec names its results folder, e.g. name: my-sweep")
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise SpecError(f"name: {show(name)} is not a safe folder name; use lowercase letters, "
-                        f"digits, '-' and '_', starting with a letter or digit{at(data, 'name')}")
+    with problems.check():
+        if name is None:
+            raise SpecError("name: missing; every spec names its results folder, e.g. "
+                            "name: my-sweep")
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            raise SpecError(f"name: {show(name)} is not a safe folder name; use lowercase "
+                            f"letters, digits, '-' and '_', starting with a letter or digit"
+                            f"{at(data, 'name')}")
     description = data.get("description") or ""
-    if not isinstance(description, str):
-        raise SpecError(f"description: expected text{at(data, 'description')}")
+    with problems.check():
+        if not isinstance(description, str):
+            raise SpecError(f"description: expected text{at(data, 'description')}")
 
-    trial_raw = mapping(data.get("trial"), "trial", data)
-    check_keys(trial_raw, fields, "trial.")
     trial: dict[str, Any] = {}
+    trial_raw: Any = {}
+    with problems.check():
+        trial_raw = mapping(data.get("trial"), "trial", data)
     for key, value in trial_raw.items():
-        trial[key] = setting(trial, key, value, "trial.", at(trial_raw, key))
+        with problems.check():
+            check_keys(_one(trial_raw, key), fields, "trial.")
+            trial[key] = setting(trial, key, value, "trial.", at(trial_raw, key))
 
     # the kind first: it says whether an axis may be a range
-    search_raw = mapping(data.get("search"), "search", data)
-    kind = _kind(search_raw)
+    search_raw: Any = {}
+    kind: SearchKind | None = None
+    with problems.check():
+        search_raw = mapping(data.get("search"), "search", data)
+        kind = _kind(search_raw)
 
-    space_raw = mapping(data.get("space"), "space", data)
-    check_keys(space_raw, fields, "space.")
     space: dict[str, SpaceAxis] = {}
+    space_raw: Any = {}
+    with problems.check():
+        space_raw = mapping(data.get("space"), "space", data)
     for key, value in space_raw.items():
         w = at(space_raw, key)
-        if key in trial:
-            raise SpecError(f"space.{key}: also set under trial (line "
-                            f"{trial_raw.lines.get(key, '?')}); set it in one place{w}")
-        space[key] = parse_axis(key, value, trial, kind.ranges, kind.name, w)
+        with problems.check():
+            check_keys(_one(space_raw, key), fields, "space.")
+            if key in trial_raw:
+                raise SpecError(f"space.{key}: also set under trial (line "
+                                f"{getattr(trial_raw, 'lines', {}).get(key, '?')}); set it in "
+                                f"one place{w}")
+            space[key] = parse_axis(key, value, trial, kind.ranges if kind else True,
+                                    kind.name if kind else "grid", w)
 
-    search = SearchSpec(kind=kind.name, settings=kind.parse(search_raw, trial, space),
-                        max_concurrent=int_at_least(search_raw, "max_concurrent", 1, "search.",
-                                                    optional=True),
-                        max_failures=_max_failures(search_raw))
-    resources = _parse_resources(mapping(data.get("resources"), "resources", data))
-    if resources.pack > 1 and not kind.packs:
-        raise SpecError(f"resources.pack: packing needs a grid search (its points known up front); "
-                        f"{kind.summary}, got search.kind {kind.name!r}"
-                        f"{at(data.get('resources') or {}, 'pack')}")
+    search = None
+    if kind is not None and not problems.messages:  # its checks read the axes and settings
+        with problems.check():
+            search = SearchSpec(kind=kind.name, settings=kind.parse(search_raw, trial, space),
+                                max_concurrent=int_at_least(search_raw, "max_concurrent", 1,
+                                                            "search.", optional=True),
+                                max_failures=_max_failures(search_raw))
+    resources = None
+    with problems.check():
+        resources = _parse_resources(mapping(data.get("resources"), "resources", data))
+        if kind is not None and resources.pack > 1 and not kind.packs:
+            raise SpecError(f"resources.pack: packing needs a grid search (its points known up "
+                            f"front); {kind.summary}, got search.kind {kind.name!r}"
+                            f"{at(data.get('resources') or {}, 'pack')}")
 
     output = data.get("output", "results")
-    if not isinstance(output, str) or not output.strip():
-        raise SpecError(f"output: expected a directory or s3:// URI{at(data, 'output')}")
-
+    with problems.check():
+        if not isinstance(output, str) or not output.strip():
+            raise SpecError(f"output: expected a directory or s3:// URI{at(data, 'output')}")
+    loggers: tuple[str, ...] = ()
+    with problems.check():
+        loggers = parse_loggers(data.get("loggers"), at(data, "loggers"))
+    problems.raise_any()
     return SweepSpec(name=name, trial=trial, space=space, search=search, resources=resources,
-                     output=output, description=description,
-                     loggers=parse_loggers(data.get("loggers"), at(data, "loggers")))
+                     output=output, description=description, loggers=loggers)
 
 
 def _kind(d: dict) -> SearchKind:

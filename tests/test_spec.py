@@ -222,3 +222,34 @@ def test_pack_is_grid_only_and_a_positive_integer(tmp_path, capsys):
     assert main(["check", str(_write(tmp_path, OPTUNA + "resources: {pack: 4}\n"))]) == 2
     assert "resources.pack: packing needs a grid search" in capsys.readouterr().err
     assert main(["check", str(_write(tmp_path, GOOD + "resources: {pack: 4}\n"))]) == 0
+
+
+def test_every_problem_of_a_spec_is_reported_at_once(tmp_path, capsys):
+    text = ("name: many\n"
+            "trial:\n"
+            "  wokers: 4\n"                      # line 3: unknown trial key
+            "  lr: -1\n"                         # line 4: a value the trainer refuses
+            "space:\n"
+            "  alpha: [0.5, 0.5]\n"              # line 6: a repeated value
+            "  bogus: [1]\n"                     # line 7: not a setting
+            "resources: {cpu: 0}\n"              # line 8
+            "output: ''\n")
+    p = tmp_path / "many.yaml"
+    p.write_text(text)
+    with pytest.raises(SpecError) as e:
+        load_spec(p)
+    msg = str(e.value)
+    for key in ("trial.wokers", "trial.lr", "space.alpha", "space.bogus", "resources.cpu",
+                "output"):
+        assert key in msg, (key, msg)
+    assert msg.splitlines()[0].startswith("trial.wokers: unknown key (line 3)")
+    assert "(6 problems)" in msg
+    assert main(["check", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "trial.wokers" in err and "resources.cpu" in err and "(6 problems)" in err
+
+
+def test_one_problem_reads_as_before():
+    with pytest.raises(SpecError) as e:
+        parse_spec({"name": "x", "trial": {"wokers": 4}})
+    assert str(e.value).startswith("trial.wokers: unknown key") and "\n" not in str(e.value)
