@@ -43,8 +43,8 @@ def test_setup_installs_then_skips_pip_until_an_input_changes(tmp_path):
     root = _checkout(tmp_path)
     first = _setup(root, "test")
     assert _pip_calls(root) == ["install --progress-bar off --disable-pip-version-check "
-                                "-c constraints.txt -e .[png,test]"]
-    assert "[setup] 2/3 installing diloco-sweep[png,test]" in first.stdout
+                                "-c constraints.txt -e .[png,test,query,tensorboard,mlflow,wandb]"]
+    assert "[setup] 2/3 installing diloco-sweep[png,test,query,tensorboard,mlflow,wandb]" in first.stdout
     # progress: one short line per package, from an index or a local wheel; nothing else
     assert "[setup]     Collecting ray==2.60.0\n[setup]     Collecting torch-2.13.0+cpu-cp311.whl\n" \
         in first.stdout and "already satisfied" not in first.stdout
