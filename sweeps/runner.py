@@ -345,12 +345,11 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
     try:
         trainable = tune.with_resources(make_trainable(spec, out, force=force),
                                         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-        setup = spec.search_kind.tune(spec, p, _slots(spec, ray.cluster_resources()), out)
+        setup = spec.search_kind.tune(spec, p, out)
         # Tune keeps one trial pending for a searcher unless a limiter says more
         limit = max_concurrent or _slots(spec, ray.cluster_resources())
         tuner = tune.Tuner(
             trainable,
-            param_space=setup.param_space,
             tune_config=tune.TuneConfig(
                 num_samples=setup.num_samples, reuse_actors=True,
                 search_alg=ConcurrencyLimiter(setup.searcher, max_concurrent=limit)),

@@ -77,7 +77,7 @@ def test_tune_gets_configs_the_trial_accepts(name: str) -> None:
     spec = _spec(name)
     kind = spec.search_kind
     p = kind.plan(spec, [], False)
-    setup = kind.tune(spec, p, slots=2, out="/nonexistent")
+    setup = kind.tune(spec, p, out="/nonexistent")
     assert setup.num_samples >= 1 and setup.n_tune >= 1
     searcher = setup.searcher
     searcher.set_search_properties("objective", "min", {})

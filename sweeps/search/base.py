@@ -1,7 +1,7 @@
 """What a search kind is: the protocol every entry of the registry implements.
 
 A search kind owns its section of the spec (``search:``), decides what a run does given the
-rows already stored, gives Tune what it runs (a ``param_space`` and/or a ``Searcher``), and
+rows already stored, gives Tune what it runs (a ``Searcher``), and
 says in words what it is for ``check``, ``status`` and the report. Nothing outside the registry
 asks which kind a spec has (see docs/architecture.md, "Registries").
 """
@@ -42,11 +42,11 @@ class Plan:
 
 @dataclass
 class TuneSetup:
-    """What ``Tuner`` gets: a param_space, a searcher (or None) and the trial count."""
+    """What ``Tuner`` gets: a searcher and the trial count (every kind proposes its trials
+    through a Searcher, which the runner wraps in a ConcurrencyLimiter)."""
 
-    param_space: dict[str, Any]
     searcher: Any
-    """A ray.tune.search.Searcher, or None for Tune's own variant generator."""
+    """A ray.tune.search.Searcher."""
     num_samples: int
     n_tune: int
     """Tune trials this run starts at most (a pack of trials counts once)."""
@@ -84,9 +84,8 @@ class SearchKind(ABC):
         """What to run, given the stored rows (dicts with at least the config columns)."""
 
     @abstractmethod
-    def tune(self, spec: "SweepSpec", plan: Plan, slots: int, out: str) -> TuneSetup:
-        """What Tune runs for ``plan``; ``slots`` is how many trials fit at once, ``out`` the
-        output every node writes to."""
+    def tune(self, spec: "SweepSpec", plan: Plan, out: str) -> TuneSetup:
+        """What Tune runs for ``plan``; ``out`` is the output every node writes to."""
 
     @abstractmethod
     def describe(self, spec: "SweepSpec") -> str:

@@ -211,7 +211,7 @@ class Boundary(SearchKind):
         return Plan(total=len(lines) * s.max_probes(), todo=todo, to_sample=max(left, 0),
                     done=done, state=lines)
 
-    def tune(self, spec: "SweepSpec", plan: Plan, slots: int, out: str) -> TuneSetup:
+    def tune(self, spec: "SweepSpec", plan: Plan, out: str) -> TuneSetup:
         from .tune_searchers import CallbackSearcher  # imports Ray: only when a run starts
 
         s = spec.search.settings
@@ -238,7 +238,7 @@ class Boundary(SearchKind):
             pending.discard((i, a))
 
         n = max(plan.to_sample, 1)
-        return TuneSetup(param_space={}, searcher=CallbackSearcher(propose, landed),
+        return TuneSetup(searcher=CallbackSearcher(propose, landed),
                          num_samples=n, n_tune=plan.to_sample)
 
     def describe(self, spec: "SweepSpec") -> str:

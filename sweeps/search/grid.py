@@ -61,14 +61,14 @@ class Grid(SearchKind):
                 todo.append(point)
         return Plan(total=total, todo=todo, to_sample=len(todo), done=total - len(todo))
 
-    def tune(self, spec: "SweepSpec", plan: Plan, slots: int, out: str) -> TuneSetup:
+    def tune(self, spec: "SweepSpec", plan: Plan, out: str) -> TuneSetup:
         from .tune_searchers import PointSearcher  # imports Ray: only when a run starts
 
         if spec.resources.pack > 1:
             units = [{"pack": g} for g in packs(spec, plan.todo, spec.resources.pack)]
         else:
             units = [{"params": p} for p in plan.todo]
-        return TuneSetup(param_space={}, searcher=PointSearcher(units),
+        return TuneSetup(searcher=PointSearcher(units),
                          num_samples=len(units), n_tune=len(units))
 
     def describe(self, spec: "SweepSpec") -> str:

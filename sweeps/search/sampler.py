@@ -116,8 +116,8 @@ class Sampler(SearchKind):
         return Plan(total=s.num_samples, todo=todo[:n], to_sample=n, history=history,
                     done=len(history))
 
-    def tune(self, spec: "SweepSpec", plan: Plan, slots: int, out: str) -> TuneSetup:
-        return TuneSetup(param_space={}, searcher=optuna_searcher(spec, plan),
+    def tune(self, spec: "SweepSpec", plan: Plan, out: str) -> TuneSetup:
+        return TuneSetup(searcher=optuna_searcher(spec, plan),
                          num_samples=plan.to_sample, n_tune=plan.to_sample)
 
     def describe(self, spec: "SweepSpec") -> str:
