@@ -21,8 +21,8 @@ from . import yamlmarks
 from .loggers import parse_loggers
 from .search import COMMON_KEYS, SEARCH_KINDS, GridSettings, SearchKind, search_kind
 from .space import SpaceAxis, parse_axis
-from .validate import SpecError, at, check_keys, finite, int_at_least, mapping, setting, show
-from .yamlmarks import LineDict, YamlError
+from .validate import SpecError, at, check_key, check_keys, finite, int_at_least, mapping, setting, show
+from .yamlmarks import YamlError
 
 __all__ = ["SpecError", "SweepSpec", "SpaceAxis", "SearchSpec", "Resources", "load_spec",
            "parse_spec"]
@@ -146,7 +146,7 @@ class _Problems:
     def keys(self, d: dict, known: list[str] | tuple[str, ...], prefix: str) -> None:
         for key in d:
             with self.check():
-                check_keys(_one(d, key), known, prefix)
+                check_key(d, key, known, prefix)
 
     def raise_any(self) -> None:
         if len(self.messages) == 1:
@@ -154,14 +154,6 @@ class _Problems:
         if self.messages:
             raise SpecError(f"{self.messages[0]}\n" + "\n".join(
                 f"  and {m}" for m in self.messages[1:]) + f"\n  ({len(self.messages)} problems)")
-
-
-def _one(d: Any, key: Any) -> Any:
-    """A one-key view of a YAML mapping that keeps the key's line."""
-    view = LineDict({key: d[key]})
-    if isinstance(d, LineDict) and key in d.lines:
-        view.lines = {key: d.lines[key]}
-    return view
 
 
 def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
@@ -194,7 +186,7 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
         trial_raw = mapping(data.get("trial"), "trial", data)
     for key, value in trial_raw.items():
         with problems.check():
-            check_keys(_one(trial_raw, key), fields, "trial.")
+            check_key(trial_raw, key, fields, "trial.")
             trial[key] = setting(trial, key, value, "trial.", at(trial_raw, key))
 
     # the kind first: it says whether an axis may be a range
@@ -211,7 +203,7 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
     for key, value in space_raw.items():
         w = at(space_raw, key)
         with problems.check():
-            check_keys(_one(space_raw, key), fields, "space.")
+            check_key(space_raw, key, fields, "space.")
             if key in trial_raw:
                 raise SpecError(f"space.{key}: also set under trial (line "
                                 f"{getattr(trial_raw, 'lines', {}).get(key, '?')}); set it in "

@@ -16,8 +16,8 @@ from trainer.config import ConfigError, TrainConfig, nearest
 
 from .yamlmarks import LineDict, plain
 
-__all__ = ["SpecError", "at", "item_at", "suggest", "check_keys", "mapping", "show", "finite",
-           "nonfinite_anywhere", "trial_check", "check_model", "int_at_least", "field_kind",
+__all__ = ["SpecError", "at", "item_at", "suggest", "check_key", "check_keys", "mapping", "show",
+           "finite", "nonfinite_anywhere", "trial_check", "check_model", "int_at_least", "field_kind",
            "coerce", "setting", "plain"]
 
 
@@ -45,10 +45,14 @@ def suggest(key: Any, known: tuple[str, ...] | list[str]) -> str:
     return f"; did you mean '{close}'?" if close else f"; known keys: {', '.join(known)}"
 
 
+def check_key(d: dict, key: Any, known: tuple[str, ...] | list[str], prefix: str) -> None:
+    if key not in known:
+        raise SpecError(f"{prefix}{key}: unknown key{at(d, key)}{suggest(key, known)}")
+
+
 def check_keys(d: dict, known: tuple[str, ...] | list[str], prefix: str) -> None:
     for key in d:
-        if key not in known:
-            raise SpecError(f"{prefix}{key}: unknown key{at(d, key)}{suggest(key, known)}")
+        check_key(d, key, known, prefix)
 
 
 def mapping(d: Any, key: str, parent: Any) -> dict:
