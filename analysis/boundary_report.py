@@ -23,7 +23,8 @@ from .lines import LINE_COLUMNS, edge_ratios, line_edges, ratio_summary
 from .metrics import summarize
 from .stability import RISE, group_by, key_dict, label, pct, varying
 
-__all__ = ["is_line_search", "store_rise", "grid_rows", "probe_overlay", "boundary_summary", "beta_edges", "boundary_answer",
+__all__ = ["is_line_search", "store_rise", "grid_rows", "probe_overlay", "line_keys",
+           "gain_table", "boundary_summary", "beta_edges", "boundary_answer",
            "boundary_parts"]
 
 
@@ -126,14 +127,25 @@ _GAIN_ORDER = ["gain", "gain_lo", "gain_hi", "lines", "exact", "raised", "same",
 _GAIN_COLS = set(_GAIN_ORDER)
 
 
+def line_keys(lines: pd.DataFrame) -> list[str]:
+    """The key columns of a line table worth showing: H, R, β, seed, and any other that varies."""
+    keys = [k for k in lines.columns if k not in LINE_COLUMNS]
+    return [k for k in keys if k in ("H", "R", "beta", "seed") or lines[k].nunique() > 1]
+
+
+def gain_table(gains: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The gain table to show: H, R and any varying setting, then the gain columns in order."""
+    keys = [k for k in gains.columns if k in ("H", "R") or
+            (k not in _GAIN_COLS and gains[k].nunique() > 1)]
+    return gains[keys + [c for c in _GAIN_ORDER if c in gains and c not in drop]]
+
+
 def boundary_parts(trials: pd.DataFrame, rise: float, table: Callable[[pd.DataFrame], str],
                    meta: dict | None = None) -> tuple[list[str], list[tuple[str, go.Figure]]]:
     """The page's sections (HTML) and figures for a boundary store."""
     meta = meta or {}
     s = boundary_summary(trials, rise)
     lines, gains = s["lines"], s["gains"]
-    keys = [k for k in lines.columns if k not in LINE_COLUMNS]
-    shown = [k for k in keys if k in ("H", "R", "beta", "seed") or lines[k].nunique() > 1]
     fig = edge_figure(s["edges"].drop(columns=["seeds", "ragged"]), _ticks(trials["alpha"]),
                       title="Stable α edge per β: ● edge, ▲ at least (stable at every α probed), "
                             "▼ below the smallest α probed; bars: smallest to largest seed",
@@ -143,13 +155,11 @@ def boundary_parts(trials: pd.DataFrame, rise: float, table: Callable[[pd.DataFr
              f"<p class='lead'>{len(trials)} probes on {len(lines)} lines "
              f"(boundary search: each line brackets then bisects α).</p>"]
     if not gains.empty:
-        gshown = [k for k in gains.columns if k in ("H", "R") or
-                  (k not in _GAIN_COLS and gains[k].nunique() > 1)]
         parts += ["<h2>Restart gain: ratio of α edges</h2><p class='note'>Per line (β, seed) "
                   "with R > 0: its edge over the edge of the same line at R = 0; gain: "
                   "geometric mean over lines where both edges are known [95% bootstrap over "
                   "lines]. raised / lowered count bounds only on their own side of 1.</p>",
-                  table(gains[gshown + [c for c in _GAIN_ORDER if c in gains]])]
+                  table(gain_table(gains))]
     parts.append("<h2>α edge against β</h2><p class='note'>Marker: median edge over seeds; bars: "
                  "the smallest and largest seed's edge. ● exact, ▲ stable at every α probed "
                  "(a lower bound), ▼ not even the smallest α probed was stable.</p>")
@@ -158,7 +168,7 @@ def boundary_parts(trials: pd.DataFrame, rise: float, table: Callable[[pd.DataFr
                                  config={"responsive": True}))
     parts += ["<h2>Lines</h2><p class='note'>Every line with its probes (α:outcome, in α "
               "order). first_unstable: the smallest α probed that was not stable; ragged: a "
-              "larger α was stable again.</p>", table(lines[shown + LINE_COLUMNS])]
+              "larger α was stable again.</p>", table(lines[line_keys(lines) + LINE_COLUMNS])]
     grid = grid_rows(trials, meta)
     if grid is not None:
         cells = summarize(grid, rise=rise)["cells"]

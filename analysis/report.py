@@ -169,7 +169,9 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     if is_line_search(meta):  # probes on lines, not a grid: the page of boundary_report
         parts, figures = boundary_parts(trials, store_rise(meta, rise), _table, meta)
         partial = partial_note(meta, len(trials))
-        parts[:0] = [f"<h1>Sweep {html.escape(str(name))}</h1>",
+        about = (meta.get("spec") or {}).get("description")
+        parts[:0] = [f"<h1>Sweep {html.escape(str(name))}</h1>"
+                     + (f"<p class='lead'>{html.escape(str(about))}</p>" if about else ""),
                      *([f"<p class='answer'><b>{html.escape(partial)}</b></p>"] if partial else [])]
         return _write_page(path, out_html, png_dir, name, meta, parts, figures,
                            "line keys: every setting but α", source, skipped)

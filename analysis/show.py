@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from .answer import answer_sentence
-from .boundary_report import boundary_answer, boundary_summary, is_line_search, store_rise
+from .boundary_report import (boundary_answer, boundary_summary, gain_table, is_line_search,
+                              line_keys, store_rise)
 from .figures import fmt, slice_title
-from .lines import LINE_COLUMNS
 from .load import load_sweep_meta, load_trials
 from .metrics import summarize
 from .stability import (RISE, RISES, TOLS, cell_outcome, display_keys, fixed_settings,
@@ -211,16 +211,11 @@ def partial_note(meta: Mapping, n_trials: int) -> str:
 def render_lines(s: dict[str, Any], name: str = "") -> str:
     """The terminal view of a boundary store: the answer, the gains, the edges per line."""
     lines = s["lines"]
-    keys = [k for k in lines.columns if k not in LINE_COLUMNS]
-    shown = [k for k in keys if k in ("H", "R", "beta", "seed") or lines[k].nunique() > 1]
     out = [f"sweep {name}" if name else "", textwrap.fill(boundary_answer(s), 100), ""]
     if not s["gains"].empty:
-        g = s["gains"]
-        cols = [k for k in g.columns if k in ("H", "R")] + [
-            c for c in ("gain", "gain_lo", "gain_hi", "lines", "raised", "same", "lowered",
-                        "unknown", "ragged") if c in g]
-        out += ["restart gain (ratio of α edges, geometric mean over lines):", _frame(g[cols]), ""]
-    table = lines[shown].assign(edge=[edge_text(e, "below_grid" if k == "below_range" else k)
+        out += ["restart gain (ratio of α edges, geometric mean over lines):",
+                _frame(gain_table(s["gains"], drop=("exact",))), ""]
+    table = lines[line_keys(lines)].assign(edge=[edge_text(e, "below_grid" if k == "below_range" else k)
                                       for e, k in zip(lines["edge"], lines["edge_kind"])],
                                 first_unstable=lines["first_unstable"],
                                 ragged=lines["ragged"], probes=lines["n_probes"])
