@@ -168,11 +168,7 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
                                                        .iloc[0] or Path(str(path)).name)
     if is_line_search(meta):  # probes on lines, not a grid: the page of boundary_report
         parts, figures = boundary_parts(trials, store_rise(meta, rise), _table, meta)
-        partial = partial_note(meta, len(trials))
-        about = (meta.get("spec") or {}).get("description")
-        parts[:0] = [f"<h1>Sweep {html.escape(str(name))}</h1>"
-                     + (f"<p class='lead'>{html.escape(str(about))}</p>" if about else ""),
-                     *([f"<p class='answer'><b>{html.escape(partial)}</b></p>"] if partial else [])]
+        parts[:0] = _head(name, meta, len(trials))
         return _write_page(path, out_html, png_dir, name, meta, parts, figures,
                            "line keys: every setting but α", source, skipped)
     rise = RISE if rise is None else rise
@@ -211,11 +207,7 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     same = {k: fixed[k] for k in read_settings(c, fixed)}
     if same:
         lead += "<br>Same in every slice: " + html.escape(slice_title(same, same.values()))
-    about = (meta.get("spec") or {}).get("description")
-    partial = partial_note(meta, len(trials))
-    parts = [f"<h1>Sweep {html.escape(str(name))}</h1>"
-             + (f"<p class='lead'>{html.escape(str(about))}</p>" if about else ""),
-             *([f"<p class='answer'><b>{html.escape(partial)}</b></p>"] if partial else []),
+    parts = [*_head(name, meta, len(trials)),
              f"<p class='answer'>{html.escape(answer_sentence(s))}</p>",
              f"<p class='lead'>{lead}</p>"]
     sections = [
@@ -271,6 +263,15 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
                                  config={"responsive": True}))
     return _write_page(path, out_html, png_dir, name, meta, parts, figures,
                        f"slice keys: {', '.join(read_settings(c, keys))}", source, skipped)
+
+
+def _head(name: str, meta: dict, n_trials: int) -> list[str]:
+    """The page's title, the spec's description, and the partial-results mark when due."""
+    about = (meta.get("spec") or {}).get("description")
+    partial = partial_note(meta, n_trials)
+    return [f"<h1>Sweep {html.escape(str(name))}</h1>"
+            + (f"<p class='lead'>{html.escape(str(about))}</p>" if about else ""),
+            *([f"<p class='answer'><b>{html.escape(partial)}</b></p>"] if partial else [])]
 
 
 def _write_page(path: str | Path, out_html: str | Path, png_dir: str | Path | None, name: str,
