@@ -178,7 +178,8 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     if is_toy(trials) and theory is None and theory_overlay is None:
         # a toy sweep holds its own spectrum: draw the prediction beside the measurement
         theory_overlay = toy_overlay(trials)
-        theory = lambda _c, _m: toy_theory_figure(trials, load_curves(path))  # noqa: E731
+        theory = lambda _c, _m: toy_theory_figure(  # noqa: E731
+            trials, lambda ids: load_curves(path, trial_ids=ids))
     figures: list[tuple[str, go.Figure]] = []
     grid = _search_is_grid(meta)
     efig = edge_figure(s["edges"], _alphas(c)) if grid is not False and len(s["edges"]) else None

@@ -132,6 +132,20 @@ def measured_rates(trials_df: pd.DataFrame, curves_df: pd.DataFrame) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def contraction_trials(trials_df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The trials ``contraction_figure`` draws, and a note on what was left out: all of them,
+    or on a fine (α, β) map (hundreds of each) an even subset of MAX_ROWS β and MAX_COLOURS α.
+    A caller can load only these trials' curves."""
+    if not {"alpha", "beta"} <= set(trials_df) or trials_df.empty:
+        return trials_df, ""
+    all_b, all_a = sorted(trials_df["beta"].unique()), sorted(trials_df["alpha"].unique())
+    Bs, As = _spread(all_b, MAX_ROWS), _spread(all_a, MAX_COLOURS)
+    if len(Bs) == len(all_b) and len(As) == len(all_a):
+        return trials_df, ""
+    return (trials_df[trials_df["beta"].isin(Bs) & trials_df["alpha"].isin(As)],
+            f" ({len(Bs)} of {len(all_b)} β, {len(As)} of {len(all_a)} α)")
+
+
 def contraction_figure(trials_df: pd.DataFrame, curves_df: pd.DataFrame, mode: int = 0,
                        betas: Any = None) -> go.Figure:
     """Predicted (lines) vs measured (markers) per-step contraction of one tracked mode, R on x.
@@ -141,14 +155,18 @@ def contraction_figure(trials_df: pd.DataFrame, curves_df: pd.DataFrame, mode: i
     stability. Rates are capped at 2. Pass one toy setting at a time (filter outer, toy_dim, …
     first when they vary), as the facets are keyed by H, β and α only.
     """
+    if betas is not None:
+        trials_df = trials_df[trials_df["beta"].isin(list(betas))]
+    trials_df, shown = contraction_trials(trials_df)
+    curves_df = curves_df[curves_df["trial_id"].isin(trials_df["trial_id"])] \
+        if "trial_id" in trials_df and "trial_id" in curves_df else curves_df
     rates = measured_rates(trials_df, curves_df)
     rates = rates[rates["mode"] == mode] if not rates.empty else rates
-    if betas is not None:
-        rates = rates[rates["beta"].isin(list(betas))]
     if rates.empty:
         return go.Figure().update_layout(title="no toy trials with mode_err to compare")
-    Hs, Bs = sorted(rates["H"].unique()), sorted(rates["beta"].unique(), reverse=True)
-    Rs, As = sorted(rates["R"].unique()), sorted(rates["alpha"].unique())
+    Bs = sorted(rates["beta"].unique(), reverse=True)
+    As = sorted(rates["alpha"].unique())
+    Hs, Rs = sorted(rates["H"].unique()), sorted(rates["R"].unique())
     xlab = {r: f"{r}" + (" (never)" if r == 0 else "") for r in Rs}
     colours = _alpha_colours(As)
     fig = make_subplots(rows=len(Bs), cols=len(Hs), shared_xaxes=True, shared_yaxes=True,
@@ -180,9 +198,20 @@ def contraction_figure(trials_df: pd.DataFrame, curves_df: pd.DataFrame, mode: i
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=[xlab[r] for r in Rs])
     lam = rates["lam"].iloc[0]
     fig.update_layout(title=f"toy: per-step contraction of tracked mode {mode} (λ={lam:.3g}), "
-                      "predicted (dotted) vs measured (markers); above 1 is unstable",
+                      "predicted (dotted) vs measured (markers); above 1 is unstable" + shown,
                       height=170 * len(Bs) + 160)
     return fig
+
+
+MAX_ROWS, MAX_COLOURS = 7, 12
+"""The most β rows and α colours the contraction figure draws (an even subset beyond)."""
+
+
+def _spread(values: list, n: int) -> list:
+    """At most n of ``values``, evenly spaced through them, both ends kept."""
+    if len(values) <= n:
+        return list(values)
+    return [values[int(round(i))] for i in np.linspace(0, len(values) - 1, n)]
 
 
 def _alpha_colours(alphas: list) -> dict[Any, str]:

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from .figures import Overlay
 from .theory import has_theory, parse_spectrum, power_law_spectrum, predicted_stable
-from .theory_plots import boundary_traces, contraction_figure
+from .theory_plots import boundary_traces, contraction_figure, contraction_trials
 
 __all__ = ["is_toy", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "is_toy", "FINE"]
 
@@ -79,15 +79,23 @@ def spectrum_overlay(spectrum: str, eta: float) -> Overlay:
                     f"predicted for assumed spectrum {spectrum}, η={eta:g} (not measured)")
 
 
-def toy_theory_figure(trials: pd.DataFrame, curves: pd.DataFrame) -> go.Figure | None:
-    """Predicted against measured per-step contraction, R on x, for the stiffest tracked mode."""
-    if curves.empty or "mode_err" not in curves:
-        return None
+def toy_theory_figure(trials: pd.DataFrame,
+                      curves: pd.DataFrame | Callable[[list[str]], pd.DataFrame]
+                      ) -> go.Figure | None:
+    """Predicted against measured per-step contraction, R on x, for the stiffest tracked mode.
+
+    ``curves`` is the curve table, or a loader given the trial ids the figure draws (a fine
+    map draws a subset: ``contraction_trials``), so only those curves are read."""
     outer = trials["outer"].mode().iloc[0] if "outer" in trials else None
     if outer is not None and not has_theory(str(outer)):
         return None
     part = trials[trials["outer"] == outer] if outer is not None else trials
-    fig = contraction_figure(part, curves[curves["trial_id"].isin(part["trial_id"])])
+    drawn = contraction_trials(part)[0]
+    if callable(curves):
+        curves = curves(drawn["trial_id"].astype(str).tolist())
+    if curves.empty or "mode_err" not in curves:
+        return None
+    fig = contraction_figure(part, curves[curves["trial_id"].isin(drawn["trial_id"])])
     fig.update_layout(title=dict(text=f"Per-step contraction of the stiffest mode (λ=1): predicted "
                                       f"(lines) vs measured (markers), outer={outer}", x=0.01))
     return fig

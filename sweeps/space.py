@@ -1,7 +1,9 @@
 """The spec's ``space``: one ``SpaceAxis`` per swept trainer setting, and the grid they span.
 
-An axis is a list of values (a grid axis, or a choice for a sampler) or a range
-``{low, high, log}`` (only for a search kind that samples). Each value is checked as a trainer
+An axis is a list of values (a grid axis, or a choice for a sampler), ``{low, high, num}``
+for ``num`` evenly spaced values from low to high (``log: true`` for a geometric spacing), as
+``numpy.linspace``/``geomspace`` give them, or a range ``{low, high, log}`` (only for a search
+kind that samples). Each value is checked as a trainer
 setting on top of the spec's ``trial`` settings, so a bad α is refused with its line before
 anything runs (see docs/design.md, "The sweep spec").
 """
@@ -14,12 +16,17 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import numpy as np
+
 from .validate import (SpecError, at, check_keys, coerce, field_kind, finite, item_at,
                        setting, show, trial_check)
 
-__all__ = ["SpaceAxis", "parse_axis", "grid_size", "grid_points", "iter_points", "RANGE_KEYS"]
+__all__ = ["SpaceAxis", "parse_axis", "grid_size", "grid_points", "iter_points", "RANGE_KEYS",
+           "NUM_MAX"]
 
 RANGE_KEYS = ("low", "high", "log")
+NUM_MAX = 1_000_000
+"""The most values one ``{low, high, num}`` axis spans."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +85,37 @@ def parse_axis(key: str, value: Any, trial: dict, ranges: bool, kind: str, w: st
     """One axis of ``space``; ``ranges`` says whether the search kind takes {low, high}."""
     if isinstance(value, list):
         return _values_axis(key, value, trial, w)
+    if isinstance(value, dict) and "num" in value:
+        return _spaced_axis(key, value, trial, w)
     if isinstance(value, dict):
         if not ranges:
             raise SpecError(f"space.{key}: a range {{low, high}} needs a sampler (search.kind: "
                             f"optuna); a {kind} axis is a list of values{w}")
         return _range_axis(key, value, trial, w)
-    raise SpecError(f"space.{key}: expected a list of values (grid axis) or a range "
-                    f"{{low, high, log}}, got {show(value)}{w}")
+    raise SpecError(f"space.{key}: expected a list of values (grid axis), {{low, high, num}} "
+                    f"(num evenly spaced values) or a range {{low, high, log}}, got "
+                    f"{show(value)}{w}")
+
+
+def _spaced_axis(key: str, value: dict, trial: dict, w: str) -> SpaceAxis:
+    """``{low, high, num, log}``: a list axis of num evenly spaced values, ends included, each
+    rounded to 12 significant digits so that the YAML a user reads is the α a trial gets."""
+    num = value["num"]
+    wn = at(value, "num")
+    if isinstance(num, bool) or not isinstance(num, int) or not 2 <= num <= NUM_MAX:
+        raise SpecError(f"space.{key}.num: expected an integer from 2 to {NUM_MAX:,} (values "
+                        f"from low to high), got {show(num)}{wn}")
+    ends = _range_axis(key, {k: v for k, v in value.items() if k != "num"}, trial, w)
+    grid = (np.geomspace if ends.log else np.linspace)(ends.low, ends.high, num)
+    if ends.integer:
+        values = [int(round(v)) for v in grid]
+    else:
+        values = [float(f"{v:.12g}") for v in grid]
+    if len(set(values)) < num:
+        raise SpecError(f"space.{key}.num: {num} values from {ends.low} to {ends.high} repeat "
+                        f"some ({key} is an integer setting); give at most "
+                        f"{len(set(values))}{wn}")
+    return _values_axis(key, values, trial, w)
 
 
 def _values_axis(key: str, value: list, trial: dict, w: str) -> SpaceAxis:

@@ -20,6 +20,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -34,7 +35,7 @@ from .uri import open_fs
 from .validate import field_kind
 
 __all__ = ["Store", "trial_id", "row_trial_id", "row_problem", "TRIAL_SCHEMA", "CURVE_SCHEMA",
-           "DONE_STATUSES", "open_fs", "COMPACTED_PREFIX", "is_compacted"]
+           "DONE_STATUSES", "open_fs", "COMPACTED_PREFIX", "is_compacted", "curve_table"]
 
 DONE_STATUSES = ("completed", "diverged")
 _READ_THREADS = 8  # small files on S3 are latency-bound
@@ -204,6 +205,17 @@ class Store:
         self._put(f"{self.root}/trials/{tid}.parquet",
                   self._parquet_bytes(pa.Table.from_pylist([full], schema=TRIAL_SCHEMA)))
 
+    def write_pack(self, rows: list[dict[str, Any]], curves: pa.Table) -> str:
+        """The rows of many trials (a pack) as one file, their curves as another, each whole
+        or not at all, curves first; both named ``compacted-pack-<uuid>``, so every reader
+        treats them as it treats a compacted file, trial by trial. Returns the file name."""
+        name = f"{COMPACTED_PREFIX}pack-{uuid.uuid4().hex[:16]}.parquet"
+        self._put(f"{self.root}/curves/{name}", self._parquet_bytes(curves))
+        table = pa.Table.from_pylist([{f.name: _cast(r.get(f.name), f.type) for f in TRIAL_SCHEMA}
+                                      for r in rows], schema=TRIAL_SCHEMA)
+        self._put(f"{self.root}/trials/{name}", self._parquet_bytes(table))
+        return name
+
     def write_meta(self, meta: dict[str, Any]) -> None:
         self._put(f"{self.root}/sweep.json",
                   json.dumps(meta, indent=2, sort_keys=False, default=str).encode())
@@ -258,12 +270,16 @@ class Store:
                 results = list(pool.map(one, files))
         else:
             results = [one(f) for f in files]
-        tables = []
+        tables, seen = [], set()
         for f, t, why in results:
             if why is not None:
                 self.skipped[f] = why
-            else:
-                tables.append(t)
+                continue
+            if is_compacted(f):  # a trial two compacted files hold is read from the first
+                if seen:
+                    t = t.filter(pc.invert(pc.is_in(t["trial_id"], pa.array(sorted(seen)))))
+                seen.update(pc.unique(t["trial_id"]).to_pylist())
+            tables.append(t)
         t = pa.concat_tables(tables) if tables else schema.empty_table()
         return t.select(columns) if columns else t
 
@@ -299,6 +315,30 @@ class Store:
         """trial_id → status of every row on disk."""
         t = self.read_trials(columns=["trial_id", "status"])
         return dict(zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist()))
+
+    def done_among(self, ids: Iterable[str]) -> set[str]:
+        """The trial_ids of ``ids`` that have a done (completed or diverged) row: one listing,
+        the trial_id column of each compacted file, and a full read (with ``row_problem``)
+        only of the files that hold one of them. What a retried pack asks before it trains."""
+        want = set(ids)
+        files = self._files("trials")
+        own = [f for f in files if not is_compacted(f)
+               and f.rsplit("/", 1)[-1].removesuffix(".parquet") in want]
+        shared = [f for f, held in self.compacted_ids().items() if held & want]
+        done = set()
+        for f in own:
+            row = self.read_row(f.rsplit("/", 1)[-1].removesuffix(".parquet"))
+            if row is not None and row["status"] in DONE_STATUSES:
+                done.add(row["trial_id"])
+        for f in shared:
+            t = self._read_file(f, TRIAL_SCHEMA)
+            why = row_problem(t, f)
+            if why is not None:
+                self.skipped[f] = why
+                continue
+            done |= {tid for tid, st in zip(t["trial_id"].to_pylist(), t["status"].to_pylist())
+                     if tid in want and st in DONE_STATUSES}
+        return done
 
     def done_row(self, tid: str) -> dict[str, Any] | None:
         """The stored row of trial `tid` when it is done (completed or diverged), else None."""
@@ -362,6 +402,30 @@ class Store:
                 rows = table.to_pylist()
                 return rows[0] if rows else None
         return None
+
+
+def curve_table(ids: list[str], trial: Any, columns: dict[str, Any]) -> pa.Table:
+    """Curve rows in columns (trainer.tracker.TrialTracker.curve_columns: trial index (N,),
+    column -> (N,) or (N, n) values) as the table ``write_trial`` would write, trial by trial:
+    CURVE_SCHEMA's columns, then a problem's own (a 2-D column becomes a list column)."""
+    trial = np.asarray(trial, dtype=np.int64)
+    arrays, fields = [pa.array(np.asarray(ids, dtype=object)[trial], pa.string())], \
+        [CURVE_SCHEMA.field("trial_id")]
+    for name in CURVE_SCHEMA.names[1:]:
+        typ = CURVE_SCHEMA.field(name).type
+        v = columns.get(name)
+        arrays.append(pa.nulls(len(trial), typ) if v is None else pa.array(np.asarray(v), typ))
+        fields.append(CURVE_SCHEMA.field(name))
+    for name in sorted(set(columns) - set(CURVE_SCHEMA.names)):
+        v = np.asarray(columns[name])
+        if v.ndim == 2:  # (N, n): n values a row, as a list column
+            offsets = pa.array(np.arange(0, v.size + 1, v.shape[1], dtype=np.int32))
+            arr = pa.ListArray.from_arrays(offsets, pa.array(v.reshape(-1)))
+        else:
+            arr = pa.array(v)
+        arrays.append(arr)
+        fields.append(pa.field(name, arr.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _has_extension(typ: pa.DataType) -> bool:

@@ -13,7 +13,7 @@ from trainer.config import TrainConfig
 
 from . import faults
 from .cost import row_flops
-from .store import Store, now, trial_id
+from .store import Store, curve_table, now, trial_id
 from .trial import OBJECTIVE, finite, objective, trial_config
 
 if TYPE_CHECKING:  # types only: the spec imports the search kinds, which import this
@@ -54,6 +54,8 @@ def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Calla
         def on_step(r: dict[str, Any]) -> None:
             if fault is not None:
                 fault.at_step(tid, r["outer_step"])
+            if not spec.loggers:  # the searcher and the progress line need the last report only
+                return
             loss = r.get("eval_loss")
             if finite(loss):
                 running["best"] = min(running["best"], loss)
@@ -64,9 +66,9 @@ def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Calla
             tune.report({**base, **{k: v for k, v in r.items() if finite(v)},
                          OBJECTIVE: objective(None, value, None, cfg.diverge_factor)})
 
-        result = train(cfg, on_step=on_step)
+        result = train(cfg, on_step=on_step if spec.loggers or fault is not None else None)
         s = result.summary()
-        row = result_row(spec, cfg, tid, result, node, started)
+        row = result_row(spec, cfg, tid, s, node, started)
         if fault is not None:
             fault.arm(tid, store)
         if not _stored(store, row, result.curve, base):
@@ -97,42 +99,59 @@ def _stored(store: Store, row: dict[str, Any], curve: Any, base: dict[str, Any])
 
 
 def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict]) -> None:
-    """K trials of one shape as one batched computation; each member still writes its own row."""
+    """K trials of one shape as one batched computation; their rows (and curves) are written
+    together as one file, whole or not at all, each row still keyed by its trial_id."""
     import ray
     from ray import tune
 
-    from trainer.packed import train_packed
+    from trainer.packed import run_packed
 
     store = Store(output, spec.name)
     node = ray.get_runtime_context().get_node_id()
+    base = {"sweep_trial_id": f"pack of {len(points)}", "node_id": node}
     configs = [trial_config(spec, p) for p in points]
-    if not force:  # a retried pack skips the members an earlier attempt already stored
-        configs = [c for c in configs if store.done_row(trial_id(c)) is None]
     ids = [trial_id(c) for c in configs]
+    if not force:  # a retried pack skips the members an earlier attempt already stored
+        done = store.done_among(ids)
+        configs = [c for c, tid in zip(configs, ids) if tid not in done]
+        ids = [tid for tid in ids if tid not in done]
     started = now()
 
-    def on_step(k: int, r: dict[str, Any]) -> None:
-        tune.report({"sweep_trial_id": ids[k], "member": k, "node_id": node,
-                     **{key: v for key, v in r.items() if finite(v)}})
+    def on_round(t: int, idx: Any, track: Any) -> None:  # for the loggers: the pack's round
+        tune.report({**base, "outer_step": t, "running": len(idx),
+                     "eval_loss": float(track.last[idx].mean())})
 
-    results = train_packed(configs, on_step=on_step) if configs else []
-    statuses = []
-    for cfg, tid, result in zip(configs, ids, results):
-        row = result_row(spec, cfg, tid, result, node, started)
-        if not _stored(store, row, result.curve, {"sweep_trial_id": tid, "node_id": node}):
+    statuses: list[str] = []
+    if configs:
+        track = run_packed(configs, on_round if spec.loggers else None)
+        s = track.summary()
+        rows = [result_row(spec, c, tid, {f: _item(v, k) for f, v in s.items()}, node, started)
+                for k, (c, tid) in enumerate(zip(configs, ids))]
+        try:
+            store.write_pack(rows, curve_table(ids, *track.curve_columns()))
+        except Exception as e:  # noqa: BLE001 - as _stored: the driver names it, no retry
+            tune.report({**base, "status": "not stored", "skipped": False,
+                         "store_error": f"cannot write a pack of {len(rows)} rows to "
+                                        f"{store.uri}/trials: {type(e).__name__}: {e}",
+                         OBJECTIVE: 1e6})
             return
-        statuses.append(result.status)
-    tune.report({"sweep_trial_id": f"pack of {len(points)}", "node_id": node,
-                 "status": "diverged" if statuses and all(s == "diverged" for s in statuses)
+        statuses = s["status"]
+    tune.report({**base, "status": "diverged" if statuses and all(x == "diverged" for x in statuses)
                  else "completed", "packed": len(points), "skipped": not configs,
                  "diverged_members": statuses.count("diverged"), OBJECTIVE: 0.0})
 
 
-def result_row(spec: "SweepSpec", cfg: TrainConfig, tid: str, result: Any, node: str,
+def _item(v: Any, k: int) -> Any:
+    x = v[k]
+    return x.item() if hasattr(x, "item") else x
+
+
+def result_row(spec: "SweepSpec", cfg: TrainConfig, tid: str, summary: dict[str, Any], node: str,
                started: str) -> dict[str, Any]:
-    """The trial row of a finished run (completed or diverged): config, result, provenance."""
-    return {"sweep": spec.name, "trial_id": tid, **cfg.flat(), **result.summary(), "error": None,
-            "flops": row_flops(cfg, result.tokens, result.outer_steps_done),
+    """The trial row of a finished run (completed or diverged): config, result (its
+    ``TrainResult.summary()``), provenance."""
+    return {"sweep": spec.name, "trial_id": tid, **cfg.flat(), **summary, "error": None,
+            "flops": row_flops(cfg, summary["tokens"], summary["outer_steps_done"]),
             "node_id": node, "started_at": started, "finished_at": now()}
 
 

@@ -51,7 +51,7 @@ def test_the_token_count_is_what_the_loop_consumes():
     result = train(cfg)
     assert result.status == "completed" and result.tokens == trial_cost(cfg).tokens
     assert result.n_params == trial_cost(cfg).params
-    row = result_row(parse_spec({"name": "s"}), cfg, trial_id(cfg), result, "node", "now")
+    row = result_row(parse_spec({"name": "s"}), cfg, trial_id(cfg), result.summary(), "node", "now")
     assert row["flops"] == trial_cost(cfg).flops > 0
     assert trial_roles()["flops"] == "result"
 

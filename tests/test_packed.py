@@ -1,11 +1,13 @@
 """Packed trials (trainer.packed) give each trial the result it gets alone, and diverge alone."""
 
+import numpy as np
 import pytest
 
 import trainer.packed as packed
 from trainer import tracker
 from trainer import ConfigError, TrainConfig, train
 from trainer.batched import StackedLM
+from trainer.outer_rules import OUTER_RULES
 from trainer.packed import train_packed
 
 SHAPE = dict(model="tiny", batch_size=4, seq_len=32, eval_batches=1, warmup_steps=2, threads=1,
@@ -27,10 +29,11 @@ def assert_same(p, a):
             assert rp[key] == pytest.approx(ra[key], rel=1e-4), key
 
 
-def test_packed_equals_one_by_one():
-    configs = [cfg(alpha=0.7, beta=0.9, R=0, seed=0),
-               cfg(alpha=1.0, beta=0.5, R=2, seed=1, outer="heavy_ball"),
-               cfg(alpha=0.4, beta=0.95, R=1, seed=0)]
+@pytest.mark.parametrize("outer", list(OUTER_RULES))
+def test_packed_equals_one_by_one(outer):
+    configs = [cfg(alpha=0.7, beta=0.9, R=0, seed=0, outer=outer),
+               cfg(alpha=1.0, beta=0.5, R=2, seed=1, outer=outer),
+               cfg(alpha=0.4, beta=0.95, R=1, seed=0, outer=outer)]
     rows = []
     results = train_packed(configs, on_step=lambda k, row: rows.append((k, row["outer_step"])))
     for p, c in zip(results, configs):
@@ -62,16 +65,20 @@ def test_a_diverging_member_stops_alone_and_stops_costing(monkeypatch):
 
 
 def test_mid_round_divergence_drops_the_member_at_once(monkeypatch):
-    # stub the train-loss rule: trial seed=7 blows up after inner step 1 of round 1
-    def rule(c, losses, h, per_step, initial, t):
-        return (99.0, "stub blow-up") if c.seed == 7 and t == 1 and h == 1 else None
+    # stub the train-loss rule: trial 1 blows up after inner step 1 of its second round
+    calls = []
+
+    def rule(c, steps, h, idx, initial, factor):
+        calls.append(h)
+        fire = (idx == 1) & (h == 1) & (calls.count(1) == 2)
+        return np.where(fire, 99.0, np.nan)
 
     monkeypatch.setattr(tracker, "train_divergence", rule)
     configs = [cfg(seed=0), cfg(seed=7), cfg(seed=3, alpha=0.5)]
     results = train_packed(configs)
     gone = results[1]
-    assert (gone.status, gone.reason, gone.final_loss, gone.outer_steps_done) == \
-           ("diverged", "stub blow-up", 99.0, 1)
+    assert (gone.status, gone.final_loss, gone.outer_steps_done) == ("diverged", 99.0, 1)
+    assert gone.reason.startswith("inner train loss 99 over the last 0 steps")
     assert gone.tokens == (3 + 2) * 2 * 4 * 32
     for k in (0, 2):
         assert_same(results[k], train(configs[k]))
@@ -84,7 +91,49 @@ def test_refuses_trials_of_different_shapes():
         train_packed([cfg(), cfg(alpha=0.3), cfg(workers=3)])
     with pytest.raises(ConfigError, match=r"^lr: "):
         train_packed([cfg(), cfg(lr=1e-3)])
+    with pytest.raises(ConfigError, match=r"^outer: .*trial 1 has 'heavy_ball'"):
+        train_packed([cfg(), cfg(outer="heavy_ball")])   # one stacked outer step per pack
     with pytest.raises(ConfigError, match=r"^kind: "):
-        train_packed([cfg(kind="toy")])
+        train_packed([cfg(kind="toy"), cfg()])
     with pytest.raises(ConfigError, match="at least one"):
         train_packed([])
+
+
+TOY = dict(kind="toy", toy_dim=300, lr=0.5, workers=3, H=4, outer_steps=12, threads=1)
+
+
+def toy(**kw) -> TrainConfig:
+    return TrainConfig(**{**TOY, **kw})
+
+
+@pytest.mark.parametrize("outer", list(OUTER_RULES))
+@pytest.mark.parametrize("batch", [0, 8])
+def test_toy_pack_is_each_trial_alone(outer, batch):
+    """A toy stack follows each trial's θ exactly (its mode errors are bit for bit the ones the
+    trial has alone); its losses are row sums where alone they are dot products (last bits)."""
+    configs = [toy(alpha=a, beta=b, R=r, seed=s, toy_batch=batch, outer=outer)
+               for a, b, r, s in [(0.5, 0.9, 0, 0), (1.2, 0.5, 3, 1), (9.0, 0.95, 0, 2),
+                                  (0.9, 0.0, 1, 3)]]
+    results = train_packed(configs)
+    assert {r.status for r in results} == {"completed", "diverged"}  # one blows up, alone too
+    for p, c in zip(results, configs):
+        a = train(c)
+        assert (p.status, p.outer_steps_done, p.tokens) == (a.status, a.outer_steps_done, a.tokens)
+        assert [r["mode_err"] for r in p.curve] == [r["mode_err"] for r in a.curve]
+        assert [r["mode_idx"] for r in p.curve] == [r["mode_idx"] for r in a.curve]
+        for key in ("eval_loss", "train_loss", "pseudo_grad_norm", "momentum_norm"):
+            assert [r[key] for r in p.curve] == pytest.approx([r[key] for r in a.curve],
+                                                              rel=1e-12, nan_ok=True), key
+        assert p.rise == pytest.approx(a.rise, rel=1e-9, abs=1e-15)
+        assert (p.reason is None) == (a.reason is None)
+
+
+def test_toy_pack_columns_hold_every_row_in_trial_order():
+    configs = [toy(alpha=a, seed=s) for a, s in [(0.5, 0), (4.0, 1), (1.0, 2)]]
+    track = packed.run_packed(configs)
+    trial, cols = track.curve_columns()
+    s = track.summary()
+    assert list(trial) == sorted(trial) and len(trial) == sum(s["outer_steps_done"])
+    assert cols["mode_err"].shape == (len(trial), len(cols["mode_idx"][0]))
+    assert s["status"] == [r.status for r in track.results()] == ["completed", "diverged",
+                                                                 "completed"]

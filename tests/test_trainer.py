@@ -157,7 +157,9 @@ def test_huge_alpha_diverges_and_stops_early():
 def test_on_step_rows_and_result_fields():
     rows = []
     r = train(small(workers=2, H=3, outer_steps=3), on_step=rows.append)
-    assert r.status == "completed" and r.outer_steps_done == 3 and rows == r.curve
+    assert r.status == "completed" and r.outer_steps_done == 3
+    nan_free = lambda rs: [{k: ("nan" if v != v else v) for k, v in row.items()} for row in rs]
+    assert nan_free(rows) == nan_free(r.curve)  # what on_step saw is what the result holds
     assert [row["outer_step"] for row in rows] == [0, 1, 2]
     assert r.tokens == 3 * 2 * 3 * 4 * 32 == rows[-1]["tokens"]
     assert r.final_loss < r.initial_loss and r.best_loss <= r.final_loss

@@ -16,6 +16,7 @@ import math
 import time
 from typing import Any, Callable, Protocol
 
+import numpy as np
 import torch
 
 from .config import TrainConfig
@@ -107,22 +108,25 @@ def run_diloco(problem: Problem, cfg: TrainConfig,
     make_group = getattr(problem, "make_group", None)
     group = make_group() if make_group else SequentialGroup(
         [problem.make_worker(i) for i in range(cfg.workers)])
-    track = TrialTracker(cfg, problem.evaluate(), problem.n_params, problem.tokens_per_step,
-                         t_start)
+    track = TrialTracker([cfg], np.array([problem.evaluate()]), problem.n_params,
+                         problem.tokens_per_step, t_start)
+    one = np.zeros(1, dtype=np.int64)                            # the trial's index in track
     for t in range(cfg.outer_steps):
-        if track.done:
+        if track.done[0]:
             break
         outer.maybe_restart(t)
         group.load(theta)                                        # θ_i ← θ
         track.start_round()
         for h in range(cfg.H):
             lr = inner_lr(cfg, t * cfg.H + h) if problem.scheduled else cfg.lr
-            if track.inner(t, h, group.inner_step(lr)):
+            if track.inner(t, h, one, np.array([group.inner_step(lr)]))[0]:
                 break
-        if track.done:
+        if track.done[0]:
             break
         stats = outer.step(pseudo_gradient(theta, group.mean_params()))
-        row = track.end_round(t, stats, problem.evaluate(), problem.extra_row())
+        extra = {k: np.array([v]) for k, v in problem.extra_row().items()}
+        track.end_round(t, one, {k: np.array([v]) for k, v in stats.items()},
+                        np.array([problem.evaluate()]), extra)
         if on_step is not None:
-            on_step(row)
-    return track.result()
+            on_step(track.curve_row(0))
+    return track.results()[0]

@@ -22,8 +22,11 @@ from .registry import Registry
 
 __all__ = ["OuterRule", "OUTER_RULES", "register_outer_rule", "outer_rule"]
 
-Direction = Callable[[Sequence[Any], Sequence[Any], float], Sequence[Any]]
-"""(Δ per parameter, m per parameter after m ← β·m + Δ, β) -> u per parameter."""
+Direction = Callable[[Sequence[Any], Sequence[Any], Sequence[Any]], Sequence[Any]]
+"""(Δ per parameter, m per parameter after m ← β·m + Δ, β per parameter) -> u per parameter.
+
+Each is a (K, *shape) stack of K trials; β is a (K, 1, ..., 1) tensor per parameter, one value
+per trial, so a rule is written once for one trial and for a pack (trainer.outer)."""
 Matrix = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """(μ, α, β) broadcast alike -> A of shape (*shape, 2, 2) on the state (e, m)."""
 
@@ -59,7 +62,7 @@ def _a(mu: np.ndarray, a00: np.ndarray, a01: np.ndarray, beta: np.ndarray) -> np
 
 register_outer_rule(OuterRule(
     name="nesterov",
-    direction=lambda delta, m, beta: [d.add(mi, alpha=beta) for d, mi in zip(delta, m)],
+    direction=lambda delta, m, beta: [d.addcmul(mi, b) for d, mi, b in zip(delta, m, beta)],
     # on a mode Δ = μe, m' = βm + μe, u = Δ + βm': e' = (1 − αμ(1+β))e − αβ²m
     matrix=lambda mu, alpha, beta: _a(mu, 1 - alpha * mu * (1 + beta), -alpha * beta ** 2, beta),
     summary="θ ← θ − α·(Δ + β·m), torch.optim.SGD(nesterov=True)",

@@ -1,10 +1,12 @@
-"""Packed trials: K LM trials of one shape trained in one process as one stacked computation.
+"""Packed trials: K trials of one shape trained in one process as one stacked computation.
 
-The K trials share the model, workers, H, outer_steps and data settings, and differ in α, β, R,
-seed and the outer rule (PACKABLE). Their K·M workers are the slots of one trainer.batched
-StackedLM; each trial keeps its own global θ_k (a slice of a (K, *shape) stack), its own outer
-optimizer, its own eval loss, curve and result. Each trial runs the loop of trainer.loop
-exactly, so its result matches the same config run alone (tests/test_packed.py).
+The K trials share everything but α, β, R, the seed and the divergence factor (PACKABLE). A
+stack holds their global θ as (K, *shape) tensors and their K·M workers as its slots: an LM
+stack (trainer.batched.StackedLM) or a toy stack (trainer.toy_stack.ToyStack), one entry each
+of ``STACKS``. Each trial keeps its own α, β and restarts (one stacked outer optimizer, per-trial
+coefficients), its own eval loss, curve and result; the loop is trainer.loop's, and one
+``TrialTracker`` holds the bookkeeping of all K, so each result matches the same config run
+alone (tests/test_packed.py).
 
 A trial that diverges is finished at once, with the reason the single-trial loop would give,
 and its M slots are dropped from the stack (mid-round when an inner loss shows it), so it
@@ -17,9 +19,9 @@ costs nothing from then on while the others go on.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
+import numpy as np
 import torch
 
 from .batched import StackedLM
@@ -30,13 +32,16 @@ from .lm import LMProblem, init_model
 from .loop import inner_lr
 from .memory import check_memory
 from .outer import OuterOptimizer, pseudo_gradient
+from .registry import Registry
 from .result import TrainResult
+from .toy_stack import ToyStack
 from .tracker import TrialTracker
 
-__all__ = ["train_packed", "check_packable", "PACKABLE"]
+__all__ = ["train_packed", "run_packed", "check_packable", "PACKABLE", "STACKS", "Stack"]
 
-PACKABLE = ("alpha", "beta", "R", "seed", "outer", "diverge_factor", "batched")
-"""The settings packed trials may differ in (batched is moot: packing always stacks)."""
+PACKABLE = ("alpha", "beta", "R", "seed", "diverge_factor", "batched")
+"""The settings packed trials may differ in (batched is moot: packing always stacks).
+The outer rule is shared: a pack takes one stacked outer step."""
 
 
 def check_packable(configs: list[TrainConfig]) -> None:
@@ -44,8 +49,9 @@ def check_packable(configs: list[TrainConfig]) -> None:
     if not configs:
         raise ConfigError("configs: expected at least one trial to pack")
     for k, c in enumerate(configs):
-        if c.kind != "lm":
-            raise ConfigError(f"kind: packed trials must be lm trials; trial {k} has {c.kind!r}")
+        if c.kind not in STACKS:
+            raise ConfigError(f"kind: packed trials must be {' or '.join(STACKS)} trials; "
+                              f"trial {k} has {c.kind!r}")
     base = configs[0].to_dict()
     for k, c in enumerate(configs[1:], start=1):
         d = c.to_dict()
@@ -56,13 +62,76 @@ def check_packable(configs: list[TrainConfig]) -> None:
                     f"trial {k} has {d[name]!r}; only {', '.join(PACKABLE)} may differ")
 
 
-@dataclass
-class _Member:
-    """One packed trial: its index, its outer optimizer (over its slice of θ) and its tracker."""
+class Stack(Protocol):
+    """K trials' global θ and their workers as the slots of one computation."""
 
-    k: int
-    outer: OuterOptimizer
-    track: TrialTracker
+    name: str
+    """The trial kind (TrainConfig.kind) it trains."""
+    theta: list[torch.Tensor]
+    """The initial global parameters of the K trials, (K, *shape) each."""
+    n_params: int
+    tokens_per_step: int
+    scheduled: bool
+    """True: the inner LR follows warmup+cosine; False: constant cfg.lr (the toy theory)."""
+
+    def load(self, theta: list[torch.Tensor]) -> None:
+        """Every worker of trial k ← θ_k."""
+
+    def step(self, lr: float) -> Any:
+        """One inner step of every slot; (K'·M,) losses, trial-major."""
+
+    def group_mean(self, groups: int) -> list[torch.Tensor]:
+        """mean_i θ_i of each of the ``groups`` trials, (groups, *shape) each."""
+
+    def evaluate(self, theta: list[torch.Tensor]) -> Any:
+        """(K',) held-out losses of the stacked global models."""
+
+    def keep(self, slots: list[int]) -> None:
+        """Keep only these worker slots (those of the trials going on)."""
+
+    def extra(self, theta: list[torch.Tensor]) -> dict[str, Any] | None:
+        """Problem-specific curve columns per trial ((K', ...) arrays), or None."""
+
+
+STACKS: Registry[Callable[[list[TrainConfig]], Stack]] = Registry(
+    "packed trial kind", lambda name, known: ConfigError(
+        f"kind: packed trials must be {' or '.join(known)} trials, got {name!r}"))
+"""Trial kind -> the stack that trains K trials of it at once."""
+
+
+class LMStack:
+    """K LM trials: their θ stacked, their K·M workers the slots of one StackedLM."""
+
+    name = "lm"
+    scheduled = True
+
+    def __init__(self, configs: list[TrainConfig]):
+        cfg = configs[0]
+        self.M, cpu = cfg.workers, torch.device("cpu")
+        # all K·M workers are stacked at once: check memory for that many, before building
+        check_memory(cfg.replace(workers=len(configs) * cfg.workers, batched="on"),
+                     resolve_device(cfg).type)
+        first = LMProblem(cfg)                            # corpus, eval batches, trial 0's init
+        inits = [first.params] + [list(init_model(c, first.device).parameters()) for c in configs[1:]]
+        self.eval_data, self.tokens_per_step = first.eval_data, first.tokens_per_step
+        self.n_params = first.n_params
+        self.theta = [torch.stack([p[j].detach() for p in inits]) for j in range(len(first.params))]
+        samplers = [Sampler(first.corpus, i, self.M, c.split, c.seed, c.batch_size, c.seq_len, cpu)
+                    for c in configs for i in range(self.M)]
+        self.stack = StackedLM(first.model, cfg, samplers, first.device,
+                               autocast_for(cfg, first.device))
+        self.load, self.step, self.keep = self.stack.load, self.stack.step, self.stack.keep
+        self.group_mean = self.stack.group_mean
+
+    def evaluate(self, theta: list[torch.Tensor]) -> list[float]:
+        return self.stack.evaluate(theta, self.eval_data)
+
+    def extra(self, theta: list[torch.Tensor]) -> None:
+        return None
+
+
+STACKS.register(LMStack)
+STACKS.register(ToyStack)
 
 
 def train_packed(configs: list[TrainConfig],
@@ -72,84 +141,75 @@ def train_packed(configs: list[TrainConfig],
     `on_step(k, row)` gets trial k's curve row after each of its rounds. Settings that differ
     outside PACKABLE raise ConfigError before anything is built.
     """
+    def each(t: int, idx: np.ndarray, track: TrialTracker) -> None:
+        for k in idx.tolist():
+            on_step(k, track.curve_row(k))
+
+    return run_packed(configs, each if on_step is not None else None).results()
+
+
+def run_packed(configs: list[TrainConfig],
+               on_round: Callable[[int, np.ndarray, TrialTracker], None] | None = None
+               ) -> TrialTracker:
+    """Train K trials of one shape together; the tracker holds every result and curve, in
+    columns (``summary``, ``curve_columns``) for thousands of trials or as ``results()``.
+
+    `on_round(t, idx, tracker)` is called after round t with the trials that took it."""
     check_packable(configs)
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     if configs[0].threads:
         torch.set_num_threads(configs[0].threads)
     try:
-        return _run(configs, on_step, t0)
+        return _run(configs, on_round, t0)
     finally:
         torch.set_num_threads(threads)
 
 
-class _Pack:
-    """The active members, their stacked global θ (K', *shape) and their K'·M worker slots."""
+def _run(configs: list[TrainConfig], on_round, t0: float) -> TrialTracker:
+    """trainer.loop.run_diloco over the stack: the same steps, each trial's own bookkeeping."""
+    cfg = configs[0]
+    stack = STACKS.lookup(cfg.kind)(configs)
+    M, theta = cfg.workers, stack.theta
+    outer = OuterOptimizer.stacked(theta, [c.alpha for c in configs], [c.beta for c in configs],
+                                   cfg.outer, [c.R for c in configs])
+    track = TrialTracker(configs, np.asarray(stack.evaluate(theta)), stack.n_params,
+                         stack.tokens_per_step, t0)
+    idx = np.arange(len(configs))
 
-    def __init__(self, configs: list[TrainConfig], t0: float):
-        cfg = configs[0]
-        self.M, cpu = cfg.workers, torch.device("cpu")
-        # all K·M workers are stacked at once: check memory for that many, before building
-        check_memory(cfg.replace(workers=len(configs) * cfg.workers, batched="on"),
-                     resolve_device(cfg).type)
-        first = LMProblem(cfg)                            # corpus, eval batches, trial 0's init
-        inits = [first.params] + [list(init_model(c, first.device).parameters()) for c in configs[1:]]
-        self.eval_data, self.tokens_per_step = first.eval_data, first.tokens_per_step
-        self.theta = [torch.stack([p[j].detach() for p in inits]) for j in range(len(first.params))]
-        samplers = [Sampler(first.corpus, i, self.M, c.split, c.seed, c.batch_size, c.seq_len, cpu)
-                    for c in configs for i in range(self.M)]
-        self.stack = StackedLM(first.model, cfg, samplers, first.device,
-                               autocast_for(cfg, first.device))
-        initial = self.stack.evaluate(self.theta, self.eval_data)
-        self.active = [_Member(k, OuterOptimizer([t[k] for t in self.theta], c.alpha, c.beta,
-                                                 c.outer, c.R),
-                               TrialTracker(c, initial[k], first.n_params,
-                                            self.tokens_per_step, t0))
-                       for k, c in enumerate(configs)]
-        self.members = list(self.active)
-
-    def drop_done(self) -> None:
-        """Remove finished members from θ and from the worker stack; rebind the others' views."""
-        keep = [j for j, m in enumerate(self.active) if not m.track.done]
-        if len(keep) == len(self.active):
+    def drop_done() -> None:
+        """Remove finished trials from θ, the outer state and the worker slots."""
+        nonlocal idx, theta
+        keep = np.flatnonzero(~track.done[idx])
+        if len(keep) == len(idx):
             return
-        self.active = [self.active[j] for j in keep]
-        if not keep:
+        idx = idx[keep]
+        if len(idx) == 0:
             return
-        index = torch.tensor(keep, dtype=torch.long, device=self.theta[0].device)
-        self.theta = [t.index_select(0, index) for t in self.theta]
-        self.stack.keep([j * self.M + i for j in keep for i in range(self.M)])
-        for j, m in enumerate(self.active):
-            m.outer.params = [t[j] for t in self.theta]   # the outer step updates θ_j in place
+        index = torch.as_tensor(keep, dtype=torch.long, device=theta[0].device)
+        theta = [t.index_select(0, index) for t in theta]
+        outer.keep(index, theta)
+        stack.keep([j * M + i for j in keep.tolist() for i in range(M)])
 
-
-def _run(configs: list[TrainConfig], on_step, t0: float) -> list[TrainResult]:
-    """trainer.loop.run_diloco over the pack: the same steps, each trial's own tracker."""
-    cfg, pack = configs[0], _Pack(configs, t0)
-    M = pack.M
-    pack.drop_done()                                  # a non-finite initial loss: done already
+    drop_done()                                       # a non-finite initial loss: done already
     for t in range(cfg.outer_steps):
-        if not pack.active:
+        if not len(idx):
             break
-        for m in pack.active:
-            m.outer.maybe_restart(t)
-            m.track.start_round()
-        pack.stack.load(pack.theta)                                     # θ_i ← θ_k, per trial
+        outer.maybe_restart(t)
+        track.start_round()
+        stack.load(theta)                                              # θ_i ← θ_k, per trial
         for h in range(cfg.H):
-            step = pack.stack.step(inner_lr(cfg, t * cfg.H + h))          # (K'·M,) losses
-            for j, m in enumerate(pack.active):
-                m.track.inner(t, h, step[j * M:(j + 1) * M])
-            pack.drop_done()                          # a diverged trial costs nothing more
-            if not pack.active:
+            lr = inner_lr(cfg, t * cfg.H + h) if stack.scheduled else cfg.lr
+            losses = np.asarray(stack.step(lr), dtype=np.float64).reshape(len(idx), M)
+            track.inner(t, h, idx, losses)
+            drop_done()                               # a diverged trial costs nothing more
+            if not len(idx):
                 break
-        if not pack.active:
+        if not len(idx):
             break
-        deltas = pseudo_gradient(pack.theta, pack.stack.group_mean(len(pack.active)))  # Δ_k
-        stats = [m.outer.step([d[j] for d in deltas]) for j, m in enumerate(pack.active)]
-        evals = pack.stack.evaluate(pack.theta, pack.eval_data)
-        for m, st, last in zip(pack.active, stats, evals):
-            row = m.track.end_round(t, st, last)
-            if on_step is not None:
-                on_step(m.k, row)
-        pack.drop_done()
-    return [m.track.result() for m in pack.members]
+        stats = outer.step(pseudo_gradient(theta, stack.group_mean(len(idx))))    # Δ_k
+        track.end_round(t, idx, stats, np.asarray(stack.evaluate(theta)), stack.extra(theta))
+        if on_round is not None:
+            on_round(t, idx, track)
+        drop_done()
+    return track

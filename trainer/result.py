@@ -6,8 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 __all__ = ["TrainResult", "CURVE_COLUMNS", "STATUSES", "OUTCOMES", "RISE", "curve_rise",
-           "outcome"]
+           "curve_rises", "outcome"]
 
 STATUSES = ("completed", "diverged", "failed")
 OUTCOMES = ("stable", "stalled", "blew_up", "diverged", "failed")
@@ -72,14 +74,16 @@ def curve_rise(losses: list[float]) -> float:
     loss counts in full and an early transient counts only by how far it climbed. Non-finite
     losses are left out: such a trial is diverged, which outranks any rise.
     """
-    low, rise = math.inf, 0.0
-    for loss in losses:
-        if not math.isfinite(loss):
-            continue
-        low = min(low, loss)
-        if low > 0:
-            rise = max(rise, loss / low - 1.0)
-    return rise
+    return float(curve_rises(np.asarray([losses], dtype=np.float64).reshape(1, -1))[0])
+
+
+def curve_rises(losses: np.ndarray) -> np.ndarray:
+    """``curve_rise`` of each row of a (K, T) array of eval curves (NaN pads a short one)."""
+    finite = np.isfinite(losses)
+    low = np.fmin.accumulate(np.where(finite, losses, np.nan), axis=1)   # running min, NaN-blind
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(finite & (low > 0), losses / low - 1.0, 0.0)
+    return np.maximum(rel.max(axis=1, initial=0.0), 0.0)
 
 
 def outcome(status: str | None, final_loss: float | None, initial_loss: float | None,

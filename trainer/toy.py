@@ -83,14 +83,19 @@ class ToyProblem:
         k = torch.arange(1, self.dim + 1, dtype=torch.float64)
         self.lam = k ** -float(cfg.toy_power)                   # (d,), λ_1 = 1 is the largest
         self.sqrt_lam = self.lam.sqrt()
-        w_star = torch.randn(self.dim, generator=_stream(cfg.seed, -1), dtype=torch.float64)
-        self.theta = -w_star                                    # start at w = 0: e = −w*
+        self.theta = self.start(cfg.seed, self.dim)
         self.params = [self.theta]
         self.n_params = self.dim
         # samples per inner step; full batch is one exact population gradient, counted as 1
         self.tokens_per_step = self.batch if self.batch > 0 else 1
         self.mode_idx = tracked_modes(self.dim)
         self._idx = torch.tensor(self.mode_idx)
+
+    @staticmethod
+    def start(seed: int, dim: int) -> torch.Tensor:
+        """The initial error (d,) of a trial: training starts at w = 0, so e = −w*, w* drawn
+        from the seed's own stream."""
+        return -torch.randn(dim, generator=_stream(seed, -1), dtype=torch.float64)
 
     def make_worker(self, i: int) -> ToyWorker:
         return ToyWorker(self, i)
