@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figures import fmt, slice_title
+from .figures import FINE, axis_ticks, fmt, slice_title
 from .stability import varying
 
 __all__ = ["edge_figure", "R_COLOURS"]
@@ -80,12 +80,16 @@ def edge_figure(edges: pd.DataFrame, alphas: list[float], title: str = _TITLE,
                     hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", **err),
                     row=1, col=ci)
     ticks = sorted(alphas)
+    ticks = [ticks[i] for i in axis_ticks(ticks)[0]]           # a fine map: about 11 labels
     fig.update_yaxes(type="log", tickvals=[floor] + ticks,
                      ticktext=["below"] + [fmt(a) for a in ticks],
                      range=[np.log10(floor / 1.15), np.log10(max(ticks) * 1.25)])
     fig.update_yaxes(title_text="stable α edge", col=1)
-    fig.update_xaxes(tickvals=list(range(len(betas))), ticktext=[fmt(b) for b in betas],
+    xv, xt = axis_ticks(betas)
+    fig.update_xaxes(tickvals=xv, ticktext=xt,
                      range=[-0.5, len(betas) - 0.5], title_text="β (outer momentum)")
+    if len(betas) > FINE:
+        fig.update_traces(marker_size=4, error_y_width=0)
     fig.update_layout(height=420, margin=dict(l=70, r=40, t=90, b=60),
                       title=dict(text=title, x=0.01))
     return fig

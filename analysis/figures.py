@@ -21,7 +21,8 @@ from plotly.subplots import make_subplots
 
 from .stability import group_by, is_grid, pct as tol_text, slice_keys, varying
 
-__all__ = ["facet_figures", "fmt", "slice_title", "Overlay", "OUTLINE", "NEAR", "MARKS"]
+__all__ = ["facet_figures", "fmt", "slice_title", "axis_ticks", "Overlay", "OUTLINE", "NEAR",
+           "MARKS", "FINE"]
 
 OUTLINE = "#d62728"
 NEAR = "#ffffff"
@@ -29,6 +30,9 @@ MARKS = {"n_diverged": "×", "n_blew_up": "↑", "n_stalled": "–"}
 Overlay = Callable[[dict, list, list], "Sequence[BaseTraceType] | None"]
 """Per facet: (slice settings, α values, β values) -> traces to draw over it (theory)."""
 FACET_PX = 300  # height of one facet row
+FINE, FINE_PX, TICKS = 48, 640, 11
+"""Above FINE values of α or β a facet is a fine map: FINE_PX square, TICKS labels an axis,
+no per-cell marks (blank still means every seed diverged)."""
 
 
 def fmt(v: Any) -> str:
@@ -175,10 +179,14 @@ def _facet(part: pd.DataFrame, keys: list[str], use_grid: bool, colour: dict[str
         legend=dict(yanchor="top", y=0.15, xanchor="left", x=1.01, bgcolor="#9a9a9a"),
     )
     if use_grid:
-        fig.update_xaxes(tickvals=list(range(len(alphas))), ticktext=[fmt(a) for a in alphas],
-                         range=[-0.54, len(alphas) - 0.46], showgrid=False, zeroline=False)
-        fig.update_yaxes(tickvals=list(range(len(betas))), ticktext=[fmt(b) for b in betas],
-                         range=[-0.54, len(betas) - 0.46], showgrid=False, zeroline=False)
+        (xv, xt), (yv, yt) = axis_ticks(alphas), axis_ticks(betas)
+        fig.update_xaxes(tickvals=xv, ticktext=xt, range=[-0.54, len(alphas) - 0.46],
+                         showgrid=False, zeroline=False)
+        fig.update_yaxes(tickvals=yv, ticktext=yt, range=[-0.54, len(betas) - 0.46],
+                         showgrid=False, zeroline=False)
+        if _fine(alphas, betas):  # a fine map: square cells, tall enough to see the boundary
+            fig.update_layout(height=FINE_PX * len(hs) + 160,
+                              width=FINE_PX * len(rs) + 320)
     else:
         fig.update_xaxes(type="log")
     fig.update_xaxes(title_text="α (outer LR)", row=len(hs))
@@ -196,9 +204,48 @@ def _pick(part: pd.DataFrame, h: Any, r: Any) -> pd.DataFrame:
     return part[mask]
 
 
+def _fine(alphas: list, betas: list) -> bool:
+    return max(len(alphas), len(betas)) > FINE
+
+
+def axis_ticks(values: list) -> tuple[list[int], list[str]]:
+    """Index positions and labels of an axis: every value, or on a fine map about TICKS."""
+    pos = list(range(len(values))) if len(values) <= FINE else \
+        sorted({int(round(i)) for i in np.linspace(0, len(values) - 1, TICKS)})
+    return pos, [fmt(values[i]) for i in pos]
+
+
+def _add_fine_heatmap(fig: go.Figure, sl: pd.DataFrame, alphas: list, betas: list, cap: float,
+                      row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fine map's heatmap, filled column-wise (hundreds of thousands of cells): no marks,
+    a short hover (α, β, outcome, final loss). Returns its stable and near-optimal masks."""
+    i = np.searchsorted(np.asarray(alphas, dtype=float), sl["alpha"].to_numpy(dtype=float))
+    j = np.searchsorted(np.asarray(betas, dtype=float), sl["beta"].to_numpy(dtype=float))
+    z = np.full((len(betas), len(alphas)), np.nan)
+    final = sl["final_mean"].to_numpy(dtype=float)
+    keep = (sl["outcome"] != "diverged").to_numpy() & np.isfinite(final)
+    z[j[keep], i[keep]] = np.minimum(final[keep], cap)
+    outcome = np.full(z.shape, "no trial", dtype=object)
+    outcome[j, i] = sl["outcome"].astype(str).to_numpy()
+    stable, near = np.zeros(z.shape, dtype=bool), np.zeros(z.shape, dtype=bool)
+    stable[j, i] = sl["stable"].to_numpy(dtype=bool)
+    near[j, i] = sl["near_optimal"].to_numpy(dtype=bool)
+    a, b = np.meshgrid(np.asarray(alphas, dtype=float), np.asarray(betas, dtype=float))
+    fig.add_trace(go.Heatmap(
+        z=z, x=list(range(len(alphas))), y=list(range(len(betas))), coloraxis="coloraxis",
+        customdata=np.dstack([a, b, outcome]),
+        hovertemplate="α=%{customdata[0]:.4g}  β=%{customdata[1]:.4g}<br>%{customdata[2]}"
+                      "<br>final loss %{z:.4g}<extra></extra>", name="final loss"),
+        row=row, col=col)
+    return stable, near
+
+
 def _add_heatmap(fig: go.Figure, sl: pd.DataFrame, keys: list[str], alphas: list, betas: list,
                  cap: float, row: int, col: int, legend: bool, tol: float) -> bool:
     """Add one facet's heatmap and stable outline; True when the outline had a legend entry."""
+    if _fine(alphas, betas):
+        stable, near = _add_fine_heatmap(fig, sl, alphas, betas, cap, row, col)
+        return _add_outlines(fig, stable, near, row, col, legend, tol)
     z = np.full((len(betas), len(alphas)), np.nan)
     text = np.full(z.shape, "", dtype=object)
     hover = np.full(z.shape, "no trial", dtype=object)
@@ -219,6 +266,11 @@ def _add_heatmap(fig: go.Figure, sl: pd.DataFrame, keys: list[str], alphas: list
         text=text, texttemplate="%{text}", textfont=dict(size=18),
         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", xgap=1, ygap=1,
         name="final loss"), row=row, col=col)
+    return _add_outlines(fig, stable, near, row, col, legend, tol)
+
+
+def _add_outlines(fig: go.Figure, stable: np.ndarray, near: np.ndarray, row: int, col: int,
+                  legend: bool, tol: float) -> bool:
     xs, ys = _outline(stable)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=OUTLINE, width=3),
                              hoverinfo="skip", name="stable region",

@@ -22,6 +22,7 @@ from .theory_plots import boundary_traces, contraction_figure, contraction_trial
 __all__ = ["is_toy", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "is_toy", "FINE"]
 
 FINE = 60          # theory grid points per axis between the measured grid's ends
+FINE_MAX = 256     # ... or as many as the measured axis has, up to this
 MAX_MODES = 256    # modes kept of a long spectrum: log-spaced, first and last included
 
 
@@ -45,9 +46,12 @@ def _overlay(spectrum_of: Callable[[dict], tuple[np.ndarray, float]], name: str)
         if not has_theory(str(settings.get("outer", "nesterov"))):
             return []  # a rule with no linear model: nothing to predict, nothing drawn
         lams, eta = spectrum_of(settings)
-        a = np.geomspace(min(alphas), max(alphas), FINE) if min(alphas) > 0 else np.linspace(
-            min(alphas), max(alphas), FINE)
-        b = np.linspace(min(betas), max(betas), FINE)
+        # at least as fine as the measured map (up to FINE_MAX), so a fine map's edge is not
+        # compared against a coarser staircase
+        na, nb = (min(max(FINE, len(v)), FINE_MAX) for v in (alphas, betas))
+        a = np.geomspace(min(alphas), max(alphas), na) if min(alphas) > 0 and na == FINE \
+            else np.linspace(min(alphas), max(alphas), na)
+        b = np.linspace(min(betas), max(betas), nb)
         grid = predicted_stable(a, b, _thin(lams), eta, int(settings.get("H", 1)),
                                 int(settings.get("R", 0)), str(settings.get("outer", "nesterov")))
         if grid.all() or not grid.any():

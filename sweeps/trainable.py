@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
+import pyarrow as pa
+
 from trainer.config import TrainConfig
 
 from . import faults
@@ -123,19 +125,23 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
 
     statuses: list[str] = []
     if configs:
-        track = run_packed(configs, on_round if spec.loggers else None)
-        s = track.summary()
-        rows = [result_row(spec, c, tid, {f: _item(v, k) for f, v in s.items()}, node, started)
-                for k, (c, tid) in enumerate(zip(configs, ids))]
+        rows, curves = [], []
+        for start, track in run_packed(configs, on_round if spec.loggers else None):
+            s = track.summary()
+            mine = ids[start:start + track.K]
+            rows += [result_row(spec, c, tid, {f: _item(v, k) for f, v in s.items()}, node,
+                                started)
+                     for k, (c, tid) in enumerate(zip(configs[start:start + track.K], mine))]
+            curves.append(curve_table(mine, *track.curve_columns()))
+            statuses += s["status"]
         try:
-            store.write_pack(rows, curve_table(ids, *track.curve_columns()))
+            store.write_pack(rows, pa.concat_tables(curves, promote_options="permissive"))
         except Exception as e:  # noqa: BLE001 - as _stored: the driver names it, no retry
             tune.report({**base, "status": "not stored", "skipped": False,
                          "store_error": f"cannot write a pack of {len(rows)} rows to "
                                         f"{store.uri}/trials: {type(e).__name__}: {e}",
                          OBJECTIVE: 1e6})
             return
-        statuses = s["status"]
     tune.report({**base, "status": "diverged" if statuses and all(x == "diverged" for x in statuses)
                  else "completed", "packed": len(points), "skipped": not configs,
                  "diverged_members": statuses.count("diverged"), OBJECTIVE: 0.0})

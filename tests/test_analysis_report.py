@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -315,3 +316,27 @@ def test_report_explains_its_columns_and_labels_its_axes(grid_report) -> None:
     # the legend stands beside the first row, not above a column of panels
     assert fig.layout.legend.orientation == "v" and fig.layout.legend.x > 1
     assert fig.layout.legend.yanchor == "top"
+
+
+def test_a_fine_map_is_one_unmarked_heatmap_with_its_edge_and_a_few_ticks() -> None:
+    """Hundreds of α and β values: filled column-wise, no per-cell marks, ~11 tick labels,
+    the same stable outline (the cells of the stable triangle), the hover still says where."""
+    from analysis.figures import FINE, TICKS
+    from analysis.stability import label
+
+    n = FINE + 12
+    a, b = np.meshgrid(np.linspace(0.1, 2.0, n), np.linspace(0.0, 0.9, n))
+    stable = (a + b < 1.5).ravel()
+    trials = pd.DataFrame({
+        "trial_id": [f"t{i}" for i in range(n * n)], "alpha": a.ravel(), "beta": b.ravel(),
+        "H": 4, "R": 0, "seed": 0, "status": np.where(stable, "completed", "diverged"),
+        "initial_loss": 5.0, "final_loss": np.where(stable, 1.0 + a.ravel(), np.inf),
+        "best_loss": 1.0, "peak_loss": 5.0, "rise": 0.0})
+    (_, fig), = facet_figures(cells(label(trials)), 0.05)
+    heat, = [t for t in fig.data if t.type == "heatmap"]
+    assert heat.text is None and "β=%{customdata[1]" in heat.hovertemplate
+    z = np.asarray(heat.z, dtype=float)
+    assert np.isfinite(z).sum() == stable.sum()            # every stable cell coloured, no more
+    assert len(fig.layout.xaxis.tickvals) <= TICKS and len(fig.layout.yaxis.tickvals) <= TICKS
+    outline, = [t for t in fig.data if t.type == "scatter" and t.line.color == OUTLINE]
+    assert len(outline.x) > 0

@@ -9,6 +9,7 @@ from trainer import ConfigError, TrainConfig, train
 from trainer.batched import StackedLM
 from trainer.outer_rules import OUTER_RULES
 from trainer.packed import train_packed
+from trainer.toy_stack import ToyStack
 
 SHAPE = dict(model="tiny", batch_size=4, seq_len=32, eval_batches=1, warmup_steps=2, threads=1,
              workers=2, H=3, outer_steps=4)
@@ -130,10 +131,23 @@ def test_toy_pack_is_each_trial_alone(outer, batch):
 
 def test_toy_pack_columns_hold_every_row_in_trial_order():
     configs = [toy(alpha=a, seed=s) for a, s in [(0.5, 0), (4.0, 1), (1.0, 2)]]
-    track = packed.run_packed(configs)
+    [(start, track)] = list(packed.run_packed(configs))
+    assert start == 0
     trial, cols = track.curve_columns()
     s = track.summary()
     assert list(trial) == sorted(trial) and len(trial) == sum(s["outer_steps_done"])
     assert cols["mode_err"].shape == (len(trial), len(cols["mode_idx"][0]))
     assert s["status"] == [r.status for r in track.results()] == ["completed", "diverged",
                                                                  "completed"]
+
+
+def test_a_pack_past_the_stack_size_runs_as_several_stacks_with_the_same_results(monkeypatch):
+    configs = [toy(alpha=a, beta=b) for a in (0.5, 1.5, 4.0) for b in (0.0, 0.9)]
+    alone = train_packed(configs)
+    monkeypatch.setattr(ToyStack, "CHUNK_BYTES", 8 * TOY["toy_dim"] * 4)   # 4 trials a stack
+    stacks = list(packed.run_packed(configs))
+    assert [(start, t.K) for start, t in stacks] == [(0, 4), (4, 2)]
+    split = train_packed(configs)
+    for a, b in zip(split, alone):   # each trial's θ is its own, whichever stack it was in
+        assert [x["mode_err"] for x in a.curve] == [x["mode_err"] for x in b.curve]
+    assert [r.status for r in split] == [r.status for r in alone]

@@ -94,6 +94,14 @@ REFUSED = [
     ("not-yaml", "name: [unclosed\n", "not valid YAML", None),
     ("empty-file", "", "empty file", None),
     ("bad-output", GOOD + "output: 3\n", "output", 11),
+    ("num-too-small", GOOD.replace("alpha: [0.5, 1.0]", "alpha: {low: 0.5, high: 1.0, num: 1}"),
+     "space.alpha.num", 7),
+    ("num-not-int", GOOD.replace("alpha: [0.5, 1.0]", "alpha: {low: 0.5, high: 1.0, num: 2.5}"),
+     "space.alpha.num", 7),
+    ("num-int-repeats", GOOD.replace("seed: [0, 1]", "seed: {low: 0, high: 3, num: 9}"),
+     "space.seed.num", None),
+    ("num-bad-end", GOOD.replace("alpha: [0.5, 1.0]", "alpha: {low: -1.0, high: 1.0, num: 5}"),
+     "space.alpha.low", None),
 ]
 
 
@@ -253,3 +261,13 @@ def test_one_problem_reads_as_before():
     with pytest.raises(SpecError) as e:
         parse_spec({"name": "x", "trial": {"wokers": 4}})
     assert str(e.value).startswith("trial.wokers: unknown key") and "\n" not in str(e.value)
+
+
+def test_a_spaced_axis_is_a_grid_axis_of_evenly_spaced_values(tmp_path):
+    """{low, high, num} (and log: true) spans num values, ends included, as numpy does."""
+    text = GOOD.replace("alpha: [0.5, 1.0]", "alpha: {low: 0.1, high: 1.0, num: 4, log: true}")
+    text = text.replace("seed: [0, 1]", "seed: {low: 0, high: 6, num: 3}")
+    spec = load_spec(_write(tmp_path, text))
+    assert spec.space["alpha"].values == (0.1, 0.215443469003, 0.464158883361, 1.0)
+    assert spec.space["seed"].values == (0, 3, 6)
+    assert spec.n_trials == 12

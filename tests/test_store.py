@@ -303,3 +303,45 @@ def test_a_problems_own_curve_columns_are_kept(tmp_path):
                                       "pseudo_grad_norm", "momentum_norm", "momentum_cos", "wall_s"]
     assert [list(v) for v in back.sort_values("outer_step").mode_err] == [[1.0, 1.0], [0.5, 0.9], [0.25, 0.81]]
     assert list(back.mode_idx.iloc[0]) == [0, 9]
+
+
+def _pack(store: Store, cfgs: list[TrainConfig]) -> str:
+    import numpy as np
+
+    from sweeps.store import curve_table
+
+    ids = [trial_id(c) for c in cfgs]
+    trial = np.repeat(np.arange(len(cfgs)), 2)
+    cols = {"outer_step": np.tile([0, 1], len(cfgs)), "eval_loss": np.linspace(4, 3, 2 * len(cfgs)),
+            "mode_err": np.ones((2 * len(cfgs), 3))}
+    return store.write_pack([_row(c) for c in cfgs], curve_table(ids, trial, cols))
+
+
+def test_a_pack_file_reads_as_one_file_per_trial_would(tmp_path):
+    store = Store(str(tmp_path), "s")
+    cfgs = [TrainConfig(alpha=a) for a in (0.5, 0.6, 0.7)]
+    _pack(store, cfgs)
+    ids = {trial_id(c) for c in cfgs}
+    assert _done(store) == ids == store.done_among(ids | {"0" * 16})
+    assert len(pd.read_parquet(tmp_path / "s" / "trials")) == 3    # pandas sees the same rows
+    curves = pd.read_parquet(tmp_path / "s" / "curves")          # a problem's own columns too
+    assert len(curves) == 6 and list(curves.mode_err.iloc[0]) == [1.0, 1.0, 1.0]
+    # a second pack file holding one of the trials again (a pack rerun after a lost report):
+    # every reader still sees each trial once
+    _pack(store, cfgs[:1] + [TrainConfig(alpha=0.8)])
+    t = store.read_trials().to_pandas()
+    assert len(t) == 4 and t.trial_id.is_unique
+    assert store.read_curves().to_pandas().groupby("trial_id").size().max() == 2
+
+
+def test_a_pack_file_with_an_edited_row_is_skipped_whole(tmp_path):
+    store = Store(str(tmp_path), "s")
+    cfgs = [TrainConfig(alpha=a) for a in (0.5, 0.6)]
+    name = _pack(store, cfgs)
+    path = tmp_path / "s" / "trials" / name
+    t = pq.read_table(path).to_pandas()
+    t.loc[1, "final_loss"] = 0.01                       # a better loss, the id kept
+    t.loc[1, "alpha"] = 0.9
+    pq.write_table(__import__("pyarrow").Table.from_pandas(t, preserve_index=False), path)
+    assert store.done_among({trial_id(c) for c in cfgs}) == set()
+    assert name in next(iter(store.skipped))

@@ -166,12 +166,19 @@ def test_half_gpu_trials_run_four_at_once_on_two_nodes(cluster, tmp_path):
     assert start.max() < end.min()  # all four were running at one moment
 
 
-def test_packed_trials_each_write_their_row_and_match_unpacked(cluster, tmp_path, capsys):
+@pytest.mark.parametrize("trial", [{"outer_steps": 3},
+                                   {"kind": "toy", "toy_dim": 50, "lr": 0.5, "outer_steps": 6}],
+                         ids=["lm", "toy"])
+def test_packed_trials_each_write_their_row_and_match_unpacked(cluster, tmp_path, capsys, trial):
     space = {"alpha": [0.7, 1.0, 50.0], "R": [0, 2]}
-    packed = _spec(tmp_path, "packed", space, trial={"outer_steps": 3},
+    packed = _spec(tmp_path, "packed", space, trial=trial,
                    resources={"cpu": 1, "gpu": 0, "pack": 4})
     assert main(["run", str(packed)]) == 0
     assert "2/2 trials" in capsys.readouterr().err  # 6 trials in 2 Tune trials: packs of 4 and 2
+    # a pack writes its rows as one file, and its curves as one, each whole or not at all
+    for part in ("trials", "curves"):
+        files = sorted(f.name for f in (tmp_path / "out" / "packed" / part).iterdir())
+        assert len(files) == 2 and all(f.startswith("compacted-pack-") for f in files), files
     p = _trials(tmp_path, "packed")
     assert len(p) == 6 and p.trial_id.is_unique
     assert set(p[p.alpha == 50.0].status) == {"diverged"}
@@ -179,7 +186,7 @@ def test_packed_trials_each_write_their_row_and_match_unpacked(cluster, tmp_path
     curves = pd.read_parquet(tmp_path / "out" / "packed" / "curves")
     assert set(curves.trial_id) == set(p.trial_id)
 
-    plain = _spec(tmp_path, "plain", space, trial={"outer_steps": 3})
+    plain = _spec(tmp_path, "plain", space, trial=trial)
     assert main(["run", str(plain)]) == 0
     u = _trials(tmp_path, "plain")
     # same configs, same trial_id, same losses as the trials run one per Ray trial

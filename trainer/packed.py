@@ -19,7 +19,7 @@ costs nothing from then on while the others go on.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -92,6 +92,9 @@ class Stack(Protocol):
     def extra(self, theta: list[torch.Tensor]) -> dict[str, Any] | None:
         """Problem-specific curve columns per trial ((K', ...) arrays), or None."""
 
+    # optional: trials_per_stack(cfg) -> int, the most trials one stack takes (a larger pack
+    # runs as several stacks, one after another); else the whole pack is one stack
+
 
 STACKS: Registry[Callable[[list[TrainConfig]], Stack]] = Registry(
     "packed trial kind", lambda name, known: ConfigError(
@@ -145,25 +148,35 @@ def train_packed(configs: list[TrainConfig],
         for k in idx.tolist():
             on_step(k, track.curve_row(k))
 
-    return run_packed(configs, each if on_step is not None else None).results()
+    results: list[TrainResult] = []
+    for start, track in run_packed(configs, each if on_step is not None else None):
+        results += track.results()
+    return results
 
 
 def run_packed(configs: list[TrainConfig],
                on_round: Callable[[int, np.ndarray, TrialTracker], None] | None = None
-               ) -> TrialTracker:
-    """Train K trials of one shape together; the tracker holds every result and curve, in
-    columns (``summary``, ``curve_columns``) for thousands of trials or as ``results()``.
+               ) -> Iterator[tuple[int, TrialTracker]]:
+    """Train K trials of one shape together, as one stack or, past the stack's
+    ``trials_per_stack``, as several one after another. Yields (index of the stack's first
+    trial in ``configs``, its tracker), which holds every result and curve, in columns
+    (``summary``, ``curve_columns``) for thousands of trials or as ``results()``.
 
-    `on_round(t, idx, tracker)` is called after round t with the trials that took it."""
+    `on_round(t, idx, tracker)` is called after round t with the trials (of that stack) that
+    took it. Settings that differ outside PACKABLE raise ConfigError before anything runs."""
     check_packable(configs)
-    t0 = time.perf_counter()
-    threads = torch.get_num_threads()
-    if configs[0].threads:
-        torch.set_num_threads(configs[0].threads)
-    try:
-        return _run(configs, on_round, t0)
-    finally:
-        torch.set_num_threads(threads)
+    per = getattr(STACKS.lookup(configs[0].kind), "trials_per_stack", None)
+    size = per(configs[0]) if per is not None else len(configs)
+    for start in range(0, len(configs), size):
+        t0 = time.perf_counter()
+        threads = torch.get_num_threads()
+        if configs[0].threads:
+            torch.set_num_threads(configs[0].threads)
+        try:
+            track = _run(configs[start:start + size], on_round, t0)
+        finally:
+            torch.set_num_threads(threads)
+        yield start, track
 
 
 def _run(configs: list[TrainConfig], on_round, t0: float) -> TrialTracker:

@@ -1,0 +1,115 @@
+"""What the service costs as grids grow: planning per point, service per trial, slots busy.
+
+Lines, each ending in a ratio against a baseline run in the same invocation:
+
+- planning: seconds per point to plan a grid (trial ids, stored rows skipped, packs) at 100,000
+  points against 1,000 (1.0 is linear);
+- service per trial: N small toy trials run by ``diloco-sweep run`` (its own process, its own
+  embedded Ray) two at a time, one Ray trial each and then as packs. From the stored rows:
+  the window W from the first trial's start to the last one's end, the trials' own compute C
+  (their ``wall_s``), S = 2 slots: service per trial = (W·S − C) / N, slots busy = C / (W·S).
+  The ratio is packed service against one-trial-per-Ray-trial service;
+- the driver at 100,000 points: ``benchmarks.grid_start`` (first trial stored, peak memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["main", "plan_seconds", "service"]
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = {"kind": "toy", "toy_dim": 64, "lr": 0.5, "H": 4, "workers": 4, "outer_steps": 10,
+       "threads": 1}
+
+
+def _grid(n: int) -> dict:
+    """A toy grid of about n points: 100 α × n/1000 β × 10 R."""
+    return {"alpha": [round(0.05 + 0.01 * i, 4) for i in range(100)],
+            "beta": [round(0.001 * i, 4) for i in range(max(1, n // 1000))],
+            "R": list(range(10))}
+
+
+def plan_seconds(n: int, pack: int = 1) -> tuple[float, int]:
+    """Seconds to plan (and, with pack > 1, to pack) a fresh n-point grid; the points."""
+    from sweeps.search.grid import packs
+    from sweeps.spec import parse_spec
+
+    spec = parse_spec({"name": "plan", "trial": dict(TOY), "space": _grid(n),
+                       "resources": {"cpu": 1, "gpu": 0, "pack": pack}})
+    t0 = time.perf_counter()
+    plan = spec.search_kind.plan(spec, [], False)
+    if pack > 1:
+        packs(spec, plan.todo, pack)
+    return time.perf_counter() - t0, plan.total
+
+
+def service(n: int, pack: int) -> dict[str, float]:
+    """Run n toy trials (packs of ``pack``) through ``diloco-sweep run``; service figures."""
+    import pandas as pd
+
+    space = {"alpha": [round(0.1 + 0.05 * i, 3) for i in range(n // 4)], "R": [0, 1, 2, 3]}
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = {"name": "svc", "output": tmp, "trial": dict(TOY), "space": space,
+                "resources": {"cpu": 1, "gpu": 0, "pack": pack}}
+        path = Path(tmp) / "spec.yaml"
+        path.write_text(json.dumps(spec))
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+        env.pop("RAY_ADDRESS", None)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "sweeps", "run", str(path), "--no-report",
+                        "--max-concurrent", "2"], cwd=ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
+        total = time.perf_counter() - t0
+        rows = pd.read_parquet(Path(tmp) / "svc" / "trials")
+    start = rows["started_at"].map(datetime.fromisoformat).min()
+    end = rows["finished_at"].map(datetime.fromisoformat).max()
+    window, compute, slots = (end - start).total_seconds(), float(rows["wall_s"].sum()), 2
+    return {"trials": len(rows), "window_s": window, "compute_s": compute, "total_s": total,
+            "service_s": (window * slots - compute) / len(rows),
+            "busy": compute / (window * slots)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks scale")
+    ap.add_argument("--points", type=int, default=100_000, help="the large grid")
+    ap.add_argument("--trials", type=int, default=200, help="toy trials of the service lines")
+    ap.add_argument("--no-driver", action="store_true", help="skip the 100k driver line")
+    args = ap.parse_args(argv)
+
+    small, n_small = plan_seconds(1_000)
+    big, n_big = plan_seconds(args.points)
+    per_small, per_big = small / n_small, big / n_big
+    print(f"scale planning: {per_big * 1e6:.0f} µs a point at {n_big:,} points ({big:.1f} s) vs "
+          f"{per_small * 1e6:.0f} µs at {n_small:,}; ratio {per_big / per_small:.2f}x", flush=True)
+
+    one = service(args.trials, 1)
+    packed = service(args.trials, max(1, args.trials // 2))
+    for name, s in (("one per Ray trial", one), ("packs of two halves", packed)):
+        print(f"scale service, {s['trials']:.0f} toy trials, 2 slots, {name}: "
+              f"{s['service_s']:.3f} s a trial of service, slots busy {s['busy']:.0%} "
+              f"(window {s['window_s']:.1f} s, compute {s['compute_s']:.1f} s, whole run "
+              f"{s['total_s']:.1f} s)", flush=True)
+    ratio = packed["service_s"] / one["service_s"] if one["service_s"] > 0 else float("nan")
+    print(f"scale service: packed / one per Ray trial ratio {ratio:.3f}", flush=True)
+    out = {"plan_ratio": per_big / per_small, "plan_us_per_point": per_big * 1e6,
+           "service_s": one["service_s"], "busy": one["busy"],
+           "packed_service_s": packed["service_s"], "packed_busy": packed["busy"]}
+    if not args.no_driver:
+        from . import grid_start
+
+        out.update({f"driver_{k}": v for k, v in grid_start.main(
+            ["--points", str(args.points)]).items()})
+    return out
+
+
+if __name__ == "__main__":
+    main()
