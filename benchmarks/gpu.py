@@ -1,5 +1,5 @@
 """`python -m benchmarks gpu`: the GPU run of issue 14, prepared and short (about 3 minutes on
-one H200, each part under a hard time budget, 6 minutes at most), with its figures as JSON.
+one H200 by estimate, each part under a hard time budget, 6 minutes at most), with its figures as JSON.
 
   (a) batched  batched M=4 workers against sequential ones, tokens/s (benchmarks.batched,
                its default tiny shape: the "≥ 3 on a GPU" goal of docs/performance.md);
@@ -57,7 +57,8 @@ PARTS: dict[str, tuple[str, Callable[[list[str]], dict], list[str], list[str], s
               "ratio"),
 }
 BUDGETS_S = {"batched": 60, "packed": 60, "mfu": 90, "sweep": 150}
-"""Hard limits per part on a GPU (about 15, 25, 40 and 60 s expected on an H200)."""
+"""Hard limits per part on a GPU (an estimate, not yet measured: 15, 25, 40 and 60 s on an
+H200)."""
 QUICK_BUDGETS_S = {"batched": 30, "packed": 30, "mfu": 30, "sweep": 90}
 
 

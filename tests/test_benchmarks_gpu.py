@@ -112,3 +112,12 @@ def test_cuda_asked_for_without_cuda_is_refused(monkeypatch) -> None:
     with pytest.raises(SystemExit) as e:
         gpu.main(["--device", "cuda"])
     assert e.value.code == 2
+
+
+@pytest.mark.skipif(gpu.torch.cuda.is_available(), reason="checks the machine without CUDA")
+def test_gpu_bench_script_stops_before_running_without_cuda(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out")}
+    r = subprocess.run(["bash", str(REPO / "scripts" / "gpu_bench.sh")], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3 and "sees no CUDA device" in r.stderr
+    assert "--device cpu" in r.stderr and not (tmp_path / "out").exists()
