@@ -20,9 +20,12 @@ import importlib.util
 import io
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .batched import line
+
+if TYPE_CHECKING:  # types only: the sweep modules load inside the part, after the Ray check
+    from sweeps.spec import SweepSpec
 
 __all__ = ["main", "slice_spec", "SkipPart", "MAIN_JOB", "SLICE", "QUICK_SLICE", "QUICK_TRIAL"]
 
@@ -39,7 +42,7 @@ class SkipPart(Exception):
     """The part cannot run on this machine (Ray or Optuna missing); the message says which."""
 
 
-def slice_spec(share: float, quick: bool, device: str, output: str) -> Any:
+def slice_spec(share: float, quick: bool, device: str, output: str) -> "SweepSpec":
     """The main job's spec cut to the slice, with `resources.gpu: share`, writing to `output`."""
     from sweeps.spec import load_spec, parse_spec
 
