@@ -5,7 +5,8 @@ Both paths train the same config (tiny preset, M=4, batch 8, seq 64 unless told)
 workers stacked, trainer.batched). Runs alternate; each path's median trial wall time over
 the repeats is compared. Goal: speedup >= 1.3 on 2 CPU cores, >= 3 on a GPU.
 
-Also home of the helpers the other trainer benchmarks share (`median_runs`, `line`, `base_config`).
+Also home of the helpers the other trainer benchmarks share (`median_runs`, `line`, `base_config`,
+and the two timed paths `trial_path` and `steps_path`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import torch
 from trainer import TrainConfig, train
 from trainer.lm import LMProblem
 
-__all__ = ["main", "median_runs", "line", "base_config", "add_common_args"]
+__all__ = ["main", "median_runs", "line", "base_config", "add_common_args", "trial_path",
+           "steps_path"]
 
 
 def line(bench: str, label: str, detail: str, ratio: float) -> str:
@@ -64,14 +66,15 @@ def median_runs(paths: dict[str, Callable[[], tuple[float, int]]], repeats: int
     return {name: (statistics.median(times[name]), tokens[name]) for name in paths}
 
 
-def _trial(cfg: TrainConfig) -> Callable[[], tuple[float, int]]:
+def trial_path(cfg: TrainConfig) -> Callable[[], tuple[float, int]]:
+    """One whole trial of cfg per call: (its wall s, its tokens)."""
     def run() -> tuple[float, int]:
         r = train(cfg)
         return r.wall_s, r.tokens
     return run
 
 
-def _steps(cfg: TrainConfig, n: int) -> Callable[[], tuple[float, int]]:
+def steps_path(cfg: TrainConfig, n: int) -> Callable[[], tuple[float, int]]:
     """n inner steps of the trial's worker group alone (no set-up, eval or outer step)."""
     problem = LMProblem(cfg)
     group = problem.make_group()
@@ -101,11 +104,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     gpu = torch.cuda.is_available() and args.device != "cpu"
     where = "GPU" if gpu else f"{args.threads or torch.get_num_threads()} CPU threads"
     M, goal, out = cfg.workers, 3.0 if gpu else 1.3, {}
-    for what, make in (("inner steps", lambda c: _steps(c, cfg.H)), ("whole trial", _trial)):
+    for what, make in (("inner steps", lambda c: steps_path(c, cfg.H)),
+                      ("whole trial", trial_path)):
         res = median_runs({"sequential": make(cfg.replace(batched="off")),
                            "batched": make(cfg.replace(batched="on"))}, args.repeats)
         (t_seq, tok), (t_bat, _) = res["sequential"], res["batched"]
         out[what] = t_seq / t_bat
+        out[f"{what}: sequential tokens/s"] = tok / t_seq
+        out[f"{what}: batched tokens/s"] = tok / t_bat
         line("batched", f"{what}: sequential M={M} {cfg.model} ({where})",
              f"{tok / t_seq:.0f} tokens/s", 1.0)
         line("batched", f"{what}: batched    M={M} {cfg.model} ({where})",

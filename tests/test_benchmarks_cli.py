@@ -28,3 +28,14 @@ def test_unknown_benchmark_is_refused_before_anything_runs():
     r, _ = _bench("trainer_overhead", "nope")
     assert r.returncode == 2 and "unknown benchmark 'nope'" in r.stderr
     assert not r.stdout  # trainer_overhead did not start
+
+
+def test_options_after_one_name_go_to_that_benchmark():
+    r, _ = _bench("gpu", "--help")
+    assert r.returncode == 0 and "\nusage: python -m benchmarks gpu" in r.stdout
+    assert "--json" in r.stdout and "rehearsal" in r.stdout
+
+
+def test_options_after_several_names_are_refused():
+    r, _ = _bench("batched", "packed", "--repeats", "1")
+    assert r.returncode == 2 and "go to one benchmark" in r.stderr and not r.stdout
