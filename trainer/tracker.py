@@ -103,9 +103,10 @@ class TrialTracker:
         (the n still running). Returns the (n,) mask of those that are over now."""
         losses = np.asarray(losses, dtype=np.float64)
         n, M = losses.shape
-        step = np.full((self.K, M), np.nan)
-        step[idx] = losses
-        self._steps.append(step)
+        if self.cfg.diverge_check_every:  # the window rule's losses, kept only where it runs
+            step = np.full((self.K, M), np.nan)
+            step[idx] = losses
+            self._steps.append(step)
         acc = self._sum[idx]
         for col in losses.T:
             acc = acc + col
