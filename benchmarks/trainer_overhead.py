@@ -3,7 +3,7 @@
 Both paths train the tiny preset for T·H inner steps on the same data stream and evaluate on
 the same held-out batches every H steps; what differs is only DiLoCo's per-round work (copy
 θ into the worker, the pseudo-gradient, the outer step). Runs alternate, and each path's
-median over the repeats is compared. Goal: a tokens/s ratio of at least 0.95 (an earlier goal allowed 10% overhead).
+median over the repeats is compared. Goal: a tokens/s ratio of at least 0.97, median of several runs.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ratio = (tokens / dl) / (tokens / plain)
     print(f"trainer  plain AdamW loop   {tokens / plain:10.0f} tokens/s  (median of {args.repeats})")
     print(f"trainer  DiLoCo M=1 H={cfg.H:<4d}   {tokens / dl:10.0f} tokens/s")
-    print(f"trainer  DiLoCo/plain tokens/s ratio: {ratio:.3f}  (goal >= 0.95)")
+    print(f"trainer  DiLoCo/plain tokens/s ratio: {ratio:.3f}  (goal >= 0.97)")
     return {"plain_tok_s": tokens / plain, "diloco_tok_s": tokens / dl, "ratio": ratio}
 
 
