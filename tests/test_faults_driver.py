@@ -200,3 +200,38 @@ def test_two_sweeps_at_once_into_one_output(tmp_path, env):
     ta = set(pd.read_parquet(tmp_path / "out" / "alpha-sweep" / "trials").trial_id)
     tb = set(pd.read_parquet(tmp_path / "out" / "beta-sweep" / "trials").trial_id)
     assert ta == tb  # same trial configs: ids match, files do not clobber across folders
+
+
+def test_toy_packs_killed_then_rerun_store_every_trial_once(tmp_path, env):
+    """A pack writes its rows as one file; kill the run once the first pack is stored, run it
+    again: the stored pack is not trained or written again, the others are, each trial once."""
+    spec = tmp_path / "packs.yaml"
+    spec.write_text(json.dumps({
+        "name": "packs", "output": str(tmp_path / "out"),
+        "trial": {"kind": "toy", "toy_dim": 2000, "lr": 0.5, "H": 4, "outer_steps": 400,
+                  "threads": 1},
+        "space": {"alpha": [0.2, 0.4, 0.6, 0.8], "beta": [0.0, 0.5, 0.9, 0.95]},
+        "resources": {"cpu": 1, "gpu": 0, "pack": 4}}))
+    folder = tmp_path / "out" / "packs"
+    p = _start(spec, env, tmp_path / "run1.log", "--max-concurrent", "1")
+    deadline = time.time() + 240
+    try:
+        while not _rows(folder):
+            assert p.poll() is None and time.time() < deadline, \
+                (tmp_path / "run1.log").read_text()[-3000:]
+            time.sleep(0.02)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+    first = _rows(folder)
+    assert 1 <= len(first) < 4 and all(k.startswith("compacted-pack-") for k in first)
+    r = subprocess.run([sys.executable, "-m", "sweeps", "run", str(spec), "--no-report"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    after = _rows(folder)
+    assert {k: after[k] for k in first} == first        # the stored packs untouched
+    rows = pd.read_parquet(folder / "trials")
+    assert len(rows) == 16 and rows.trial_id.is_unique
+    curves = pd.read_parquet(folder / "curves")
+    assert curves.groupby("trial_id").size().to_dict() == \
+        dict(zip(rows.trial_id, rows.outer_steps_done))
