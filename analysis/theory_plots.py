@@ -19,7 +19,8 @@ from plotly.subplots import make_subplots
 
 from .theory import effective_mu, restart_rate
 
-__all__ = ["boundary_traces", "theory_figure", "measured_rates", "contraction_figure"]
+__all__ = ["boundary_traces", "theory_figure", "measured_rates", "contraction_figure",
+           "contraction_trials", "MAX_ROWS", "MAX_COLOURS"]
 
 RATE_CAP = 2.0  # rates above this are drawn at the cap: "unstable" is all that matters there
 

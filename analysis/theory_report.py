@@ -19,7 +19,7 @@ from .figures import Overlay
 from .theory import has_theory, parse_spectrum, power_law_spectrum, predicted_stable
 from .theory_plots import boundary_traces, contraction_figure, contraction_trials
 
-__all__ = ["is_toy", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "is_toy", "FINE"]
+__all__ = ["is_toy", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "FINE", "FINE_MAX"]
 
 FINE = 60          # theory grid points per axis between the measured grid's ends
 FINE_MAX = 256     # ... or as many as the measured axis has, up to this
@@ -39,6 +39,13 @@ def _thin(lams: np.ndarray) -> np.ndarray:
     return lams[idx]
 
 
+def _geometric(values: list) -> bool:
+    """Whether sorted values are evenly spaced in log (a {low, high, num, log: true} axis)."""
+    v = np.log(np.sort(np.asarray(values, dtype=float)))
+    steps = np.diff(v)
+    return len(steps) > 1 and bool(np.allclose(steps, steps[0], rtol=1e-6))
+
+
 def _overlay(spectrum_of: Callable[[dict], tuple[np.ndarray, float]], name: str) -> Overlay:
     shown = {"legend": False}
 
@@ -49,8 +56,8 @@ def _overlay(spectrum_of: Callable[[dict], tuple[np.ndarray, float]], name: str)
         # at least as fine as the measured map (up to FINE_MAX), so a fine map's edge is not
         # compared against a coarser staircase
         na, nb = (min(max(FINE, len(v)), FINE_MAX) for v in (alphas, betas))
-        a = np.geomspace(min(alphas), max(alphas), na) if min(alphas) > 0 and na == FINE \
-            else np.linspace(min(alphas), max(alphas), na)
+        a = np.geomspace(min(alphas), max(alphas), na) if min(alphas) > 0 and (
+            na == FINE or _geometric(alphas)) else np.linspace(min(alphas), max(alphas), na)
         b = np.linspace(min(betas), max(betas), nb)
         grid = predicted_stable(a, b, _thin(lams), eta, int(settings.get("H", 1)),
                                 int(settings.get("R", 0)), str(settings.get("outer", "nesterov")))

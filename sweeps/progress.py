@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Hashable, TextIO
+from typing import Callable, Hashable, TextIO
 
 __all__ = ["make_progress", "make_store_guard", "format_line", "Estimate", "PENDING_NOTE_S"]
 
@@ -84,12 +84,16 @@ def format_line(total: int, counts: dict[str, int], running: int, elapsed: float
             f"{running} running · elapsed {_hms(elapsed)}, {eta} · {last}")
 
 
-def make_progress(total: int, stream: TextIO):
-    """A ray.tune Callback printing format_line after every finished or failed trial."""
+def make_progress(total: int, stream: TextIO, name_of: Callable[[dict], str] | None = None):
+    """A ray.tune Callback printing format_line after every finished or failed trial.
+
+    ``name_of(config)`` names a trial that reported nothing (one that crashed before its one
+    report); picklable, as Tune saves callbacks."""
     from ray.tune import Callback
 
     class Progress(Callback):
         def __init__(self, total: int, stream: TextIO) -> None:
+            self.name_of = name_of
             self.t0 = time.time()
             self.total = total
             self.counts = {"completed": 0, "diverged": 0, "failed": 0}
@@ -109,7 +113,12 @@ def make_progress(total: int, stream: TextIO):
             running = sum(1 for t in trials if t.status == "RUNNING" and t is not trial)
             res = trial.last_result or {}
             desc = ", ".join(f"{k}={v}" for k, v in _params(trial.config).items())
-            tid = res.get("sweep_trial_id", "?")
+            tid = res.get("sweep_trial_id")
+            if tid is None:
+                try:
+                    tid = self.name_of(trial.config) if self.name_of else "?"
+                except Exception:  # noqa: BLE001 - a name must never stop the run
+                    tid = "?"
             now = time.time()
             print(format_line(self.total, self.counts, running, now - self.t0,
                               f"{what} {tid} ({desc})", self.estimate.left(now),

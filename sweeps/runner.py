@@ -21,6 +21,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Iterator, TextIO
 
 from .compact import expand
@@ -34,7 +35,7 @@ from .search import Plan
 from .spec import SpecError, SweepSpec
 from .store import Store, now, trial_id
 from .trainable import failed_row, make_trainable
-from .trial import pack_configs, trial_config
+from .trial import display_id, pack_configs, trial_config
 from .uri import check_uri, with_endpoint
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command", "runs_locally"]
@@ -226,11 +227,15 @@ def _store_failures(spec: SweepSpec, store: Store, errors: list[tuple[Any, str]]
     written. Any exception is caught here and named with its trial: the run must go on to
     record its end (an int64 overflow once killed the driver at this point)."""
     unwritten = []
+    try:  # one look for all (a failed pack has thousands of members), not one per trial
+        done = store.done_among(trial_id(cfg) for cfg, _ in errors)
+    except Exception:  # noqa: BLE001 - then each is asked on its own below
+        done = None
     for cfg, err in errors:
         tid = "?"
         try:
             tid = trial_id(cfg)
-            if store.done_row(tid) is not None:
+            if tid in done if done is not None else store.done_row(tid) is not None:
                 continue  # a member its pack stored before the pack crashed: keep its row
             store.write_trial(failed_row(spec, cfg, err))
         except Exception as e:  # noqa: BLE001 - reported below, not dropped
@@ -356,7 +361,8 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
             run_config=tune.RunConfig(
                 name=spec.name, storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-                callbacks=[make_progress(setup.n_tune, stream)] + logger_callbacks(spec, out),
+                callbacks=[make_progress(setup.n_tune, stream, partial(display_id, spec))]
+                + logger_callbacks(spec, out),
                 stop=guard,
                 log_to_file=False),
         )

@@ -112,9 +112,9 @@ def _spaced_axis(key: str, value: dict, trial: dict, w: str) -> SpaceAxis:
     else:
         values = [float(f"{v:.12g}") for v in grid]
     if len(set(values)) < num:
+        why = f"{key} is an integer setting" if ends.integer else "rounded to 12 digits"
         raise SpecError(f"space.{key}.num: {num} values from {ends.low} to {ends.high} repeat "
-                        f"some ({key} is an integer setting); give at most "
-                        f"{len(set(values))}{wn}")
+                        f"some ({why}); give at most {len(set(values))}{wn}")
     return _values_axis(key, values, trial, w)
 
 

@@ -271,11 +271,15 @@ class Store:
         else:
             results = [one(f) for f in files]
         tables, seen = [], set()
+        newest = {i.path: i.mtime_ns or 0 for i in self.fs.get_file_info(
+            [f for f, t, _ in results if t is not None and is_compacted(f)])}
+        # a trial two compacted files hold is read from the newest, as analysis.load does
+        results.sort(key=lambda r: -newest.get(r[0], 0))
         for f, t, why in results:
             if why is not None:
                 self.skipped[f] = why
                 continue
-            if is_compacted(f):  # a trial two compacted files hold is read from the first
+            if is_compacted(f):
                 if seen:
                     t = t.filter(pc.invert(pc.is_in(t["trial_id"], pa.array(sorted(seen)))))
                 seen.update(pc.unique(t["trial_id"]).to_pylist())
@@ -298,10 +302,17 @@ class Store:
 
     def remove_temporaries(self) -> list[str]:
         """Delete hidden ``.<file>.tmp-<uuid>`` files left by killed writers (a filesystem
-        only; S3 has none). Call it only while holding the sweep's lock, with no trial running."""
-        if self.fs.type_name != "local":
-            return []
+        only; S3 has none), and compacted curves whose rows never landed (a pack or a
+        compaction killed between its two writes: its trials were not stored, and run again).
+        Call it only while holding the sweep's lock, with no trial running."""
         gone = []
+        rows = {f.rsplit("/", 1)[-1] for f in self._files("trials") if is_compacted(f)}
+        for f in self._files("curves"):
+            if is_compacted(f) and f.rsplit("/", 1)[-1] not in rows:
+                self.fs.delete_file(f)
+                gone.append(f)
+        if self.fs.type_name != "local":
+            return gone
         for sub in ("", "/trials", "/curves"):
             sel = pafs.FileSelector(self.root + sub, allow_not_found=True)
             for i in self.fs.get_file_info(sel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import pyarrow as pa
 
 from trainer.config import TrainConfig
@@ -111,8 +112,14 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
     store = Store(output, spec.name)
     node = ray.get_runtime_context().get_node_id()
     base = {"sweep_trial_id": f"pack of {len(points)}", "node_id": node}
-    configs = [trial_config(spec, p) for p in points]
-    ids = [trial_id(c) for c in configs]
+    configs, ids, seen = [], [], set()
+    for p in points:  # points the id does not tell apart (runtime settings) are one trial
+        c = trial_config(spec, p)
+        tid = trial_id(c)
+        if tid not in seen:
+            seen.add(tid)
+            configs.append(c)
+            ids.append(tid)
     if not force:  # a retried pack skips the members an earlier attempt already stored
         done = store.done_among(ids)
         configs = [c for c, tid in zip(configs, ids) if tid not in done]
@@ -120,8 +127,10 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
     started = now()
 
     def on_round(t: int, idx: Any, track: Any) -> None:  # for the loggers: the pack's round
+        ev = track.last[idx]
+        ev = ev[np.isfinite(ev)]
         tune.report({**base, "outer_step": t, "running": len(idx),
-                     "eval_loss": float(track.last[idx].mean())})
+                     **({"eval_loss_mean": float(ev.mean())} if len(ev) else {})})
 
     statuses: list[str] = []
     if configs:

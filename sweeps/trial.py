@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from trainer.config import TrainConfig
 
+from .store import trial_id
 from .validate import field_kind
 
 if TYPE_CHECKING:  # types only: the spec imports the search kinds, which import this
     from .spec import SweepSpec
 
-__all__ = ["trial_config", "pack_configs", "objective", "finite", "OBJECTIVE"]
+__all__ = ["trial_config", "pack_configs", "objective", "finite", "display_id", "OBJECTIVE"]
 
 OBJECTIVE = "objective"
 """The name of the value every report carries for the searcher: the spec's metric, finite."""
@@ -64,6 +65,13 @@ def objective(status: str | None, value: float | None, initial_loss: float | Non
 
 def finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def display_id(spec: "SweepSpec", tune_config: dict[str, Any]) -> str:
+    """What the progress line calls a Tune trial: its trial_id, or 'pack of N'."""
+    if "pack" in tune_config:
+        return f"pack of {len(tune_config['pack'])}"
+    return trial_id(trial_config(spec, tune_config))
 
 
 def pack_configs(spec: "SweepSpec", tune_config: dict[str, Any]) -> list[TrainConfig]:

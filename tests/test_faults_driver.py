@@ -208,7 +208,7 @@ def test_toy_packs_killed_then_rerun_store_every_trial_once(tmp_path, env):
     spec = tmp_path / "packs.yaml"
     spec.write_text(json.dumps({
         "name": "packs", "output": str(tmp_path / "out"),
-        "trial": {"kind": "toy", "toy_dim": 2000, "lr": 0.5, "H": 4, "outer_steps": 400,
+        "trial": {"kind": "toy", "toy_dim": 2000, "lr": 0.5, "H": 4, "outer_steps": 300,
                   "threads": 1},
         "space": {"alpha": [0.2, 0.4, 0.6, 0.8], "beta": [0.0, 0.5, 0.9, 0.95]},
         "resources": {"cpu": 1, "gpu": 0, "pack": 4}}))
@@ -235,3 +235,11 @@ def test_toy_packs_killed_then_rerun_store_every_trial_once(tmp_path, env):
     curves = pd.read_parquet(folder / "curves")
     assert curves.groupby("trial_id").size().to_dict() == \
         dict(zip(rows.trial_id, rows.outer_steps_done))
+    # a packed row is the row of that trial run alone (its losses to the last bits)
+    from trainer import TrainConfig, train
+
+    for r in rows.iloc[[0, 9]].itertuples():
+        alone = train(TrainConfig(kind="toy", toy_dim=2000, lr=0.5, H=4, outer_steps=300,
+                                  threads=1, alpha=r.alpha, beta=r.beta))
+        assert (alone.status, alone.outer_steps_done) == (r.status, r.outer_steps_done)
+        assert alone.final_loss == pytest.approx(r.final_loss, rel=1e-12)

@@ -345,3 +345,13 @@ def test_a_pack_file_with_an_edited_row_is_skipped_whole(tmp_path):
     pq.write_table(__import__("pyarrow").Table.from_pandas(t, preserve_index=False), path)
     assert store.done_among({trial_id(c) for c in cfgs}) == set()
     assert name in next(iter(store.skipped))
+
+
+def test_curves_of_a_pack_whose_rows_never_landed_are_removed_at_the_next_run(tmp_path):
+    store = Store(str(tmp_path), "s")
+    name = _pack(store, [TrainConfig(alpha=0.5)])
+    (tmp_path / "s" / "trials" / name).unlink()     # killed between the curves and the rows
+    kept = _pack(store, [TrainConfig(alpha=0.6)])
+    gone = store.remove_temporaries()
+    assert [g.rsplit("/", 1)[-1] for g in gone] == [name]
+    assert sorted(p.name for p in (tmp_path / "s" / "curves").iterdir()) == [kept]

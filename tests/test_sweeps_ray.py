@@ -166,10 +166,8 @@ def test_half_gpu_trials_run_four_at_once_on_two_nodes(cluster, tmp_path):
     assert start.max() < end.min()  # all four were running at one moment
 
 
-@pytest.mark.parametrize("trial", [{"outer_steps": 3},
-                                   {"kind": "toy", "toy_dim": 50, "lr": 0.5, "outer_steps": 6}],
-                         ids=["lm", "toy"])
-def test_packed_trials_each_write_their_row_and_match_unpacked(cluster, tmp_path, capsys, trial):
+def test_packed_trials_each_write_their_row_and_match_unpacked(cluster, tmp_path, capsys):
+    trial = {"outer_steps": 3}  # toy packs through Ray: tests/test_faults_driver.py
     space = {"alpha": [0.7, 1.0, 50.0], "R": [0, 2]}
     packed = _spec(tmp_path, "packed", space, trial=trial,
                    resources={"cpu": 1, "gpu": 0, "pack": 4})

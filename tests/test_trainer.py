@@ -237,3 +237,29 @@ def test_committed_main_job_rows_retrain_bit_for_bit(status):
     result = train(cfg)
     assert (result.status, result.outer_steps_done) == (status, row["outer_steps_done"])
     assert result.final_loss == row["final_loss"]
+
+
+def test_a_nan_eval_leaves_best_and_peak_to_the_finite_ones():
+    """As min(best, nan) and max(peak, nan) did: a NaN eval ends the trial, it does not become
+    its best or peak loss."""
+    import numpy as np
+
+    from trainer.tracker import TrialTracker
+
+    track = TrialTracker([small()], np.array([5.0]), 10, 1, 0.0)
+    one = np.zeros(1, dtype=np.int64)
+    for t, ev in enumerate((1.0, 0.5, math.nan)):
+        track.start_round()
+        track.inner(t, 0, one, np.array([[2.0]]))
+        track.end_round(t, one, {}, np.array([ev]))
+    r = track.results()[0]
+    assert (r.status, r.best_loss, r.peak_loss) == ("diverged", 0.5, 0.5)
+    assert r.reason == "eval loss turned nan after round 2"
+
+
+def test_outer_step_takes_scalar_parameters():
+    theta = [torch.tensor(1.0, dtype=torch.float64), torch.tensor([1.0, 2.0], dtype=torch.float64)]
+    stats = OuterOptimizer(theta, 0.5, 0.9).step([torch.tensor(0.2, dtype=torch.float64),
+                                                  torch.tensor([0.0, 0.0], dtype=torch.float64)])
+    assert float(theta[0]) == pytest.approx(1.0 - 0.5 * (0.2 + 0.9 * 0.2))
+    assert stats["pseudo_grad_norm"] == pytest.approx(0.2)

@@ -133,9 +133,10 @@ class OuterOptimizer:
 
 def _sq(tensors: list[torch.Tensor]) -> torch.Tensor:
     """(K,) sums of squares over every parameter of each trial."""
-    return sum(torch.linalg.vector_norm(t.flatten(1), dim=1).double() ** 2 for t in tensors)
+    return sum(torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1).double() ** 2
+               for t in tensors)
 
 
 def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
     """(K,) inner products <a, b> over every parameter of each trial."""
-    return sum((x * y).flatten(1).sum(1).double() for x, y in zip(a, b))
+    return sum((x * y).reshape(x.shape[0], -1).sum(1).double() for x, y in zip(a, b))

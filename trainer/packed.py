@@ -37,7 +37,8 @@ from .result import TrainResult
 from .toy_stack import ToyStack
 from .tracker import TrialTracker
 
-__all__ = ["train_packed", "run_packed", "check_packable", "PACKABLE", "STACKS", "Stack"]
+__all__ = ["train_packed", "run_packed", "check_packable", "PACKABLE", "STACKS", "Stack",
+           "LMStack"]
 
 PACKABLE = ("alpha", "beta", "R", "seed", "diverge_factor", "batched")
 """The settings packed trials may differ in (batched is moot: packing always stacks).

@@ -138,9 +138,9 @@ class TrialTracker:
         """Record round t's outer step (per-trial stats) and eval of trials ``idx``."""
         ev = np.asarray(eval_loss, dtype=np.float64)
         self.last[idx] = ev
-        self.best[idx] = np.minimum(self.best[idx], ev)
+        self.best[idx] = np.fmin(self.best[idx], ev)      # NaN-blind, as min(best, nan) is
         if t > 0:
-            self.peak[idx] = np.maximum(self.peak[idx], ev)
+            self.peak[idx] = np.fmax(self.peak[idx], ev)
         row = {"outer_step": t, "tokens": self.tokens[idx].copy(), "eval_loss": ev,
                "train_loss": self._sum[idx] / self._count[idx],
                **{k: np.asarray(v, dtype=np.float64) for k, v in stats.items()},
