@@ -54,6 +54,23 @@ def loopback_cluster(nodes: int = 2, num_cpus: int = 1, num_gpus: int = 0,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def kill_once_stored(p: subprocess.Popen, trials: Path, n: int, log: Path,
+                     timeout: float = 300) -> None:
+    """Wait until ``trials`` holds at least n Parquet files, then SIGKILL ``p``'s process group
+    (a run started with start_new_session): a driver killed mid-sweep, its Ray with it."""
+    import signal
+    import time
+
+    deadline = time.time() + timeout
+    try:
+        while len(list(trials.glob("*.parquet")) if trials.exists() else []) < n:
+            assert p.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.02)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+
+
 def mount_tmpfs(path: Path, size: str) -> None:
     """A real filesystem of `size` at `path` (unmount with `umount`). Needs root, as CI is:
     a storage-fault test that cannot make its fault must fail, not pass by skipping."""

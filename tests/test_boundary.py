@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import pandas as pd
 import pytest
 
 from analysis import load_trials
+from conftest import kill_once_stored
 from analysis.lines import edge_ratios, line_edges, ratio_summary
 from analysis.theory import max_rate, power_law_spectrum
 from sweeps.search.boundary import BoundarySettings, Line
@@ -202,16 +201,8 @@ def test_killed_then_rerun_ends_with_the_same_edges_and_no_probe_twice(tmp_path,
     out = tmp_path / "out"
     folder = out / "toy-boundary"
     spec = _write(tmp_path, out)
-    p = _run(spec, env, tmp_path / "run1.log")
-    try:
-        deadline = time.time() + 300
-        while len(list((folder / "trials").glob("*.parquet")) if folder.exists() else []) < 12:
-            assert p.poll() is None and time.time() < deadline, \
-                (tmp_path / "run1.log").read_text()[-3000:]
-            time.sleep(0.05)
-    finally:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait(timeout=30)
+    kill_once_stored(_run(spec, env, tmp_path / "run1.log"), folder / "trials", 12,
+                     tmp_path / "run1.log")
     before = {f.name: f.stat().st_mtime_ns for f in (folder / "trials").glob("*.parquet")}
     assert 12 <= len(before) < len(list((whole / "trials").glob("*.parquet")))
     p = _run(spec, env, tmp_path / "run2.log")

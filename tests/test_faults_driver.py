@@ -24,6 +24,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import kill_once_stored
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,16 +215,8 @@ def test_toy_packs_killed_then_rerun_store_every_trial_once(tmp_path, env):
         "space": {"alpha": [0.2, 0.4, 0.6, 0.8], "beta": [0.0, 0.5, 0.9, 0.95]},
         "resources": {"cpu": 1, "gpu": 0, "pack": 4}}))
     folder = tmp_path / "out" / "packs"
-    p = _start(spec, env, tmp_path / "run1.log", "--max-concurrent", "1")
-    deadline = time.time() + 240
-    try:
-        while not _rows(folder):
-            assert p.poll() is None and time.time() < deadline, \
-                (tmp_path / "run1.log").read_text()[-3000:]
-            time.sleep(0.02)
-    finally:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait(timeout=30)
+    kill_once_stored(_start(spec, env, tmp_path / "run1.log", "--max-concurrent", "1"),
+                     folder / "trials", 1, tmp_path / "run1.log")
     first = _rows(folder)
     assert 1 <= len(first) < 4 and all(k.startswith("compacted-pack-") for k in first)
     r = subprocess.run([sys.executable, "-m", "sweeps", "run", str(spec), "--no-report"],
