@@ -215,21 +215,29 @@ def axis_ticks(values: list) -> tuple[list[int], list[str]]:
     return pos, [fmt(values[i]) for i in pos]
 
 
-def _add_fine_heatmap(fig: go.Figure, sl: pd.DataFrame, alphas: list, betas: list, cap: float,
-                      row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
-    """A fine map's heatmap, filled column-wise (hundreds of thousands of cells): no marks,
-    a short hover (α, β, outcome, final loss). Returns its stable and near-optimal masks."""
+def _cell_grid(sl: pd.DataFrame, alphas: list, betas: list, cap: float):
+    """A facet's cells on its (β, α) grid, column-wise: each cell's (j, i), the colour z
+    (final loss capped at ``cap``; NaN where every seed diverged or no trial), and the
+    stable and near-optimal masks."""
     i = np.searchsorted(np.asarray(alphas, dtype=float), sl["alpha"].to_numpy(dtype=float))
     j = np.searchsorted(np.asarray(betas, dtype=float), sl["beta"].to_numpy(dtype=float))
     z = np.full((len(betas), len(alphas)), np.nan)
     final = sl["final_mean"].to_numpy(dtype=float)
-    keep = (sl["outcome"] != "diverged").to_numpy() & np.isfinite(final)
+    keep = (sl["outcome"] != "diverged").to_numpy() & ~np.isnan(final)
     z[j[keep], i[keep]] = np.minimum(final[keep], cap)
-    outcome = np.full(z.shape, "no trial", dtype=object)
-    outcome[j, i] = sl["outcome"].astype(str).to_numpy()
     stable, near = np.zeros(z.shape, dtype=bool), np.zeros(z.shape, dtype=bool)
     stable[j, i] = sl["stable"].to_numpy(dtype=bool)
     near[j, i] = sl["near_optimal"].to_numpy(dtype=bool)
+    return j, i, z, stable, near
+
+
+def _add_fine_heatmap(fig: go.Figure, sl: pd.DataFrame, alphas: list, betas: list, cap: float,
+                      row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fine map's heatmap (hundreds of thousands of cells): no marks, a short hover (α, β,
+    outcome, final loss). Returns its stable and near-optimal masks."""
+    j, i, z, stable, near = _cell_grid(sl, alphas, betas, cap)
+    outcome = np.full(z.shape, "no trial", dtype=object)
+    outcome[j, i] = sl["outcome"].astype(str).to_numpy()
     a, b = np.meshgrid(np.asarray(alphas, dtype=float), np.asarray(betas, dtype=float))
     fig.add_trace(go.Heatmap(
         z=z, x=list(range(len(alphas))), y=list(range(len(betas))), coloraxis="coloraxis",
@@ -246,21 +254,12 @@ def _add_heatmap(fig: go.Figure, sl: pd.DataFrame, keys: list[str], alphas: list
     if _fine(alphas, betas):
         stable, near = _add_fine_heatmap(fig, sl, alphas, betas, cap, row, col)
         return _add_outlines(fig, stable, near, row, col, legend, tol)
-    z = np.full((len(betas), len(alphas)), np.nan)
+    js, is_, z, stable, near = _cell_grid(sl, alphas, betas, cap)
     text = np.full(z.shape, "", dtype=object)
     hover = np.full(z.shape, "no trial", dtype=object)
-    stable = np.zeros(z.shape, dtype=bool)
-    near = np.zeros(z.shape, dtype=bool)
-    ai = {a: i for i, a in enumerate(alphas)}
-    bi = {b: j for j, b in enumerate(betas)}
-    for _, c in sl.iterrows():
-        i, j = ai[c["alpha"]], bi[c["beta"]]
-        if c["outcome"] != "diverged" and pd.notna(c["final_mean"]):
-            z[j, i] = min(float(c["final_mean"]), cap)
+    for j, i, (_, c) in zip(js, is_, sl.iterrows()):
         text[j, i] = _mark(c)
         hover[j, i] = _hover(c, keys)
-        stable[j, i] = bool(c["stable"])
-        near[j, i] = bool(c["near_optimal"])
     fig.add_trace(go.Heatmap(
         z=z, x=list(range(len(alphas))), y=list(range(len(betas))), coloraxis="coloraxis",
         text=text, texttemplate="%{text}", textfont=dict(size=18),

@@ -229,13 +229,14 @@ def _store_failures(spec: SweepSpec, store: Store, errors: list[tuple[Any, str]]
     unwritten = []
     try:  # one look for all (a failed pack has thousands of members), not one per trial
         done = store.done_among(trial_id(cfg) for cfg, _ in errors)
+        stored = done.__contains__
     except Exception:  # noqa: BLE001 - then each is asked on its own below
-        done = None
+        stored = lambda tid: store.done_row(tid) is not None  # noqa: E731
     for cfg, err in errors:
         tid = "?"
         try:
             tid = trial_id(cfg)
-            if tid in done if done is not None else store.done_row(tid) is not None:
+            if stored(tid):
                 continue  # a member its pack stored before the pack crashed: keep its row
             store.write_trial(failed_row(spec, cfg, err))
         except Exception as e:  # noqa: BLE001 - reported below, not dropped

@@ -201,9 +201,7 @@ class Store:
         rows = [{**{c: r.get(c) for c in schema.names}, "trial_id": tid} for r in curve]
         self._put(f"{self.root}/curves/{tid}.parquet",
                   self._parquet_bytes(pa.Table.from_pylist(rows, schema=schema)))
-        full = {f.name: _cast(row.get(f.name), f.type) for f in TRIAL_SCHEMA}
-        self._put(f"{self.root}/trials/{tid}.parquet",
-                  self._parquet_bytes(pa.Table.from_pylist([full], schema=TRIAL_SCHEMA)))
+        self._put(f"{self.root}/trials/{tid}.parquet", self._parquet_bytes(_rows_table([row])))
 
     def write_pack(self, rows: list[dict[str, Any]], curves: pa.Table) -> str:
         """The rows of many trials (a pack) as one file, their curves as another, each whole
@@ -211,9 +209,7 @@ class Store:
         treats them as it treats a compacted file, trial by trial. Returns the file name."""
         name = f"{COMPACTED_PREFIX}pack-{uuid.uuid4().hex[:16]}.parquet"
         self._put(f"{self.root}/curves/{name}", self._parquet_bytes(curves))
-        table = pa.Table.from_pylist([{f.name: _cast(r.get(f.name), f.type) for f in TRIAL_SCHEMA}
-                                      for r in rows], schema=TRIAL_SCHEMA)
-        self._put(f"{self.root}/trials/{name}", self._parquet_bytes(table))
+        self._put(f"{self.root}/trials/{name}", self._parquet_bytes(_rows_table(rows)))
         return name
 
     def write_meta(self, meta: dict[str, Any]) -> None:
@@ -332,13 +328,13 @@ class Store:
         the trial_id column of each compacted file, and a full read (with ``row_problem``)
         only of the files that hold one of them. What a retried pack asks before it trains."""
         want = set(ids)
-        files = self._files("trials")
-        own = [f for f in files if not is_compacted(f)
-               and f.rsplit("/", 1)[-1].removesuffix(".parquet") in want]
+        own = [stem for stem in (f.rsplit("/", 1)[-1].removesuffix(".parquet")
+                                 for f in self._files("trials") if not is_compacted(f))
+               if stem in want]
         shared = [f for f, held in self.compacted_ids().items() if held & want]
         done = set()
-        for f in own:
-            row = self.read_row(f.rsplit("/", 1)[-1].removesuffix(".parquet"))
+        for tid in own:
+            row = self.read_row(tid)
             if row is not None and row["status"] in DONE_STATUSES:
                 done.add(row["trial_id"])
         for f in shared:
@@ -413,6 +409,12 @@ class Store:
                 rows = table.to_pylist()
                 return rows[0] if rows else None
         return None
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Trial rows as a TRIAL_SCHEMA table, each value cast to its column's type."""
+    return pa.Table.from_pylist([{f.name: _cast(r.get(f.name), f.type) for f in TRIAL_SCHEMA}
+                                 for r in rows], schema=TRIAL_SCHEMA)
 
 
 def curve_table(ids: list[str], trial: Any, columns: dict[str, Any]) -> pa.Table:

@@ -136,13 +136,12 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
     if configs:
         rows, curves = [], []
         for start, track in run_packed(configs, on_round if spec.loggers else None):
-            s = track.summary()
             mine = ids[start:start + track.K]
-            rows += [result_row(spec, c, tid, {f: _item(v, k) for f, v in s.items()}, node,
-                                started)
-                     for k, (c, tid) in enumerate(zip(configs[start:start + track.K], mine))]
+            summaries = track.summaries()
+            rows += [result_row(spec, c, tid, s, node, started)
+                     for c, tid, s in zip(configs[start:start + track.K], mine, summaries)]
             curves.append(curve_table(mine, *track.curve_columns()))
-            statuses += s["status"]
+            statuses += [s["status"] for s in summaries]
         try:
             store.write_pack(rows, pa.concat_tables(curves, promote_options="permissive"))
         except Exception as e:  # noqa: BLE001 - as _stored: the driver names it, no retry
@@ -154,11 +153,6 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
     tune.report({**base, "status": "diverged" if statuses and all(x == "diverged" for x in statuses)
                  else "completed", "packed": len(points), "skipped": not configs,
                  "diverged_members": statuses.count("diverged"), OBJECTIVE: 0.0})
-
-
-def _item(v: Any, k: int) -> Any:
-    x = v[k]
-    return x.item() if hasattr(x, "item") else x
 
 
 def result_row(spec: "SweepSpec", cfg: TrainConfig, tid: str, summary: dict[str, Any], node: str,

@@ -58,7 +58,7 @@ class TrialTracker:
 
     def __init__(self, cfgs: list[TrainConfig], initial: np.ndarray, n_params: int,
                  tokens_per_step: int, t0: float) -> None:
-        self.cfgs, self.cfg, self.t0 = cfgs, cfgs[0], t0
+        self.cfg, self.t0 = cfgs[0], t0
         self.K = len(cfgs)
         self.n_params, self.tokens_per_step = n_params, tokens_per_step
         self.initial = np.asarray(initial, dtype=np.float64).reshape(self.K)
@@ -158,11 +158,9 @@ class TrialTracker:
             f"{self.initial[k]:.4g} after round {t}" for k in ks.tolist()])
 
     # ------------------------------------------------------------------ reading
-    def curve_row(self, k: int, r: int = -1) -> dict[str, Any]:
-        """Trial k's curve row of round index r (its own rounds, -1 the last) as a dict."""
-        mine = (x for x in (reversed(self._rounds) if r < 0 else self._rounds) if _has(x[0], k))
-        for _ in range(r + 1 if r >= 0 else -r):
-            idx, row = next(mine)
+    def curve_row(self, k: int) -> dict[str, Any]:
+        """Trial k's last curve row as a dict (what ``on_step`` gets after its round)."""
+        idx, row = next(x for x in reversed(self._rounds) if _has(x[0], k))
         j = int(np.searchsorted(idx, k))
         return {key: _item(v, j) for key, v in row.items()}
 
@@ -197,23 +195,26 @@ class TrialTracker:
                 "wall_s": self.wall_s.copy(), "n_params": np.full(self.K, self.n_params),
                 "reason": list(self.reason), "rise": curve_rises(evals)}
 
+    def summaries(self) -> list[dict[str, Any]]:
+        """``summary`` trial by trial: what ``TrainResult.summary()`` of each trial gives."""
+        s = self.summary()
+        return [{f: _item(v, k) for f, v in s.items()} for k in range(self.K)]
+
     def results(self) -> list[TrainResult]:
         """One TrainResult per trial, curves as lists of dicts (for tens of trials, not
         thousands: ``summary`` and ``curve_columns`` are the columnar form)."""
-        s = self.summary()
         trial, cols = self.curve_columns()
         out = []
-        for k in range(self.K):
+        for k, s in enumerate(self.summaries()):
             rows = np.flatnonzero(trial == k)
             curve = [{key: _item(v, j) for key, v in cols.items()} for j in rows]
-            out.append(TrainResult(**{f: _item(s[f], k) for f in _FIELDS}, curve=curve))
+            s.pop("rise")                                   # TrainResult derives it from the curve
+            out.append(TrainResult(**s, curve=curve))
         return out
 
 
 _SCALARS = ("outer_step", "wall_s")
 """Curve columns one value of which holds for every trial of a round."""
-_FIELDS = ("status", "initial_loss", "final_loss", "best_loss", "peak_loss", "outer_steps_done",
-           "tokens", "wall_s", "n_params", "reason")
 
 
 def _has(idx: np.ndarray, k: int) -> bool:
