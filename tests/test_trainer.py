@@ -220,13 +220,17 @@ def test_a_model_too_big_for_memory_is_refused_with_the_numbers():
 
 
 @pytest.mark.parametrize("status", ["completed", "diverged"])
-def test_committed_main_job_rows_retrain_bit_for_bit(status):
-    # the shipped results are this trainer's: retraining one of their trials gives the same
-    # final loss to the bit (a refactor of the loop that changes a number fails here)
+def test_committed_main_job_rows_retrain_on_any_cpu(status):
+    """What holds for the shipped rows (docs/results/README.md, "Provenance"): bit for bit only
+    on one machine and torch build, so this trains the trial twice here and compares the two;
+    against the committed row, which may come from another CPU (MKL picks other kernels), the
+    same trial_id, status and label, and a completed trial's final loss to 1e-4 relative. A
+    diverged trial is chaotic (its loss and even its last round move): its status must hold."""
     from analysis import load_trials
     from sweeps.spec import load_spec
     from sweeps.store import trial_id
     from sweeps.trial import trial_config
+    from trainer.result import RISE, outcome
 
     root = Path(__file__).resolve().parents[1]
     spec = load_spec(root / "sweeps/specs/restart_cpu.yaml")
@@ -235,8 +239,16 @@ def test_committed_main_job_rows_retrain_bit_for_bit(status):
     cfg = trial_config(spec, {k: row[k] for k in spec.space})
     assert trial_id(cfg) == row["trial_id"]
     result = train(cfg)
-    assert (result.status, result.outer_steps_done) == (status, row["outer_steps_done"])
-    assert result.final_loss == row["final_loss"]
+    assert result.status == status
+    if status == "diverged":
+        return
+    again = train(cfg)  # the same machine: the same bits, every round
+    assert [r["eval_loss"] for r in again.curve] == [r["eval_loss"] for r in result.curve]
+    assert result.outer_steps_done == row["outer_steps_done"]
+    assert result.final_loss == pytest.approx(row["final_loss"], rel=1e-4)
+    word = lambda r: outcome(r["status"], r["final_loss"], r["initial_loss"], r["rise"], RISE)
+    assert abs(row["rise"] - RISE) > 0.01  # a trial within a point of the threshold may flip
+    assert word(result.summary()) == word(row)
 
 
 def test_a_nan_eval_leaves_best_and_peak_to_the_finite_ones():
