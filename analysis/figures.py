@@ -135,27 +135,20 @@ def facet_figures(cell_table: pd.DataFrame, tol: float, grid: bool | None = None
 
 
 def _colour_axis(values: np.ndarray, cap: float) -> dict[str, Any]:
-    """A shared colour axis from the lowest loss to ``cap``, with more colours where the data is.
+    """A shared colour axis, linear in loss from the lowest shown loss to ``cap``.
 
-    Viridis stops are placed at quantiles of the shown losses (the top stop stays at the cap),
-    so that cells near the best, usually most of them, are told apart; the colour bar keeps
-    loss units.
+    Equal steps of colour are equal steps of loss, so the colour bar reads like an axis; cells
+    at the cap (no better than the initial loss) take its top colour, which the bar labels.
     """
     title = dict(text=f"final loss<br>(seed mean,<br>cap {fmt(cap)})")
     values = values[np.isfinite(values)]
     lo = float(values.min()) if len(values) else cap - 1.0
-    if not np.isfinite(cap) or cap <= lo or len(values) < 3:
-        return dict(colorscale="Viridis", cmin=lo, cmax=max(cap, lo + 1e-9) if
-                    np.isfinite(cap) else None, colorbar=dict(title=title, len=0.6))
-    colours = pcolors.sequential.Viridis
-    qs = np.quantile(values, np.linspace(0, 1, len(colours) - 1))
-    pos = np.append((qs - lo) / (cap - lo), 1.0)
-    pos[0] = 0.0
-    for i in range(1, len(pos)):  # stops must increase strictly
-        pos[i] = max(pos[i], pos[i - 1] + 1e-6)
-    pos = pos / pos[-1]
-    return dict(colorscale=[[float(p), c] for p, c in zip(pos, colours)], cmin=lo, cmax=cap,
-                colorbar=dict(title=title, len=0.6))
+    hi = cap if np.isfinite(cap) and cap > lo else lo + 1e-9
+    ticks = [float(t) for t in np.linspace(lo, hi, 6)]
+    return dict(colorscale="Viridis", cmin=lo, cmax=hi,
+                colorbar=dict(title=title, len=0.6, tickvals=ticks,
+                              ticktext=[fmt(round(t, 2)) for t in ticks[:-1]]
+                              + [f"≥ {fmt(round(hi, 2))}"]))
 
 
 def _facet(part: pd.DataFrame, keys: list[str], use_grid: bool, colour: dict[str, Any],

@@ -216,8 +216,14 @@ def test_heatmap_marks_and_hover(grid_report) -> None:
     assert len(outlines) == 4 and all(len(t.x) > 0 for t in outlines)
     near = [t for t in fig.data if t.type == "scatter" and t.line.color == NEAR]
     assert len(near) == 4 and any(len(t.x) > 0 for t in near)
-    # colour capped at the initial loss on one shared axis
-    assert fig.layout.coloraxis.cmax == pytest.approx(INITIAL)
+    # colour capped at the initial loss on one shared axis, linear in loss: evenly spaced
+    # ticks over an evenly spread scale, the top one naming the cap
+    axis = fig.layout.coloraxis
+    assert axis.cmax == pytest.approx(INITIAL)
+    stops = [p for p, _ in axis.colorscale]
+    assert np.allclose(np.diff(stops), stops[1] - stops[0])
+    assert np.allclose(np.diff(axis.colorbar.tickvals), (axis.cmax - axis.cmin) / 5)
+    assert axis.colorbar.ticktext[-1] == f"≥ {round(INITIAL, 2):g}"
     assert all(t.coloraxis == "coloraxis" for t in heat)
 
 
