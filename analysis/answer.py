@@ -82,12 +82,20 @@ def _num(x: float) -> str:
     return "–" if np.isnan(x) else "∞" if np.isinf(x) else f"{x:.3g}"
 
 
+def _ties(ties: int, both: int) -> str:
+    if not ties:
+        return ""
+    why = (" (both diverged)" if both == ties else f", {both} of them where both diverged"
+           if both else "")
+    return f"; {ties} tied{why}"
+
+
 def _paired_text(p: pd.Series) -> str:
     k, m, n = int(p["lowered"]), int(p["raised"]), int(p["pairs"])
     if n == 0:
         return ""
     counts = (f"lower in {k} and higher in {m} of {n} paired runs (same α, β, seed"
-              + (f"; {n - k - m} tied" if n - k - m else "")
+              + _ties(n - k - m, int(p.get("both_diverged", 0)))
               + f"; median change {p['median_diff']:+.3g}, sign test p = {p['p']:.2g})")
     if p["p"] < 0.05:
         way = "lowered" if k > m else "raised"
@@ -113,10 +121,10 @@ def _bounds_text(g: pd.DataFrame, lines: pd.Series) -> str:
     notes = []
     if least:
         notes.append(f"on {least} of the {lines.get('wider', 0)} higher the restarted arm is "
-                     f"stable up to the grid's largest α, so the gain is at least the ratio")
+                     f"stable up to the grid's largest α, so the gain is at least the one shown")
     if most:
         notes.append(f"on {most} of the {lines.get('narrower', 0)} lower the unrestarted arm "
-                     f"is stable up to the grid's largest α, so the loss is at most the ratio")
+                     f"is stable up to the grid's largest α, so the ratio is at most the one shown")
     return f" ({'; '.join(notes)})" if notes else ""
 
 

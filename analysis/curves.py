@@ -5,7 +5,7 @@ edge of the stable region (the stable cell of largest α at the best cell's β, 
 and, where present, a spiked cell (stable, a seed rose on the way and came back down), a
 blown-up one (it stayed up) and a diverged one: the smallest such α, at the best β if any, so a
 spike that recovers and a lasting blow-up are drawn side by side. One trial per cell is drawn:
-the first of its trial ids, or for a spiked cell the first seed that spiked.
+a seed that did what the role names (spiked, blew up, diverged), else the first trial id.
 """
 
 from __future__ import annotations
@@ -66,15 +66,17 @@ def curve_trial_ids(cell_table: pd.DataFrame, max_slices: int = 8) -> list[str]:
 
 
 def _drawn(role: str, cell: pd.Series) -> str:
-    """The trial drawn for a chosen cell: a seed that spiked for ``spiked``, else the first."""
-    return str(cell["spiked_id"]) if role == "spiked" else str(cell["trial_ids"]).split(",")[0]
+    """The trial drawn for a chosen cell: for a spiked, blown-up or diverged cell a seed that
+    did so (a cell with one diverged seed of two must not draw the other), else the first."""
+    example = cell.get(f"{role}_id")
+    return str(example) if example else str(cell["trial_ids"]).split(",")[0]
 
 
 def curve_figure(cell_table: pd.DataFrame, curves: pd.DataFrame,
                  max_slices: int = 8) -> go.Figure | None:
     """Eval loss (left) and momentum_cos (right) of chosen cells, one row per slice.
 
-    One trial per chosen cell (its first trial id). Dotted verticals on the right mark the
+    One trial per chosen cell (a seed that did what its role names). Dotted verticals mark the
     restarts (t % R == 0) where momentum_cos is undefined. None when there are no curves.
     """
     if curves.empty:
@@ -96,11 +98,15 @@ def curve_figure(cell_table: pd.DataFrame, curves: pd.DataFrame,
     seen: set[str] = set()
     by_trial = dict(tuple(curves.groupby("trial_id", sort=False)))
     for row, (key, sl) in enumerate(groups, start=1):
+        kept: list[float] = []  # eval losses of the curves that did not diverge
         for role, cell in _chosen(sl).items():
             tid = _drawn(role, cell)
             cv = by_trial.get(tid)
             if cv is None:
                 continue
+            if role != "diverged":
+                ev = pd.to_numeric(cv["eval_loss"], errors="coerce").astype(float)
+                kept += ev[np.isfinite(ev)].tolist()
             name = f"{role}: α={fmt(cell['alpha'])} β={fmt(cell['beta'])}"
             style = dict(color=ROLE_COLOURS[role], width=2)
             for col, y in ((1, "eval_loss"), (2, "momentum_cos")):
@@ -113,6 +119,10 @@ def curve_figure(cell_table: pd.DataFrame, curves: pd.DataFrame,
                     hovertemplate=f"{name}<br>trial {tid}<br>t=%{{x}}<br>{y}=%{{y:.4g}}"
                                   "<extra></extra>"), row=row, col=col)
             seen.add(role)
+        if kept:  # the axis holds the others' curves; a diverged run leaves it at the top
+            lo, hi = min(kept), max(kept)
+            pad = 0.05 * (hi - lo or 1.0)
+            fig.update_yaxes(range=[lo - pad, hi + 3 * pad], row=row, col=1)
         r = dict(zip(keys, key if isinstance(key, tuple) else (key,))).get("R")
         steps = curves["outer_step"].max()
         if r and r > 0 and steps / r <= 50:

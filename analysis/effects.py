@@ -54,12 +54,14 @@ def paired_diffs(labelled: pd.DataFrame) -> pd.DataFrame:
 
 
 def pair_summary(pairs: pd.DataFrame) -> dict:
-    """pairs, lowered, raised, frac_lowered, median_diff (finite differences), sign-test p."""
+    """pairs, lowered, raised, both_diverged (tied at +inf), frac_lowered, median_diff (finite
+    differences), sign-test p."""
     a, b = pairs["final"].to_numpy(dtype=float), pairs["final_R0"].to_numpy(dtype=float)
     low, high = int((a < b).sum()), int((a > b).sum())
+    both = int((np.isposinf(a) & np.isposinf(b)).sum())
     d = pairs["diff"].to_numpy(dtype=float)
     fin = d[np.isfinite(d)]
-    return {"pairs": len(pairs), "lowered": low, "raised": high,
+    return {"pairs": len(pairs), "lowered": low, "raised": high, "both_diverged": both,
             "frac_lowered": low / len(pairs) if len(pairs) else np.nan,
             "median_diff": float(np.median(fin)) if len(fin) else np.nan,
             "p": sign_test(low, low + high)}
@@ -69,7 +71,8 @@ def paired_effect(labelled: pd.DataFrame, pairs: pd.DataFrame | None = None) -> 
     """Per (group, R > 0) with ``beta`` = NaN for all β pooled, and per (group, β, R > 0):
     the columns of :func:`pair_summary`."""
     pairs = paired_diffs(labelled) if pairs is None else pairs
-    cols = ["beta", "R", "pairs", "lowered", "raised", "frac_lowered", "median_diff", "p"]
+    cols = ["beta", "R", "pairs", "lowered", "raised", "both_diverged", "frac_lowered",
+            "median_diff", "p"]
     if pairs.empty:
         return pd.DataFrame(columns=cols)
     keys = [c for c in pairs.columns if c not in ("beta", "alpha", "seed", "R", "final",

@@ -266,8 +266,10 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
             parts.append("<h2>Loss curves of chosen cells</h2><p class='note'>Per slice: the "
                          "best cell, the stable cell of largest α (edge), and where present a "
                          "spiked one (a seed that rose and came back down), a blown-up one "
-                         "(stayed up) and a diverged one, each at its smallest α (first seed). "
-                         "Right: cos(m, Δ) before each update; dotted lines: restarts.</p>")
+                         "(stayed up) and a diverged one, each at its smallest α (a seed that "
+                         "did so). The loss axis holds the other curves: a diverged run leaves "
+                         "it at the top. Right: cos(m, Δ) before each update; dotted lines: "
+                         "restarts.</p>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
                                  config={"responsive": True}))
     return _write_page(path, out_html, png_dir, name, meta, parts, figures,

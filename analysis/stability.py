@@ -43,8 +43,8 @@ from trainer.result import OUTCOMES, RISE, first_spike_round, outcome, spiked
 
 __all__ = ["slice_keys", "group_keys", "varying", "display_keys", "fixed_settings",
            "read_settings", "group_by",
-           "key_dict", "is_grid", "restart_groups", "why_no_groups", "label", "spike_rounds", "cells",
-           "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS", "Z95", "pct"]
+           "key_dict", "is_grid", "restart_groups", "why_no_groups", "label", "spike_rounds",
+           "cells", "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS", "Z95", "pct"]
 
 RISES = (0.05, 0.10, 0.20, 0.50)
 """Thresholds at which the answer is always shown, so its sensitivity is on the page."""
@@ -67,7 +67,7 @@ _RESULTS = {
     "n", "n_stable", "n_stalled", "n_blew_up", "n_diverged", "n_failed", "n_near", "n_spiked",
     "final_mean", "final_std", "rise_max", "end_rise_max", "stable_frac", "stable_lo",
     "stable_hi",
-    "trial_ids", "spiked_id",
+    "trial_ids", "spiked_id", "blew_up_id", "diverged_id",
 }
 _BOOKKEEPING_PREFIXES = ("version", "git", "host", "node", "started", "finished", "attempt", "_")
 
@@ -264,6 +264,8 @@ def wilson(k: int | np.ndarray, n: int | np.ndarray,
 
 
 _COUNTS = ("stable", "stalled", "blew_up", "diverged", "failed", "spiked")
+_EXAMPLES = ("spiked", "blew_up", "diverged")
+"""Marks a cell names one seed of (``<mark>_id``): the trial a curve of that mark draws."""
 
 
 def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
@@ -277,12 +279,13 @@ def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
     ``final_mean``/``final_std`` (over seeds that did not diverge; std needs two),
     ``initial_loss`` (mean), ``best_loss`` (mean), ``peak_loss``, ``rise_max`` and
     ``end_rise_max`` (max), ``stable`` (every seed that ran is stable), ``spiked`` (stable, and
-    some seed spiked), ``spiked_id`` (a seed that spiked; "" when none), ``near_optimal``
-    (every seed is),
+    some seed spiked), ``spiked_id``, ``blew_up_id`` and ``diverged_id`` (a seed that did so;
+    "" when none), ``near_optimal`` (every seed is),
     ``outcome`` (see :func:`cell_outcome`) and ``trial_ids`` (comma-separated).
     """
     df = trials if "outcome" in trials.columns else label(trials, rise, tol, diverge)
     keys = slice_keys(df) + ["alpha", "beta"]
+    ids = df["trial_id"].astype(str) if "trial_id" in df else pd.Series("", index=df.index)
     trained = ~df["diverged"] & ~df["failed"]
     work = df.assign(
         _ok=~df["failed"], _near=df["near_optimal"],
@@ -292,8 +295,7 @@ def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
         _peak=_numbers(df, "peak_loss"), _rise=_numbers(df, "rise"),
         **{f"_{o}": df["outcome"].eq(o) for o in _COUNTS if o != "spiked"},
         _spiked=df["spiked"], _end=_numbers(df, "end_rise"),
-        _spiked_id=(df["trial_id"].astype(str) if "trial_id" in df else
-                    pd.Series("", index=df.index)).where(df["spiked"], ""),
+        **{f"_{o}_id": ids.where(df[o], "") for o in _EXAMPLES},
     )
     work.attrs = {}  # pandas deep-copies attrs into every group's frame: 262k copies on a fine map
     groups = group_by(work, keys)
@@ -302,7 +304,7 @@ def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
         n_near=("_near", "sum"), final_mean=("_final", "mean"), final_std=("_final", "std"),
         initial_loss=("_initial", "mean"), best_loss=("_best", "mean"),
         peak_loss=("_peak", "max"), rise_max=("_rise", "max"), end_rise_max=("_end", "max"),
-        spiked_id=("_spiked_id", "max"),
+        **{f"{o}_id": (f"_{o}_id", "max") for o in _EXAMPLES},
     ).reset_index()
     out["trial_ids"] = _joined(groups.ngroup().to_numpy(), work["_id"].astype(str).to_numpy(),
                                len(out))

@@ -94,7 +94,8 @@ def toy_agreement(cell_table: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFram
              if k in trials}
     keys = [k for k in ("H", "R", "outer", "lr", "toy_dim", "toy_power") if k in cell_table]
     parts = []
-    for key, sl in cell_table.groupby(keys, dropna=False, sort=True) if keys else [((), cell_table)]:
+    groups = cell_table.groupby(keys, dropna=False, sort=True) if keys else [((), cell_table)]
+    for key, sl in groups:
         s = {**fixed, **dict(zip(keys, key if isinstance(key, tuple) else (key,)))}
         outer = str(s.get("outer", "nesterov"))
         if not has_theory(outer):
@@ -105,7 +106,8 @@ def toy_agreement(cell_table: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFram
         a, b = np.sort(sl["alpha"].unique()), np.sort(sl["beta"].unique())
         grid = predicted_stable(a, b, lams, float(s["lr"]), int(s.get("H", 1)),
                                 int(s.get("R", 0)), outer)
-        pred = grid[np.searchsorted(b, sl["beta"].to_numpy()), np.searchsorted(a, sl["alpha"].to_numpy())]
+        pred = grid[np.searchsorted(b, sl["beta"].to_numpy()),
+                    np.searchsorted(a, sl["alpha"].to_numpy())]
         parts.append(sl.assign(predicted=pred, agrees=pred == sl["stable"].to_numpy(dtype=bool)))
     return pd.concat(parts) if parts else cell_table.iloc[:0].assign(predicted=[], agrees=[])
 

@@ -151,7 +151,7 @@ def test_b_restarts_remove_blow_ups_and_widen_the_edge(tmp_path: Path) -> None:
     assert "higher on 1, lower on 0" in text and "50%: not measured" in text
     # the restarted edge is the grid's end: a bound, said as one
     assert ("on 1 of the 1 higher the restarted arm is stable up to the grid's largest α, so "
-            "the gain is at least the ratio") in text
+            "the gain is at least the one shown") in text
     # the verdicts at other thresholds use the answer's own words, not internal names
     assert not any(f": {w}" in text for w in ("none", "undetermined", "no_data", "opposite"))
     stable = s["cells"].set_index(["R", "beta", "alpha"])["stable"]
@@ -173,6 +173,8 @@ def test_the_opposite_effect_is_said_plainly(tmp_path: Path) -> None:
     assert (used["gain"] == 0.25).all() and (used["bound"] == "at_most").all()  # 1 / ≥4
     text = answer_sentence(s)
     assert text.startswith("No, the opposite: restarts every R=3 outer steps narrow")
+    assert ("on 2 of the 2 lower the unrestarted arm is stable up to the grid's largest α, so "
+            "the ratio is at most the one shown") in text
 
 
 def test_no_effect_where_restarts_change_nothing(tmp_path: Path) -> None:
@@ -449,3 +451,18 @@ def test_restarts_that_change_nothing_say_no_on_trained_toy_trials() -> None:
     assert text.startswith("No: restarts every R=3 outer steps leave the stable region where "
                            "it is. The stable α edge is higher on 0, lower on 0 and the same on "
                            "1 of 1")
+
+
+def test_a_curve_of_a_mark_draws_a_seed_that_did_it() -> None:
+    """A cell where one seed of two diverged (or blew up, or spiked) is drawn by that seed, not
+    by the first of its trial ids, which may have trained normally."""
+    from analysis.curves import curve_trial_ids
+
+    rows = [_row(0, 1.0, 0.9, 0, 3.0, 0.01), _row(0, 1.0, 0.9, 1, 3.0, 0.01),
+            _row(0, 2.0, 0.9, 0, 3.1, 0.3), _row(0, 2.0, 0.9, 1, 3.0, 0.01),
+            _row(0, 4.0, 0.9, 0, 3.5, 0.05), _row(0, 4.0, 0.9, 1, 9.0, 1.0, status="diverged"),
+            _row(0, 0.5, 0.9, 0, 2.9, 0.0, rise=0.3), _row(0, 0.5, 0.9, 1, 2.9, 0.0)]
+    c = cells(pd.DataFrame(rows))
+    drawn = curve_trial_ids(c)
+    assert {"R0-a2.0-b0.9-s0", "R0-a4.0-b0.9-s1", "R0-a0.5-b0.9-s0"} <= set(drawn)
+    assert "R0-a4.0-b0.9-s0" not in drawn and "R0-a2.0-b0.9-s1" not in drawn
