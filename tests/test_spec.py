@@ -50,6 +50,8 @@ REFUSED = [
     ("unknown-trial-key", GOOD.replace("workers: 2", "wokers: 2"), "trial.wokers", 4),
     ("unknown-trial-key-suggests", GOOD.replace("workers: 2", "wokers: 2"), "'workers'", 4),
     ("unknown-space-key", GOOD.replace("alpha: [", "alpah: ["), "space.alpah", 7),
+    ("case-only-suggests-that-key", GOOD.replace("seed: [0, 1]", "r: [0, 3]"),
+     "space.r: unknown key (line 8); did you mean 'R'?", 8),  # not 'lr', closer by letters
     ("wrong-type-trial", GOOD.replace("workers: 2", "workers: two"), "trial.workers", 4),
     ("wrong-type-axis-value", GOOD.replace("seed: [0, 1]", "seed: [0, one]"), "space.seed", 8),
     ("axis-not-a-list", GOOD.replace("seed: [0, 1]", "seed: 3"), "space.seed", 8),

@@ -205,6 +205,10 @@ def test_bad_model_and_corpus_are_refused(tmp_path):
         train(small(corpus=str(tokens)))
     with pytest.raises(ConfigError, match=r"not a trainer setting \(did you mean 'alpha'\?\)"):
         TrainConfig.from_dict({"alpah": 1.0})
+    with pytest.raises(ConfigError, match=r"r: not a trainer setting \(did you mean 'R'\?\)"):
+        TrainConfig.from_dict({"r": 3})  # a case slip beats 'lr', one letter away
+    with pytest.raises(ConfigError, match=r"model.N_layer: .*did you mean 'n_layer'\?"):
+        train(small(model={"preset": "tiny", "N_layer": 1}))
 
 
 def test_a_model_too_big_for_memory_is_refused_with_the_numbers():

@@ -212,8 +212,13 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 def nearest(key: object, known: Iterable[str]) -> str | None:
     """The known name closest to a mistyped ``key``, if any is close (the one spelling hint
-    of every "unknown key" message, here and in the sweep spec)."""
-    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+    of every "unknown key" message, here and in the sweep spec). A name that differs only in
+    case comes first (``r`` is ``R``, not ``lr``); else difflib's closest."""
+    known = list(known)
+    same = [k for k in known if k.casefold() == str(key).casefold()]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
     return close[0] if close else None
 
 

@@ -7,7 +7,6 @@ Tokens are bytes by default (vocab 256), so nothing is downloaded. Presets go fr
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import INT_MAX, ConfigError
+from .config import INT_MAX, ConfigError, nearest
 
 __all__ = ["ModelConfig", "PRESETS", "GPT", "resolve_model", "count_params"]
 
@@ -81,8 +80,8 @@ def resolve_model(model: str | dict, vocab_size: int) -> ModelConfig:
         raise ConfigError(f"model.preset: unknown preset {base!r}; presets: {', '.join(PRESETS)}")
     for key in overrides:
         if key not in fields:
-            close = difflib.get_close_matches(key, sorted(fields | {"preset"}), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
+            close = nearest(key, sorted(fields | {"preset"}))
+            hint = f"did you mean '{close}'? " if close else ""
             raise ConfigError(f"model.{key}: not a model field; {hint}fields: preset, "
                               f"{', '.join(sorted(fields))}")
     overrides.setdefault("vocab_size", vocab_size)
