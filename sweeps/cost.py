@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
 from trainer.config import TrainConfig
+from trainer.model_config import count_params, resolve_model
 
 from .spec import SweepSpec
 
@@ -92,9 +93,6 @@ def trial_cost(cfg: TrainConfig, tokens: int | None = None,
     a toy trial."""
     if cfg.kind != "lm":
         return None
-    # trainer.model imports torch; the meta-device count builds no weights
-    from trainer.model import count_params, resolve_model
-
     m = resolve_model(cfg.model, cfg.vocab_size)
     n = count_params(m, non_embedding=True)
     if m.tie_embeddings:
