@@ -4,7 +4,11 @@ Generated from the numbers of ``metrics.summarize`` and nothing else, so that it
 or the opposite, when the data does. Per R > 0 each (H, β) line is *wider* (edge ratio above 1,
 or something stable where R=0 had nothing), *narrower*, *same*, or *undetermined* (both arms
 stable up to the grid's largest α: the grid does not reach where either breaks); a line on which
-one arm ran no trial is *no_data* and not counted.
+one arm ran no trial is *no_data* and not counted. A line on which one arm is stable up to the
+grid's largest α is wider (or narrower) by *at least* (at most) the ratio, and the sentence
+says so. After the verdict, one sentence on spikes that recovered (docs/design.md, "Stable:
+the run settles"): how many trials spiked in each arm, and how many of those spikes came within
+the first R rounds, which both arms share.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import pandas as pd
 from .effects import pair_summary
 from .stability import pct, why_no_groups
 
-__all__ = ["line_verdicts", "verdict", "answer_sentence", "threshold_text"]
+__all__ = ["line_verdicts", "verdict", "answer_sentence", "threshold_text", "spike_text",
+           "VERDICT_WORDS"]
 
 
 def line_verdicts(gains: pd.DataFrame) -> pd.Series:
@@ -68,6 +73,11 @@ _LEAD = {
 }
 
 
+VERDICT_WORDS = {"yes": "yes", "opposite": "the opposite", "mixed": "mixed", "none": "no",
+                 "undetermined": "not measured", "no_data": "no data"}
+"""A verdict as the answer's words say it (README.md, "Reading the report")."""
+
+
 def _num(x: float) -> str:
     return "–" if np.isnan(x) else "∞" if np.isinf(x) else f"{x:.3g}"
 
@@ -87,10 +97,47 @@ def _paired_text(p: pd.Series) -> str:
 
 def threshold_text(rise: float, tol: float) -> str:
     """The words of the labels, with the thresholds in force."""
-    return (f"Stable: not diverged, eval loss never rose more than {pct(rise)} above its "
-            f"running minimum (else blew up), and ended below its initial loss; a cell is "
-            f"stable when every seed is. Near-optimal: stable and within {pct(tol)} of the best "
-            f"final loss of any R.")
+    return (f"Stable: not diverged, ended within {pct(rise)} of its best eval loss (else blew "
+            f"up), and below its initial loss; a cell is stable when every seed is. Spiked: "
+            f"stable, but on the way its eval loss rose more than {pct(rise)} above its running "
+            f"minimum. Near-optimal: stable and within {pct(tol)} of the best final loss of "
+            f"any R.")
+
+
+def _bounds_text(g: pd.DataFrame, lines: pd.Series) -> str:
+    """Which wider or narrower lines are bounds, not measured ratios: an arm stable up to the
+    grid's largest α has its edge at or beyond the grid's end."""
+    v = line_verdicts(g)
+    least = int(((v == "wider") & (g["bound"] == "at_least")).sum())
+    most = int(((v == "narrower") & (g["bound"] == "at_most")).sum())
+    notes = []
+    if least:
+        notes.append(f"on {least} of the {lines.get('wider', 0)} higher the restarted arm is "
+                     f"stable up to the grid's largest α, so the gain is at least the ratio")
+    if most:
+        notes.append(f"on {most} of the {lines.get('narrower', 0)} lower the unrestarted arm "
+                     f"is stable up to the grid's largest α, so the loss is at most the ratio")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def spike_text(spikes: pd.DataFrame, r: Any, rise: float) -> str:
+    """The spike sentence for restart period ``r`` from ``summarize``'s ``spikes`` table."""
+    mine = spikes[spikes["R"] == r] if len(spikes) else spikes
+    if mine.empty:
+        return ""
+    arm0, arm = (mine[mine["arm"] == a].iloc[0] for a in (0, r))
+    if arm0["spiked"] == 0 and arm["spiked"] == 0:
+        return (f" No stable trial spiked (rose more than {pct(rise)} above its running minimum "
+                f"on the way) in either arm.")
+    text = (f" Spikes that recovered (stable, but rose more than {pct(rise)} above the running "
+            f"minimum on the way): {arm0['spiked']} of {arm0['trials']} trials without restarts "
+            f"and {arm['spiked']} of {arm['trials']} with restarts every R={r}")
+    if arm0["timed"] == arm0["spiked"] and arm["timed"] == arm["spiked"]:
+        text += (f"; of those, {arm0['early']} and {arm['early']} came within the first {r} "
+                 f"rounds, which both arms share.")
+    else:
+        text += "; when they came is not known (their curves were not read)."
+    return text
 
 
 def answer_sentence(s: dict[str, Any]) -> str:
@@ -100,6 +147,7 @@ def answer_sentence(s: dict[str, Any]) -> str:
         return (f"No answer on restarts: {why_no_groups(s['trials'])}. "
                 + threshold_text(s["rise"], s["tol"]))
     rise = s["rise"]
+    spikes = s.get("spikes", pd.DataFrame())
     parts = []
     for r, g in gains[np.isclose(gains["rise"], rise)].groupby("R", sort=True):
         lines = line_verdicts(g).value_counts()
@@ -109,7 +157,7 @@ def answer_sentence(s: dict[str, Any]) -> str:
             counted = len(g) - lines.get("no_data", 0)
             text += (f" The stable α edge is higher on {lines.get('wider', 0)}, lower on "
                      f"{lines.get('narrower', 0)} and the same on {lines.get('same', 0)} of "
-                     f"{counted} (H, β) lines")
+                     f"{counted} (H, β) lines" + _bounds_text(g, lines))
             if lines.get("undetermined", 0):
                 text += f" ({lines['undetermined']} stable to the grid's end in both arms)"
             if lines.get("no_data", 0):
@@ -121,6 +169,7 @@ def answer_sentence(s: dict[str, Any]) -> str:
                     + (f" at H={x['H']:g}" if "H" in x and len(a) > 1 else "")
                     for _, x in a.iterrows())
             text += "."
+        text += spike_text(spikes, r, rise)
         mine = pairs[pairs["R"] == r] if len(pairs) else pairs
         if len(mine):  # every pair of every group at this R, one median and one sign test
             text += _paired_text(pd.Series(pair_summary(mine)))
@@ -129,8 +178,8 @@ def answer_sentence(s: dict[str, Any]) -> str:
             others[t] = verdict(gt)
         if others:
             same = [pct(t) for t, w in others.items() if w == v]
-            diff = [f"{pct(t)}: {w}" for t, w in others.items() if w != v]
-            text += ((" At blow-up threshold" + ("s " if len(same) > 1 else " ")
+            diff = [f"{pct(t)}: {VERDICT_WORDS[w]}" for t, w in others.items() if w != v]
+            text += ((" At threshold" + ("s " if len(same) > 1 else " ")
                       + ", ".join(same) + " the answer is the same") if same else " ")
             text += ("; it differs at " + ", ".join(diff) if diff and same else
                      ("It differs at " + ", ".join(diff) if diff else "")) + "."

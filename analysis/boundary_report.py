@@ -111,15 +111,17 @@ def boundary_answer(s: dict[str, Any]) -> str:
             parts.append(f"{where}: not measured ({int(r['unknown'])} of {int(r['lines'])} lines "
                          f"without two known edges)")
             continue
+        n = int(r["exact"])
         parts.append(f"{where}: edge ×{r['gain']:.2f} [{r['gain_lo']:.2f}, {r['gain_hi']:.2f}] "
-                     f"over {int(r['exact'])} lines (raised on {int(r['raised'])}, same on "
-                     f"{int(r['same'])}, lowered on {int(r['lowered'])})")
+                     f"over {n} line{'' if n == 1 else 's'} (raised on {int(r['raised'])}, same "
+                     f"on {int(r['same'])}, lowered on {int(r['lowered'])})")
     ragged = int(lines["ragged"].sum())
-    tail = (f" {ragged} of {len(lines)} lines are ragged (stable again above an unstable α); "
-            f"their edge is the one below the first unstable α." if ragged else
-            f" No line of {len(lines)} is ragged.")
-    return (f"{lead} " + "; ".join(parts) + f". Stable: not diverged, rise ≤ {pct(s['rise'])}, "
-            f"ended below its initial loss." + tail)
+    tail = (f" {ragged} of {len(lines)} lines {'is' if ragged == 1 else 'are'} ragged (stable "
+            f"again above an unstable α); {'its' if ragged == 1 else 'their'} edge is the one "
+            f"below the first unstable α." if ragged else f" No line of {len(lines)} is ragged.")
+    return (f"{lead} " + "; ".join(parts) + f". Stable: not diverged, ended within "
+            f"{pct(s['rise'])} of its best eval loss and below its initial loss (a spike that "
+            f"came back down is stable)." + tail)
 
 
 _GAIN_ORDER = ["gain", "gain_lo", "gain_hi", "lines", "exact", "raised", "same", "lowered",

@@ -2,8 +2,10 @@
 
 Per slice the chosen cells are the best one (lowest mean final loss among stable cells), the
 edge of the stable region (the stable cell of largest α at the best cell's β, else overall),
-and, where present, a blown-up and a diverged cell (the smallest such α, at the best β if any).
-One trial per cell is drawn: the first of its trial ids.
+and, where present, a spiked cell (stable, a seed rose on the way and came back down), a
+blown-up one (it stayed up) and a diverged one: the smallest such α, at the best β if any, so a
+spike that recovers and a lasting blow-up are drawn side by side. One trial per cell is drawn:
+the first of its trial ids, or for a spiked cell the first seed that spiked.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from .stability import display_keys, group_by, slice_keys
 
 __all__ = ["curve_figure", "curve_trial_ids", "ROLE_COLOURS"]
 
-ROLE_COLOURS = {"best": "#2ca02c", "edge": "#ff7f0e", "blew_up": "#9467bd", "diverged": "#d62728"}
+ROLE_COLOURS = {"best": "#2ca02c", "edge": "#ff7f0e", "spiked": "#17becf", "blew_up": "#9467bd",
+                "diverged": "#d62728"}
 
 
 def _chosen(sl: pd.DataFrame) -> dict[str, pd.Series]:
     """Cells worth a curve in one slice: best, edge of the stable region, blown up, diverged."""
     out: dict[str, pd.Series] = {}
-    clean = sl[(sl["outcome"] == "stable") & sl["final_mean"].notna()]
+    clean = sl[(sl["outcome"] == "stable") & ~sl["spiked"] & sl["final_mean"].notna()]
+    if clean.empty:
+        clean = sl[(sl["outcome"] == "stable") & sl["final_mean"].notna()]
     if clean.empty:
         clean = sl[sl["final_mean"].notna()]
     if clean.empty:
@@ -39,8 +44,8 @@ def _chosen(sl: pd.DataFrame) -> dict[str, pd.Series]:
         edge = pool.loc[pool["alpha"].idxmax()]
         if edge["alpha"] != best["alpha"] or edge["beta"] != best["beta"]:
             out["edge"] = edge
-    for role in ("blew_up", "diverged"):
-        hits = sl[sl["outcome"] == role]
+    for role in ("spiked", "blew_up", "diverged"):
+        hits = sl[sl["spiked"]] if role == "spiked" else sl[sl["outcome"] == role]
         if len(hits):
             near = hits["beta"] == best["beta"] if best is not None else hits["beta"].notna()
             pool = hits[near] if near.any() else hits
@@ -57,8 +62,12 @@ def _curve_groups(cell_table: pd.DataFrame, max_slices: int) -> tuple[list[str],
 def curve_trial_ids(cell_table: pd.DataFrame, max_slices: int = 8) -> list[str]:
     """The trial ids whose curves ``curve_figure`` draws (first trial of each chosen cell)."""
     _, groups = _curve_groups(cell_table, max_slices)
-    return [str(cell["trial_ids"]).split(",")[0]
-            for _, sl in groups for cell in _chosen(sl).values()]
+    return [_drawn(role, cell) for _, sl in groups for role, cell in _chosen(sl).items()]
+
+
+def _drawn(role: str, cell: pd.Series) -> str:
+    """The trial drawn for a chosen cell: a seed that spiked for ``spiked``, else the first."""
+    return str(cell["spiked_id"]) if role == "spiked" else str(cell["trial_ids"]).split(",")[0]
 
 
 def curve_figure(cell_table: pd.DataFrame, curves: pd.DataFrame,
@@ -88,7 +97,7 @@ def curve_figure(cell_table: pd.DataFrame, curves: pd.DataFrame,
     by_trial = dict(tuple(curves.groupby("trial_id", sort=False)))
     for row, (key, sl) in enumerate(groups, start=1):
         for role, cell in _chosen(sl).items():
-            tid = str(cell["trial_ids"]).split(",")[0]
+            tid = _drawn(role, cell)
             cv = by_trial.get(tid)
             if cv is None:
                 continue

@@ -5,6 +5,8 @@
   ``median_diff`` of final loss at R minus at R=0, ``p`` the two-sided sign test (ties out).
 - near-optimal, per (slice, tol): cells whose every seed is stable and within tol of the best
   final loss of the group (one bar for every R).
+- spikes, per arm: stable trials that rose above the threshold on the way and came back down,
+  and how many of those spikes came within the first R rounds, which both arms share.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import pandas as pd
 
 from .stability import RISE, TOLS, cells, group_by, key_dict, label, restart_groups, slice_keys
 
-__all__ = ["sign_test", "paired_diffs", "pair_summary", "paired_effect", "near_optimal_table"]
+__all__ = ["sign_test", "paired_diffs", "pair_summary", "paired_effect", "near_optimal_table",
+           "spike_table"]
 
 
 def sign_test(k: int, n: int) -> float:
@@ -78,6 +81,31 @@ def paired_effect(labelled: pd.DataFrame, pairs: pd.DataFrame | None = None) -> 
         for beta, sub in part.groupby("beta"):
             rows.append({**settings, "beta": beta, **pair_summary(sub)})
     return pd.DataFrame(rows)
+
+
+def spike_table(labelled: pd.DataFrame) -> pd.DataFrame:
+    """Spikes that recovered, per arm, pooled over the restart groups, one row per (R > 0,
+    arm): ``R`` the restart period compared, ``arm`` (0 or R), ``trials`` (that did not fail),
+    ``spiked``, and ``early``: spikes that first passed the threshold before round R, where
+    both arms are the same run (their first R rounds are identical); ``timed``: spikes whose
+    round is known (``spike_round``, from the curves; NaN without them)."""
+    cols = ["R", "arm", "trials", "spiked", "early", "timed"]
+    groups = [grp for _, grp in restart_groups(labelled)]
+    if not groups:
+        return pd.DataFrame(columns=cols)
+    every = pd.concat(groups)
+    every = every[~every["failed"]]
+    when = (every["spike_round"] if "spike_round" in every
+            else pd.Series(np.nan, index=every.index)).to_numpy(dtype=float)
+    rows = []
+    for r in sorted(v for v in every["R"].unique() if v != 0):
+        for arm in (0, r):
+            mine = (every["R"] == arm).to_numpy()
+            spk = mine & every["spiked"].to_numpy(dtype=bool)
+            rows.append({"R": r, "arm": arm, "trials": int(mine.sum()), "spiked": int(spk.sum()),
+                         "early": int((spk & (when < r)).sum()),
+                         "timed": int((spk & ~np.isnan(when)).sum())})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def near_optimal_table(trials: pd.DataFrame, tols: Sequence[float] = TOLS,

@@ -3,8 +3,10 @@
 Colour everywhere is the final loss, mean over seeds, on one scale shared by every facet and
 capped at the initial loss (a cell that did not improve is as bad as one that went up). Cells
 whose seeds all diverged have no colour; marks: "×" diverged, "↑" blew up, "–" stalled (k/n
-when only some seeds did). The stable region (cells whose every seed is stable) is outlined in
-red; near-optimal cells, a separate question, in a dotted white line.
+when only some seeds did), and on a stable cell "↕" spiked (a seed rose above the threshold on
+the way and came back down: docs/design.md, "Stable"). The legend names each mark the figure
+shows. The stable region (cells whose every seed is stable, spiked ones included) is outlined
+in red; near-optimal cells, a separate question, in a dotted white line.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from plotly.subplots import make_subplots
 from .stability import group_by, is_grid, pct as tol_text, slice_keys, varying
 
 __all__ = ["facet_figures", "fmt", "slice_title", "axis_ticks", "Overlay", "OUTLINE", "NEAR",
-           "MARKS", "FINE"]
+           "MARKS", "MARK_WORDS", "FINE"]
 
 OUTLINE = "#d62728"
 NEAR = "#ffffff"
-MARKS = {"n_diverged": "×", "n_blew_up": "↑", "n_stalled": "–"}
+MARKS = {"n_diverged": "×", "n_blew_up": "↑", "n_stalled": "–", "n_spiked": "↕"}
+MARK_WORDS = {"n_diverged": "diverged", "n_blew_up": "blew up (ended above its best)",
+              "n_stalled": "stalled (ended above its start)",
+              "n_spiked": "spiked (stable: rose on the way, came back down)"}
+"""What each mark means, for the legend."""
 Overlay = Callable[[dict, list, list], "Sequence[BaseTraceType] | None"]
 """Per facet: (slice settings, α values, β values) -> traces to draw over it (theory)."""
 FACET_PX = 300  # height of one facet row
@@ -59,19 +65,27 @@ def _hover(row: pd.Series, keys: list[str]) -> str:
              f"final loss {fmt(row['final_mean'])} ± {fmt(row['final_std'])}"
              f"  near-optimal {row['n_near']}/{row['n']}",
              f"blew up {row['n_blew_up']}  diverged {row['n_diverged']}  "
-             f"stalled {row['n_stalled']}  failed {row['n_failed']}",
+             f"stalled {row['n_stalled']}  failed {row['n_failed']}  spiked {row['n_spiked']}",
              f"initial {fmt(row['initial_loss'])}  best {fmt(row['best_loss'])}  "
-             f"peak {fmt(row['peak_loss'])}  rise {fmt(row['rise_max'])}",
+             f"peak {fmt(row['peak_loss'])}",
+             f"rise on the way {fmt(row['rise_max'])}  end rise {fmt(row['end_rise_max'])}",
              "trials " + ", ".join(ids[:4]) + (" …" if len(ids) > 4 else "")]
     return "<br>".join(lines)
 
 
+def _mark_of(row: pd.Series) -> str | None:
+    """Which of MARKS a cell gets: the worst thing a seed did, spiked last (only a stable cell
+    can be spiked, so it never hides a worse mark); None for a clean cell."""
+    return next((count for count in MARKS if row[count] > 0), None)
+
+
 def _mark(row: pd.Series) -> str:
-    """The mark of the worst thing a seed did (MARKS); k/n when not all seeds did it."""
-    for count, sign in MARKS.items():
-        if row[count] > 0:
-            return sign if row[count] == row["n"] else f"{sign}{row[count]}/{row['n']}"
-    return ""
+    """The mark of ``_mark_of``; k/n when not all seeds did it."""
+    count = _mark_of(row)
+    if count is None:
+        return ""
+    sign = MARKS[count]
+    return sign if row[count] == row["n"] else f"{sign}{row[count]}/{row['n']}"
 
 
 def _outline(stable: np.ndarray) -> tuple[list, list]:
@@ -121,27 +135,20 @@ def facet_figures(cell_table: pd.DataFrame, tol: float, grid: bool | None = None
 
 
 def _colour_axis(values: np.ndarray, cap: float) -> dict[str, Any]:
-    """A shared colour axis from the lowest loss to ``cap``, with more colours where the data is.
+    """A shared colour axis, linear in loss from the lowest shown loss to ``cap``.
 
-    Viridis stops are placed at quantiles of the shown losses (the top stop stays at the cap),
-    so that cells near the best, usually most of them, are told apart; the colour bar keeps
-    loss units.
+    Equal steps of colour are equal steps of loss, so the colour bar reads like an axis; cells
+    at the cap (no better than the initial loss) take its top colour, which the bar labels.
     """
     title = dict(text=f"final loss<br>(seed mean,<br>cap {fmt(cap)})")
     values = values[np.isfinite(values)]
     lo = float(values.min()) if len(values) else cap - 1.0
-    if not np.isfinite(cap) or cap <= lo or len(values) < 3:
-        return dict(colorscale="Viridis", cmin=lo, cmax=max(cap, lo + 1e-9) if
-                    np.isfinite(cap) else None, colorbar=dict(title=title, len=0.6))
-    colours = pcolors.sequential.Viridis
-    qs = np.quantile(values, np.linspace(0, 1, len(colours) - 1))
-    pos = np.append((qs - lo) / (cap - lo), 1.0)
-    pos[0] = 0.0
-    for i in range(1, len(pos)):  # stops must increase strictly
-        pos[i] = max(pos[i], pos[i - 1] + 1e-6)
-    pos = pos / pos[-1]
-    return dict(colorscale=[[float(p), c] for p, c in zip(pos, colours)], cmin=lo, cmax=cap,
-                colorbar=dict(title=title, len=0.6))
+    hi = cap if np.isfinite(cap) and cap > lo else lo + 1e-9
+    ticks = [float(t) for t in np.linspace(lo, hi, 6)]
+    return dict(colorscale="Viridis", cmin=lo, cmax=hi,
+                colorbar=dict(title=title, len=0.6, tickvals=ticks,
+                              ticktext=[fmt(round(t, 2)) for t in ticks[:-1]]
+                              + [f"≥ {fmt(round(hi, 2))}"]))
 
 
 def _facet(part: pd.DataFrame, keys: list[str], use_grid: bool, colour: dict[str, Any],
@@ -160,15 +167,15 @@ def _facet(part: pd.DataFrame, keys: list[str], use_grid: bool, colour: dict[str
     fig = make_subplots(rows=len(hs), cols=len(rs), subplot_titles=titles,
                         shared_xaxes=True, shared_yaxes=True,
                         horizontal_spacing=0.03, vertical_spacing=0.22 / max(len(hs), 1))
-    shown = False
+    shown: set[str] = set()  # legend groups drawn so far: each gets one entry, where it first shows
     cap = colour["cmax"] if colour["cmax"] is not None else np.inf
     for ri, h in enumerate(hs, start=1):
         for ci, r in enumerate(rs, start=1):
             sl = _pick(part, h, r)
             if use_grid:
-                shown |= _add_heatmap(fig, sl, keys, alphas, betas, cap, ri, ci, not shown, tol)
+                shown |= _add_heatmap(fig, sl, keys, alphas, betas, cap, ri, ci, shown, tol)
             else:
-                shown |= _add_scatter(fig, sl, keys, cap, ri, ci, not shown, tol)
+                shown |= _add_scatter(fig, sl, keys, cap, ri, ci, shown, tol)
             if overlay is not None and len(sl):
                 settings = {k: sl[k].iloc[0] for k in keys}
                 for trace in overlay(settings, alphas, betas) or ():
@@ -249,42 +256,56 @@ def _add_fine_heatmap(fig: go.Figure, sl: pd.DataFrame, alphas: list, betas: lis
 
 
 def _add_heatmap(fig: go.Figure, sl: pd.DataFrame, keys: list[str], alphas: list, betas: list,
-                 cap: float, row: int, col: int, legend: bool, tol: float) -> bool:
-    """Add one facet's heatmap and stable outline; True when the outline had a legend entry."""
+                 cap: float, row: int, col: int, shown: set[str], tol: float) -> set[str]:
+    """Add one facet's heatmap, marks and outlines; returns the legend groups it gave entries."""
     if _fine(alphas, betas):
         stable, near = _add_fine_heatmap(fig, sl, alphas, betas, cap, row, col)
-        return _add_outlines(fig, stable, near, row, col, legend, tol)
+        return _add_outlines(fig, stable, near, row, col, shown, tol)
     js, is_, z, stable, near = _cell_grid(sl, alphas, betas, cap)
     text = np.full(z.shape, "", dtype=object)
     hover = np.full(z.shape, "no trial", dtype=object)
+    marks: set[str] = set()
     for j, i, (_, c) in zip(js, is_, sl.iterrows()):
         text[j, i] = _mark(c)
         hover[j, i] = _hover(c, keys)
+        marks.add(_mark_of(c) or "")
     fig.add_trace(go.Heatmap(
         z=z, x=list(range(len(alphas))), y=list(range(len(betas))), coloraxis="coloraxis",
         text=text, texttemplate="%{text}", textfont=dict(size=18),
         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", xgap=1, ygap=1,
         name="final loss"), row=row, col=col)
-    return _add_outlines(fig, stable, near, row, col, legend, tol)
+    added = _add_outlines(fig, stable, near, row, col, shown, tol)
+    for count in MARKS:  # a legend entry per mark shown: the mark itself, then its meaning
+        if count in marks and count not in shown | added:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers",
+                                     marker=dict(size=1, color="rgba(0,0,0,0)"),
+                                     name=f"{MARKS[count]}  {MARK_WORDS[count]}",
+                                     legendgroup=count, showlegend=True), row=row, col=col)
+            added.add(count)
+    return added
 
 
 def _add_outlines(fig: go.Figure, stable: np.ndarray, near: np.ndarray, row: int, col: int,
-                  legend: bool, tol: float) -> bool:
-    xs, ys = _outline(stable)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=OUTLINE, width=3),
-                             hoverinfo="skip", name="stable region",
-                             legendgroup="stable", showlegend=legend and bool(xs)),
-                  row=row, col=col)
-    nx, ny = _outline(near)
-    fig.add_trace(go.Scatter(x=nx, y=ny, mode="lines", line=dict(color=NEAR, width=2, dash="dot"),
-                             hoverinfo="skip", name=f"near-optimal (within {tol_text(tol)} of "
-                             f"the best of any R)", legendgroup="near",
-                             showlegend=legend and bool(nx)), row=row, col=col)
-    return bool(xs)
+                  shown: set[str], tol: float) -> set[str]:
+    """The stable and near-optimal outlines of one facet; each gets its legend entry in the
+    first facet where it has a line. Returns the groups given an entry here."""
+    added = set()
+    for group, cells_, style, name in (
+            ("stable", stable, dict(color=OUTLINE, width=3), "stable region"),
+            ("near", near, dict(color=NEAR, width=2, dash="dot"),
+             f"near-optimal (within {tol_text(tol)} of the best of any R)")):
+        xs, ys = _outline(cells_)
+        entry = bool(xs) and group not in shown
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=style, hoverinfo="skip",
+                                 name=name, legendgroup=group, showlegend=entry),
+                      row=row, col=col)
+        if entry:
+            added.add(group)
+    return added
 
 
 def _add_scatter(fig: go.Figure, sl: pd.DataFrame, keys: list[str], cap: float, row: int,
-                 col: int, legend: bool, tol: float) -> bool:
+                 col: int, shown: set[str], tol: float) -> set[str]:
     """Add one facet's scattered points (Optuna); diverged points grey crosses."""
     div = sl["outcome"].eq("diverged")
     ok = sl[~div]
@@ -299,6 +320,6 @@ def _add_scatter(fig: go.Figure, sl: pd.DataFrame, keys: list[str], cap: float, 
         x=sl.loc[div, "alpha"], y=sl.loc[div, "beta"], mode="markers", name="diverged",
         marker=dict(symbol="x", size=10, color="#555"), legendgroup="diverged",
         hovertext=[_hover(c, keys) for _, c in sl[div].iterrows()],
-        hovertemplate="%{hovertext}<extra></extra>", showlegend=legend and bool(div.any())),
-        row=row, col=col)
-    return legend and bool(div.any())
+        hovertemplate="%{hovertext}<extra></extra>",
+        showlegend="diverged" not in shown and bool(div.any())), row=row, col=col)
+    return {"diverged"} if bool(div.any()) else set()

@@ -27,9 +27,10 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from trainer.result import curve_rise
+from trainer.result import curve_rise, end_rise
 
 __all__ = ["load_trials", "load_curves", "load_sweep_meta", "curve_stats", "fill_from_curves",
+           "fill_end_rise",
            "column_roles", "Filters"]
 
 Filters = Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None
@@ -185,7 +186,9 @@ def load_trials(path: str | Path, filters: Filters = None,
     if order:
         df = df.sort_values(order, kind="stable")
     df = df.reset_index(drop=True)
-    return fill_from_curves(df, lambda ids: load_curves(path, trial_ids=ids)) if len(df) else df
+    if not len(df):
+        return df
+    return fill_end_rise(fill_from_curves(df, lambda ids: load_curves(path, trial_ids=ids)))
 
 
 def column_roles(schema: pa.Schema) -> dict[str, str]:
@@ -229,6 +232,21 @@ def fill_from_curves(trials: pd.DataFrame, read_curves) -> pd.DataFrame:
     ids = trials["trial_id"].astype(str)
     for col in _FROM_CURVES:
         trials[col] = trials[col].astype(float).fillna(ids.map(stats[col]))
+    return trials
+
+
+def fill_end_rise(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with ``end_rise`` (trainer.result.end_rise: final / best - 1) computed from the
+    row's own final_loss and best_loss where a row lacks it (rows written before the column
+    existed): no curves needed."""
+    if "end_rise" not in trials:
+        trials["end_rise"] = np.nan
+    missing = trials["end_rise"].isna()
+    if missing.any() and {"final_loss", "best_loss"} <= set(trials.columns):
+        trials.loc[missing, "end_rise"] = [
+            end_rise(f, b) for f, b in zip(trials.loc[missing, "final_loss"].astype(float),
+                                           trials.loc[missing, "best_loss"].astype(float))]
+    trials["end_rise"] = trials["end_rise"].astype(float)
     return trials
 
 

@@ -21,16 +21,16 @@ A *line* is one (slice, β) of a grid; a *group* is the slices that differ only 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .effects import near_optimal_table, paired_diffs, paired_effect, sign_test
+from .effects import near_optimal_table, paired_diffs, paired_effect, sign_test, spike_table
 from .stability import (RISE, RISES, TOLS, cells, group_by, is_grid, key_dict, label,
-                        restart_groups, slice_keys)
+                        restart_groups, slice_keys, spike_rounds)
 
-__all__ = ["summarize", "alpha_edges", "restart_gain", "area_gain", "paired_effect",
+__all__ = ["summarize", "Curves", "alpha_edges", "restart_gain", "area_gain", "paired_effect",
            "near_optimal_table", "slice_table", "sign_test", "RISES", "TOLS"]
 
 N_BOOT = 1000
@@ -232,21 +232,31 @@ def slice_table(cell_table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+Curves = pd.DataFrame | Callable[[list[str]], pd.DataFrame] | None
+"""Eval curves, or a reader of the curves of given trial ids (``lambda ids: load_curves(path,
+trial_ids=ids)``): only the spiked trials' are read."""
+
+
 def summarize(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
               rises: Sequence[float] = RISES, tols: Sequence[float] = TOLS,
               diverge: float | None = None, n_boot: int = N_BOOT,
-              seed: int = 0) -> dict[str, Any]:
+              seed: int = 0, curves: Curves = None) -> dict[str, Any]:
     """Every number of the module docstring for a trial frame (as from ``load_trials``).
 
-    Returns a dict: ``rise`` and ``tol`` used, ``rises``, ``tols``, ``trials`` (labelled),
-    ``cells``, ``slices``, ``edges`` (per line), ``restart_gain`` (edge ratio per (group, β,
-    R > 0) and threshold in ``rises``, ``rise`` always included), ``area_gain``, ``pairs`` (one
-    row per paired run), ``paired``
-    and ``near_optimal`` (per slice and tolerance in ``tols``).
+    Returns a dict: ``rise`` and ``tol`` used, ``rises``, ``tols``, ``trials`` (labelled, with
+    ``spike_round`` when ``curves`` are given), ``cells``, ``slices``, ``edges`` (per line),
+    ``restart_gain`` (edge ratio per (group, β, R > 0) and threshold in ``rises``, ``rise``
+    always included), ``area_gain``, ``pairs`` (one row per paired run), ``paired``,
+    ``spikes`` (``effects.spike_table``: when each arm's spikes came needs ``curves``) and
+    ``near_optimal`` (per slice and tolerance in ``tols``).
     """
     rises = tuple(sorted({float(r) for r in rises} | {float(rise)}))
     tols = tuple(sorted({float(t) for t in tols} | {float(tol)}))
     labelled = label(trials, rise, tol, diverge)
+    if curves is not None and labelled["spiked"].any() and "trial_id" in labelled:
+        if callable(curves):
+            curves = curves(labelled.loc[labelled["spiked"], "trial_id"].astype(str).tolist())
+        labelled["spike_round"] = spike_rounds(labelled, curves, rise)
     cell_table = cells(labelled)
     pairs = paired_diffs(labelled)
     rng = np.random.default_rng(seed)
@@ -267,5 +277,6 @@ def summarize(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
         "edges": edges,
         "restart_gain": _frame(edge_rows, _GAIN_COLS), "area_gain": _frame(area_rows, _AREA_COLS),
         "pairs": pairs, "paired": paired_effect(labelled, pairs),
+        "spikes": spike_table(labelled),
         "near_optimal": near_optimal_table(trials, tols, rise, diverge),
     }

@@ -172,7 +172,8 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
         return _write_page(path, out_html, png_dir, name, meta, parts, figures,
                            "line keys: every setting but α", source, skipped)
     rise = RISE if rise is None else rise
-    s = summarize(trials, rise=rise, tol=tol, rises=rises, tols=tols, diverge=diverge)
+    s = summarize(trials, rise=rise, tol=tol, rises=rises, tols=tols, diverge=diverge,
+                  curves=lambda ids: load_curves(path, trial_ids=ids))
     c = s["cells"]
     keys = slice_keys(c)
     if is_toy(trials) and theory is None and theory_overlay is None:
@@ -201,10 +202,13 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     hide = list(fixed)
     tables = answer_tables(s, hide)
     unknown = int(s["trials"]["rise"].isna().sum())
+    n_spiked = int(s["trials"]["spiked"].sum())
     lead = (f"{len(trials)} trials in {len(s['slices'])} slices: "
-            + ", ".join(f"{counts.get(o, 0)} {o.replace('_', ' ')}" for o in OUTCOMES) + "."
+            + ", ".join(f"{counts.get(o, 0)} {o.replace('_', ' ')}"
+                        + (f" ({n_spiked} of them spiked on the way and recovered)"
+                           if o == "stable" else "") for o in OUTCOMES) + "."
             + (f" {unknown} trials have no recorded rise (older rows without curves) and are "
-               f"never counted as blown up." if unknown else ""))
+               f"never counted as spiked." if unknown else ""))
     same = {k: fixed[k] for k in read_settings(c, fixed)}
     if same:
         lead += "<br>Same in every slice: " + html.escape(slice_title(same, same.values()))
@@ -217,8 +221,9 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
          "α (a lower bound; the gain is then bounded, marked ≥, ≤ or ? when both are). below: "
          "not even the smallest α is stable. Edge gain = edge at R / edge at R=0 [95% "
          "bootstrap over seeds, the same seeds drawn for both arms]."),
-        ("sensitivity", "The same gain at other blow-up thresholds", "A trial blew up when its "
-         "eval loss rose more than the threshold above its running minimum."),
+        ("sensitivity", "The same gain at other thresholds", "A trial blew up when it ended "
+         "more than the threshold above its best eval loss (a spike that came back down "
+         "within the threshold is stable)."),
         ("area", "Stable area", "Stable cells weighted by their share of the grid in (log α, "
          "β), with restarts over without [95% bootstrap over seeds]."),
         ("paired", "Paired runs", "Each pair: the same α, β and seed (same init and data) with "
@@ -246,10 +251,12 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
               "sampler's scattered points, drawn as a scatter.</p>", _table(slices),
               "<h2>Stability maps</h2><p class='note'>Colour: final loss, mean over seeds, "
               "one scale capped at the initial loss; blank: every seed diverged. Marks (the "
-              "worst any seed did; k/n when only some seeds did): × diverged, ↑ blew up, – "
-              "stalled (ended above its initial loss). Red outline: stable region (every seed "
-              f"stable); dotted white outline: near-optimal at {pct(tol)}. Hover a cell for "
-              "all its numbers.</p>"]
+              "worst any seed did; k/n when only some seeds did): × diverged, ↑ blew up (ended "
+              f"more than {pct(rise)} above its best), – stalled (ended above its initial "
+              f"loss), and on a stable cell ↕ spiked (rose more than {pct(rise)} above its "
+              "running minimum on the way, then came back down). Red outline: stable region "
+              "(every seed stable, spiked ones included); dotted white outline: near-optimal at "
+              f"{pct(tol)}. Hover a cell for all its numbers.</p>"]
     for name_, fig in figures:
         if name_ == "edges":
             continue
@@ -257,9 +264,10 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
             parts.append("<h2>Theory</h2>")
         if name_ == "curves":
             parts.append("<h2>Loss curves of chosen cells</h2><p class='note'>Per slice: the "
-                         "best cell, the stable cell of largest α (edge), a blown-up and a "
-                         "diverged one where present (first seed). Right: cos(m, Δ) before "
-                         "each update; dotted lines: restarts.</p>")
+                         "best cell, the stable cell of largest α (edge), and where present a "
+                         "spiked one (a seed that rose and came back down), a blown-up one "
+                         "(stayed up) and a diverged one, each at its smallest α (first seed). "
+                         "Right: cos(m, Δ) before each update; dotted lines: restarts.</p>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
                                  config={"responsive": True}))
     return _write_page(path, out_html, png_dir, name, meta, parts, figures,

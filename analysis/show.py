@@ -1,7 +1,9 @@
 """The terminal view of a sweep: the answer, the α edges, metrics tables, a map per slice.
 
-Map symbols: ``#`` stable, ``x`` diverged, ``^`` blew up, ``-`` stalled (did not end below its
-initial loss), ``!`` only failed trials, blank: no trial (a cell takes its worst seed's mark).
+Map symbols: ``#`` stable, ``~`` stable but spiked (a seed rose above the threshold on the way
+and came back down), ``x`` diverged, ``^`` blew up (ended above the threshold over its best),
+``-`` stalled (did not end below its initial loss), ``!`` only failed trials, blank: no trial
+(a cell takes its worst seed's mark).
 β grows upwards, α to the right, as in the report. Scattered (Optuna) slices are binned: α on
 a log2 scale, β linearly, and the seeds of a bin pooled.
 """
@@ -19,7 +21,7 @@ from .answer import answer_sentence
 from .boundary_report import (boundary_answer, boundary_summary, gain_table, is_line_search,
                               line_keys, store_rise)
 from .figures import fmt, slice_title
-from .load import load_sweep_meta, load_trials
+from .load import load_curves, load_sweep_meta, load_trials
 from .metrics import summarize
 from .stability import (RISE, RISES, TOLS, cell_outcome, display_keys, fixed_settings,
                         group_by, pct, read_settings, slice_keys)
@@ -27,7 +29,8 @@ from .stability import (RISE, RISES, TOLS, cell_outcome, display_keys, fixed_set
 __all__ = ["render_show", "render_summary", "render_lines", "text_map", "edge_text",
            "answer_tables", "partial_note", "SYMBOLS"]
 
-SYMBOLS = {"stable": "#", "diverged": "x", "blew_up": "^", "stalled": "-", "failed": "!"}
+SYMBOLS = {"stable": "#", "spiked": "~", "diverged": "x", "blew_up": "^", "stalled": "-",
+           "failed": "!"}
 MAX_AXIS = 14  # more distinct values than this on an axis: bin them
 BINS = 8
 _CORNER = "β\\α"
@@ -49,13 +52,14 @@ def text_map(slice_cells: pd.DataFrame) -> str:
     """A compact text map of one slice's cells (see the module docstring)."""
     xi, xl = _axis(slice_cells["alpha"], log=True)
     yi, yl = _axis(slice_cells["beta"], log=False)
-    counts = np.zeros((len(yl), len(xl), 4))  # n, n_stable, n_diverged, n_blew_up per bin
+    counts = np.zeros((len(yl), len(xl), 5))  # n, n_stable, n_diverged, n_blew_up, n_spiked
     present = np.zeros((len(yl), len(xl)), dtype=bool)
-    cols = ["n", "n_stable", "n_diverged", "n_blew_up"]
+    cols = ["n", "n_stable", "n_diverged", "n_blew_up", "n_spiked"]
     for (x, y), row in zip(zip(xi, yi), slice_cells[cols].to_numpy(dtype=float)):
         counts[y, x] += row
         present[y, x] = True
     outcome = cell_outcome(*(counts[..., i] for i in range(4)))
+    outcome = np.where((outcome == "stable") & (counts[..., 4] > 0), "spiked", outcome)
     width = max(len(s) for s in xl) + 1
     ylw = max(max(len(s) for s in yl), len(_CORNER))
     lines = [f"{_CORNER:>{ylw}} " + "".join(f"{s:>{width}}" for s in xl)]
@@ -109,7 +113,7 @@ def answer_tables(s: dict[str, Any], hide: Sequence[str] = ()) -> dict[str, pd.D
         wide = g.assign(text=g.apply(_gain_text, axis=1)).drop(columns=drop, errors="ignore")
         out["sensitivity"] = wide.pivot_table(index=keys, columns="rise", values="text",
                                               aggfunc="first").reset_index()
-        out["sensitivity"].columns = [c if not isinstance(c, float) else f"rise > {pct(c)}"
+        out["sensitivity"].columns = [c if not isinstance(c, float) else f"at {pct(c)}"
                                       + (" (used)" if np.isclose(c, rise) else "")
                                       for c in out["sensitivity"].columns]
     a = s["area_gain"]
@@ -139,19 +143,23 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
     """The terminal text of a ``summarize`` result."""
     trials = s["trials"]
     c = s["cells"]
-    counts = trials["outcome"].value_counts()
+    counts = {**trials["outcome"].value_counts(), "spiked": int(trials["spiked"].sum())}
     fixed = fixed_settings(c)
     hide = list(fixed)
-    head = (f"sweep {name}: {len(trials)} trials · blow-up threshold rise > {pct(s['rise'])} · "
-            + ", ".join(f"{counts.get(o, 0)} {o}" for o in SYMBOLS))
+    head = (f"sweep {name}: {len(trials)} trials · threshold {pct(s['rise'])} (end rise above: "
+            f"blew up; rise on the way above: spiked) · "
+            + ", ".join(f"{counts.get(o, 0)} {o.replace('_', ' ')}"
+                        + (" (of the stable)" if o == "spiked" else "") for o in SYMBOLS))
     out = [head, "", answer_sentence(s)]
     same = {k: fixed[k] for k in read_settings(c, fixed)}
     if same:
         out.append("same in every slice: " + slice_title(same, same.values()))
     t = answer_tables(s, hide)
     titles = {"edges": "stable α edge per (H, β) line, R=0 against R (≥: stable to the grid's "
-                       "end; below: not even the smallest α):",
-              "sensitivity": "edge gain (edge at R / at R=0) at each blow-up threshold:",
+                       "end; below: not even the smallest α). gain [95% interval]: ≥ at least "
+                       "(R stable to the grid's end), ≤ at most (R=0 is), ? neither arm "
+                       "breaks on the grid (not measured), inf: nothing stable at R=0:",
+              "sensitivity": "edge gain (edge at R / at R=0) at each threshold:",
               "area": "stable area in (log α, β), R against R=0:",
               "paired": "paired runs (same α, β, seed), R against R=0:",
               "near": "near-optimal cells (stable, within tol of the best of any R):"}
@@ -161,7 +169,8 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
     slices = s["slices"].drop(columns=hide + ["initial_loss", "n_failed", "grid"],
                               errors="ignore")
     out += ["", "slices:", _frame(slices), "",
-            "maps: # stable  x diverged  ^ blew up  - stalled  ! failed"]
+            "maps: # stable  ~ stable, spiked on the way  x diverged  ^ blew up  - stalled  "
+            "! failed"]
     keys = slice_keys(c)
     shown = display_keys(c)
     for key, sl in (group_by(c, keys) if keys else [((), c)]):
@@ -189,7 +198,9 @@ def render_show(path: str | Path, rise: float | None = None, tol: float = 0.05, 
         text = render_lines(boundary_summary(trials, store_rise(meta, rise)), name)
     else:
         text = render_summary(summarize(trials, rise=RISE if rise is None else rise, tol=tol,
-                                        rises=rises, tols=tols, diverge=diverge), name)
+                                        rises=rises, tols=tols, diverge=diverge,
+                                        curves=lambda ids: load_curves(path, trial_ids=ids)),
+                              name)
     return "\n".join([partial_note(meta, len(trials)), text, *notes]).strip("\n")
 
 

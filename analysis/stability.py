@@ -1,16 +1,25 @@
-"""Stability labels per trial and per (slice, α, β) cell (docs/design.md, "Stable").
+"""Stability labels per trial and per (slice, α, β) cell (docs/design.md, "Stable: the run
+settles").
 
-Stable is a property of the trial alone. Per trial, :func:`label` sets exactly one ``outcome``:
+Stable is a property of the trial alone, judged by where the trial *ended*. Per trial,
+:func:`label` sets exactly one ``outcome`` with ``trainer.result.outcome`` (the one rule, which
+the boundary search uses too):
 
 - ``failed``: the trial crashed (``status == "failed"``); it says nothing about stability and
   is left out of every count below;
 - ``diverged``: ``status == "diverged"``, a non-finite final loss, or (with ``diverge=f``) a
   final or peak loss above ``f * initial_loss``: the trainer stopped it, or it ended off scale;
-- ``blew_up``: not diverged, but ``rise`` (max_t L_t / min_{s<=t} L_s - 1 over its eval curve)
-  above the threshold ``rise``: the loss climbed back up from where it had been, whether it
-  then recovered or not;
+- ``blew_up``: not diverged, but ``end_rise`` (final / best - 1) above the threshold ``rise``:
+  it did not come back down;
 - ``stalled``: neither, but the final loss is not below the initial loss (it did not train);
 - ``stable``: the rest. No other trial is consulted.
+
+``spiked`` marks a stable trial whose ``rise`` (max_t L_t / min_{s<=t} L_s - 1, the largest
+climb on the way) is above the same threshold: it spiked and recovered. A transient is allowed
+by stable dynamics (the theory's rate below 1), so a spike is reported apart, not as
+instability. :func:`spike_rounds` says when a spike came (from the curves), so the answer can
+tell the early overshoot that both arms share (their first R rounds are identical) from the
+rest.
 
 Near-optimal is a separate question ("does it train as well as it can"): a stable trial whose
 final loss is within ``tol`` of the best final loss of stable trials in its *group*, the slices
@@ -18,8 +27,8 @@ that differ only in R, so that every R is held to one bar.
 
 A *slice* is the set of trials that share every setting except α, β and seed; :func:`slice_keys`
 finds those settings among a frame's columns. A cell (:func:`cells`) pools a slice's seeds at
-one (α, β): it is stable when every seed that ran is, and its outcome is the worst of its
-seeds' (diverged, then blew_up, then stalled).
+one (α, β): it is stable when every seed that ran is, spiked when it is stable and any seed
+spiked, and its outcome is the worst of its seeds' (diverged, then blew_up, then stalled).
 """
 
 from __future__ import annotations
@@ -30,12 +39,12 @@ import numpy as np
 import pandas as pd
 
 from trainer.config import KIND_ONLY
-from trainer.result import OUTCOMES, RISE, outcome
+from trainer.result import OUTCOMES, RISE, first_spike_round, outcome, spiked
 
 __all__ = ["slice_keys", "group_keys", "varying", "display_keys", "fixed_settings",
            "read_settings", "group_by",
-           "key_dict", "is_grid", "restart_groups", "why_no_groups", "label", "cells", "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS",
-           "Z95", "pct"]
+           "key_dict", "is_grid", "restart_groups", "why_no_groups", "label", "spike_rounds", "cells",
+           "cell_outcome", "wilson", "OUTCOMES", "RISE", "RISES", "TOLS", "Z95", "pct"]
 
 RISES = (0.05, 0.10, 0.20, 0.50)
 """Thresholds at which the answer is always shown, so its sensitivity is on the page."""
@@ -47,16 +56,18 @@ Z95 = 1.959963984540054  # two-sided 95% normal quantile
 _AXES = {"alpha", "beta", "seed"}
 _RESULTS = {
     "sweep", "trial_id", "status", "initial_loss", "final_loss", "best_loss", "peak_loss",
-    "rise", "outer_steps_done", "tokens", "wall_s", "error", "n_params", "reason", "commit",
+    "rise", "end_rise", "outer_steps_done", "tokens", "wall_s", "error", "n_params", "reason",
+    "commit", "flops",
     # runtime settings that do not change what is trained
     "device", "threads",
     # columns added by this module
-    "outcome", "stable", "stalled", "blew_up", "diverged", "failed", "group_best", "gap",
-    "near_optimal",
+    "outcome", "stable", "stalled", "blew_up", "diverged", "failed", "spiked", "spike_round",
+    "group_best", "gap", "near_optimal",
     # columns of a cell table (so slice_keys works on one as well)
-    "n", "n_stable", "n_stalled", "n_blew_up", "n_diverged", "n_failed", "n_near",
-    "final_mean", "final_std", "rise_max", "stable_frac", "stable_lo", "stable_hi",
-    "trial_ids",
+    "n", "n_stable", "n_stalled", "n_blew_up", "n_diverged", "n_failed", "n_near", "n_spiked",
+    "final_mean", "final_std", "rise_max", "end_rise_max", "stable_frac", "stable_lo",
+    "stable_hi",
+    "trial_ids", "spiked_id",
 }
 _BOOKKEEPING_PREFIXES = ("version", "git", "host", "node", "started", "finished", "attempt", "_")
 
@@ -180,11 +191,12 @@ def label(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
     """A copy of ``trials`` with the labels of the module docstring.
 
     Adds ``outcome`` (one of OUTCOMES), bool ``stable``, ``stalled``, ``blew_up``,
-    ``diverged``, ``failed`` and ``near_optimal`` (at ``tol``), ``group_best`` (lowest final
-    loss of a stable trial in the group of slices differing only in R) and ``gap``
-    (``final_loss / group_best - 1``). ``rise`` is the blow-up threshold; a trial whose rise is
-    unknown (an older row without curves) is never called blown up. ``diverge`` re-labels
-    trials whose final or peak loss exceeds ``diverge × initial_loss``.
+    ``diverged``, ``failed``, ``spiked`` and ``near_optimal`` (at ``tol``), ``group_best``
+    (lowest final loss of a stable trial in the group of slices differing only in R) and ``gap``
+    (``final_loss / group_best - 1``). ``rise`` is the threshold: blew up when ``end_rise`` is
+    above it, spiked when ``rise`` is; a row without ``end_rise`` gets it from its own final
+    and best loss, and a trial whose rise is unknown is never called spiked. ``diverge``
+    re-labels trials whose final or peak loss exceeds ``diverge × initial_loss``.
     """
     if not rise >= 0:
         raise ValueError(f"rise: expected a relative rise >= 0 such as 0.1, got {rise!r}")
@@ -195,12 +207,13 @@ def label(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
               pd.Series("completed", index=df.index, dtype="string"))
     final, initial = _numbers(df, "final_loss"), _numbers(df, "initial_loss")
     peak, rises = _numbers(df, "peak_loss"), _numbers(df, "rise")
+    ends, best_loss = _numbers(df, "end_rise"), _numbers(df, "best_loss")
     if "rise" not in df:
         df["rise"] = rises
 
     # the trainer's own rule, trial by trial, so a search deciding as it goes agrees with this
-    words = np.array([outcome(s, f, i, r, rise, p, diverge) for s, f, i, r, p in
-                      zip(status.tolist(), final, initial, rises, peak)], dtype=object)
+    words = np.array([outcome(s, f, i, e, rise, p, diverge, b) for s, f, i, e, p, b in
+                      zip(status.tolist(), final, initial, ends, peak, best_loss)], dtype=object)
     failed, diverged = words == "failed", words == "diverged"
     blew_up, stalled, stable = words == "blew_up", words == "stalled", words == "stable"
 
@@ -216,9 +229,25 @@ def label(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
     df["outcome"] = words.astype(str)
     df["stable"], df["stalled"], df["blew_up"] = stable, stalled, blew_up
     df["diverged"], df["failed"] = diverged, failed
+    df["spiked"] = np.array([spiked(w, r, rise) for w, r in zip(words, rises)], dtype=bool)
     df["group_best"], df["gap"] = best, gap
     df["near_optimal"] = stable & (gap <= tol)
     return df
+
+
+def spike_rounds(labelled: pd.DataFrame, curves: pd.DataFrame, rise: float) -> pd.Series:
+    """Per row of ``labelled``: the round at which a spiked trial's running rise first passed
+    ``rise`` (``trainer.result.first_spike_round``), NaN for a trial that did not spike or whose
+    curve ``curves`` lacks. Only the spiked trials' curves are needed."""
+    out = pd.Series(np.nan, index=labelled.index, dtype=float)
+    if curves is None or curves.empty or "spiked" not in labelled:
+        return out
+    by = {tid: c.sort_values("outer_step")["eval_loss"].astype(float).tolist()
+          for tid, c in curves.groupby("trial_id", sort=False)}
+    for i, tid in labelled.loc[labelled["spiked"], "trial_id"].astype(str).items():
+        t = first_spike_round(by[tid], rise) if tid in by else None
+        out[i] = np.nan if t is None else t
+    return out
 
 
 def wilson(k: int | np.ndarray, n: int | np.ndarray,
@@ -234,7 +263,7 @@ def wilson(k: int | np.ndarray, n: int | np.ndarray,
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
-_COUNTS = ("stable", "stalled", "blew_up", "diverged", "failed")
+_COUNTS = ("stable", "stalled", "blew_up", "diverged", "failed", "spiked")
 
 
 def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
@@ -243,11 +272,13 @@ def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
 
     ``trials`` is labelled first unless it already has an ``outcome`` column. Columns: the slice
     keys, ``alpha``, ``beta``, ``n`` (seeds that did not fail), ``n_stable``, ``n_stalled``,
-    ``n_blew_up``, ``n_diverged``, ``n_failed``, ``n_near`` (near-optimal seeds),
+    ``n_blew_up``, ``n_diverged``, ``n_failed``, ``n_spiked``, ``n_near`` (near-optimal seeds),
     ``stable_frac`` with its Wilson 95% interval ``stable_lo``/``stable_hi``,
     ``final_mean``/``final_std`` (over seeds that did not diverge; std needs two),
-    ``initial_loss`` (mean), ``best_loss`` (mean), ``peak_loss`` and ``rise_max`` (max),
-    ``stable`` (every seed that ran is stable), ``near_optimal`` (every seed is),
+    ``initial_loss`` (mean), ``best_loss`` (mean), ``peak_loss``, ``rise_max`` and
+    ``end_rise_max`` (max), ``stable`` (every seed that ran is stable), ``spiked`` (stable, and
+    some seed spiked), ``spiked_id`` (a seed that spiked; "" when none), ``near_optimal``
+    (every seed is),
     ``outcome`` (see :func:`cell_outcome`) and ``trial_ids`` (comma-separated).
     """
     df = trials if "outcome" in trials.columns else label(trials, rise, tol, diverge)
@@ -259,7 +290,10 @@ def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
         _final=pd.to_numeric(df["final_loss"], errors="coerce").where(trained),
         _initial=_numbers(df, "initial_loss"), _best=_numbers(df, "best_loss"),
         _peak=_numbers(df, "peak_loss"), _rise=_numbers(df, "rise"),
-        **{f"_{o}": df["outcome"].eq(o) for o in _COUNTS},
+        **{f"_{o}": df["outcome"].eq(o) for o in _COUNTS if o != "spiked"},
+        _spiked=df["spiked"], _end=_numbers(df, "end_rise"),
+        _spiked_id=(df["trial_id"].astype(str) if "trial_id" in df else
+                    pd.Series("", index=df.index)).where(df["spiked"], ""),
     )
     work.attrs = {}  # pandas deep-copies attrs into every group's frame: 262k copies on a fine map
     groups = group_by(work, keys)
@@ -267,7 +301,8 @@ def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
         n=("_ok", "sum"), **{f"n_{o}": (f"_{o}", "sum") for o in _COUNTS},
         n_near=("_near", "sum"), final_mean=("_final", "mean"), final_std=("_final", "std"),
         initial_loss=("_initial", "mean"), best_loss=("_best", "mean"),
-        peak_loss=("_peak", "max"), rise_max=("_rise", "max"),
+        peak_loss=("_peak", "max"), rise_max=("_rise", "max"), end_rise_max=("_end", "max"),
+        spiked_id=("_spiked_id", "max"),
     ).reset_index()
     out["trial_ids"] = _joined(groups.ngroup().to_numpy(), work["_id"].astype(str).to_numpy(),
                                len(out))
@@ -277,6 +312,7 @@ def cells(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
     out["stable_lo"], out["stable_hi"] = wilson(out["n_stable"], out["n"])
     out["stable"] = (out["n"] > 0) & (out["n_stable"] == out["n"])
     out["near_optimal"] = (out["n"] > 0) & (out["n_near"] == out["n"])
+    out["spiked"] = out["stable"] & (out["n_spiked"] > 0)
     out["outcome"] = cell_outcome(out["n"], out["n_stable"], out["n_diverged"],
                                   out["n_blew_up"])
     out.attrs = dict(df.attrs)  # the roles, so slice_keys works on a cell table too

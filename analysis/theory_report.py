@@ -19,7 +19,8 @@ from .figures import Overlay
 from .theory import has_theory, parse_spectrum, power_law_spectrum, predicted_stable
 from .theory_plots import boundary_traces, contraction_figure, contraction_trials
 
-__all__ = ["is_toy", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "FINE", "FINE_MAX"]
+__all__ = ["is_toy", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "toy_agreement",
+           "FINE", "FINE_MAX"]
 
 FINE = 60          # theory grid points per axis between the measured grid's ends
 FINE_MAX = 256     # ... or as many as the measured axis has, up to this
@@ -81,6 +82,32 @@ def toy_overlay(trials: pd.DataFrame) -> Overlay:
         return power_law_spectrum(int(s["toy_dim"]), float(s["toy_power"])), float(s["lr"])
 
     return _overlay(spectrum_of, "predicted boundary (linearized theory)")
+
+
+def toy_agreement(cell_table: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """The cells of a toy sweep with ``predicted`` (the linearized theory calls the cell stable:
+    every mode's per-step rate below 1, at the cell's own α and β) and ``agrees`` (the measured
+    label, stable or not, is the predicted one). Cells of an outer rule without a linear model
+    are left out. The full spectrum is used up to 10,000 cells, a log-spaced subset of its
+    modes above (the worst rate moves continuously with μ)."""
+    fixed = {k: trials[k].iloc[0] for k in ("lr", "toy_dim", "toy_power", "outer", "H", "R")
+             if k in trials}
+    keys = [k for k in ("H", "R", "outer", "lr", "toy_dim", "toy_power") if k in cell_table]
+    parts = []
+    for key, sl in cell_table.groupby(keys, dropna=False, sort=True) if keys else [((), cell_table)]:
+        s = {**fixed, **dict(zip(keys, key if isinstance(key, tuple) else (key,)))}
+        outer = str(s.get("outer", "nesterov"))
+        if not has_theory(outer):
+            continue
+        lams = power_law_spectrum(int(s["toy_dim"]), float(s["toy_power"]))
+        if len(cell_table) > 10_000:
+            lams = _thin(lams)
+        a, b = np.sort(sl["alpha"].unique()), np.sort(sl["beta"].unique())
+        grid = predicted_stable(a, b, lams, float(s["lr"]), int(s.get("H", 1)),
+                                int(s.get("R", 0)), outer)
+        pred = grid[np.searchsorted(b, sl["beta"].to_numpy()), np.searchsorted(a, sl["alpha"].to_numpy())]
+        parts.append(sl.assign(predicted=pred, agrees=pred == sl["stable"].to_numpy(dtype=bool)))
+    return pd.concat(parts) if parts else cell_table.iloc[:0].assign(predicted=[], agrees=[])
 
 
 def spectrum_overlay(spectrum: str, eta: float) -> Overlay:

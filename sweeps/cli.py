@@ -25,6 +25,10 @@ class UsageError(Exception):
     """Bad input from the user: exit code 2."""
 
 
+RISE_HELP = ("threshold: a trial that ended more than this above its best eval loss blew "
+             "up; a stable one that rose more than this on the way spiked (default 0.1; "
+             "docs/design.md, \"Stable\", says why)")
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=PROG, description="Stability sweeps for DiLoCo two-phase "
                                  "training: spec file → Ray Tune → one Parquet row per trial.")
@@ -70,8 +74,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    "as `run` writes it; for a sweep on s3://, NAME-report.html here)")
     p.add_argument("--png", metavar="DIR", help="also write each figure as PNG into DIR")
     p.add_argument("--rise", type=float, default=None,
-                   help="blow-up threshold: a trial whose eval loss rose more than this above its "
-                        "running minimum blew up (default 0.1; docs/design.md says why)")
+                   help=RISE_HELP)
     p.add_argument("--tol", type=float, default=None,
                    help="near-optimal tolerance to the best final loss of any R (default 0.05)")
     p.add_argument("--theory-spectrum", metavar="SPEC",
@@ -83,8 +86,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="print a sweep's stability tables in the terminal")
     p.add_argument("results")
     p.add_argument("--rise", type=float, default=None,
-                   help="blow-up threshold: a trial whose eval loss rose more than this above its "
-                        "running minimum blew up (default 0.1; docs/design.md says why)")
+                   help=RISE_HELP)
     p.add_argument("--tol", type=float, default=None,
                    help="near-optimal tolerance to the best final loss of any R (default 0.05)")
 
@@ -278,7 +280,7 @@ def _check_tol(tol: float | None) -> None:
 def _check_rise(rise: float | None) -> None:
     if rise is not None and not (0 < rise < 100):
         raise UsageError(f"--rise: expected a relative rise above 0 such as 0.1 (10% above the "
-                         f"running minimum), got {rise}")
+                         f"best), got {rise}")
 
 
 def _check(path: str, address: str | None = None, card: str = "h100", mfu: float = 0.4) -> int:

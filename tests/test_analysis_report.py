@@ -47,7 +47,8 @@ def _trial_files(sweep: Path, tid: str, row: dict, ev: np.ndarray, cos: np.ndarr
 
 def _trial(tid: str, a: float, b: float, H: int, R: int, seed: int, T: int,
            search: str, extra: dict | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
-    """A made-up trial: stable below α_max(β, H), which restarts double; spikes, then diverges."""
+    """A made-up trial: stable below α_max(β, H), which restarts double; above it a spike that
+    recovers (stable, spiked), then one that stays up (blew up), then divergence."""
     a_opt = {0.8: 1.5, 0.9: 0.75, 0.95: 0.35}.get(b, 1.5 * (1 - b) / 0.2) * (10 / H) ** 0.3
     a_max = 2 * a_opt * (2.0 if R else 1.0)
     t = np.arange(T)
@@ -62,6 +63,8 @@ def _trial(tid: str, a: float, b: float, H: int, R: int, seed: int, T: int,
         ev = final + (INITIAL - final) * np.exp(-(t + 1) / 2.5)
         if a > a_max:
             ev[T // 2] = 1.35 * INITIAL  # a spike that recovers
+        if a > 1.3 * a_max:
+            ev[T // 2:] *= 1.4           # ... or one that stays up: it blew up
     row = dict(sweep=f"synth-{search}", trial_id=tid, alpha=a, beta=b, H=H, R=R, workers=4,
                seed=seed, outer="nesterov", kind="lm", model="tiny", lr=3e-3, outer_steps=T,
                diverge_factor=2.0, status=status, initial_loss=INITIAL, final_loss=float(ev[-1]),
@@ -186,7 +189,7 @@ def test_report_is_self_contained(grid_report) -> None:
     assert page[answer:].startswith("<p class='answer'>Yes: restarts every R=4 outer steps "
                                     "widen the stable region.")
     assert answer < page.index("Stable α edge per (H, β)") < page.index("<h2>Slices")
-    for rise in ("rise &gt; 5%", "rise &gt; 10% (used)", "rise &gt; 20%", "rise &gt; 50%"):
+    for rise in ("at 5%", "at 10% (used)", "at 20%", "at 50%"):
         assert rise in page
     for tol in ("within 2%", "within 5%", "within 10%", "within 20%"):
         assert tol in page
@@ -202,15 +205,45 @@ def test_heatmap_marks_and_hover(grid_report) -> None:
     assert len(heat) == 4
     text = np.concatenate([np.asarray(t.text).ravel() for t in heat])
     assert "×" in text and "↑" in text  # diverged and blown-up cells are marked
+    assert any(str(m).startswith("↕") for m in text)  # so are stable cells that spiked
+    # each mark the figure shows is named in its legend, once
+    named = [t.name for t in fig.data if t.showlegend]
+    for mark, words in (("×", "diverged"), ("↑", "blew up"), ("↕", "spiked")):
+        assert sum(n.startswith(f"{mark}  {words}") for n in named) == 1, named
     hover = "".join(str(h) for t in heat for h in np.asarray(t.hovertext).ravel())
     assert "n seeds=2" in hover and "final loss" in hover and "trials " in hover
     outlines = [t for t in fig.data if t.type == "scatter" and t.line.color == OUTLINE]
     assert len(outlines) == 4 and all(len(t.x) > 0 for t in outlines)
     near = [t for t in fig.data if t.type == "scatter" and t.line.color == NEAR]
     assert len(near) == 4 and any(len(t.x) > 0 for t in near)
-    # colour capped at the initial loss on one shared axis
-    assert fig.layout.coloraxis.cmax == pytest.approx(INITIAL)
+    # colour capped at the initial loss on one shared axis, linear in loss: evenly spaced
+    # ticks over an evenly spread scale, the top one naming the cap
+    axis = fig.layout.coloraxis
+    assert axis.cmax == pytest.approx(INITIAL)
+    stops = [p for p, _ in axis.colorscale]
+    assert np.allclose(np.diff(stops), stops[1] - stops[0])
+    assert np.allclose(np.diff(axis.colorbar.tickvals), (axis.cmax - axis.cmin) / 5)
+    assert axis.colorbar.ticktext[-1] == f"≥ {round(INITIAL, 2):g}"
     assert all(t.coloraxis == "coloraxis" for t in heat)
+
+
+def test_every_outline_has_its_legend_entry_whichever_facet_draws_it() -> None:
+    """Near-optimal cells only in the restart facet (R=3): its outline still gets the legend
+    entry, as the stable region's does, each once."""
+    rows = []
+    for R in (0, 3):
+        for a in (1.0, 2.0):
+            for b in (0.9, 0.95):
+                final = 3.0 if R == 0 else (2.0 if a == 1.0 else 2.5)
+                rows.append(dict(trial_id=f"{R}-{a}-{b}", alpha=a, beta=b, H=8, R=R, seed=0,
+                                 status="completed", initial_loss=5.0, final_loss=final,
+                                 best_loss=final, peak_loss=final, rise=0.0))
+    c = cells(pd.DataFrame(rows), tol=0.05)
+    assert not c.query("R == 0")["near_optimal"].any() and c.query("R == 3")["near_optimal"].any()
+    (_, fig), = facet_figures(c, 0.05)
+    named = [t.name for t in fig.data if t.showlegend]
+    assert named.count("stable region") == 1
+    assert sum(n.startswith("near-optimal") for n in named) == 1
 
 
 def test_optuna_sweep_gets_scatter_facets(tmp_path: Path) -> None:
@@ -331,7 +364,7 @@ def test_a_fine_map_is_one_unmarked_heatmap_with_its_edge_and_a_few_ticks() -> N
         "trial_id": [f"t{i}" for i in range(n * n)], "alpha": a.ravel(), "beta": b.ravel(),
         "H": 4, "R": 0, "seed": 0, "status": np.where(stable, "completed", "diverged"),
         "initial_loss": 5.0, "final_loss": np.where(stable, 1.0 + a.ravel(), np.inf),
-        "best_loss": 1.0, "peak_loss": 5.0, "rise": 0.0})
+        "best_loss": 1.0 + a.ravel(), "peak_loss": 5.0, "rise": 0.0})
     (_, fig), = facet_figures(cells(label(trials)), 0.05)
     heat, = [t for t in fig.data if t.type == "heatmap"]
     assert heat.text is None and "β=%{customdata[1]" in heat.hovertemplate

@@ -267,3 +267,18 @@ def test_probes_are_drawn_over_the_grid_the_store_also_holds(tmp_path, with_grid
     assert ("The probes over the grid" in page) == with_grid_run
     assert ("probe: not stable" in page) == with_grid_run
     assert "Restart gain: ratio of α edges" in page
+
+
+def test_a_probe_is_judged_by_where_it_ended():
+    """The search decides with trainer.result.outcome, as the analysis labels: a probe that
+    spiked and came back down is stable, one that stayed up blew up; a row written before the
+    end_rise column gets it from its own final and best loss."""
+    from sweeps.search.boundary import word_of_row
+
+    back = dict(status="completed", initial_loss=5.5, final_loss=3.36, best_loss=3.36,
+                rise=0.43, end_rise=0.0)
+    up = dict(back, final_loss=4.20, best_loss=3.47, end_rise=4.20 / 3.47 - 1)
+    assert word_of_row(back, 0.1) == "stable" and word_of_row(up, 0.1) == "blew_up"
+    old = {k: v for k, v in up.items() if k != "end_rise"}
+    assert word_of_row(old, 0.1) == "blew_up" and word_of_row(old, 0.25) == "stable"
+    assert word_of_row(None, 0.1) == "failed"

@@ -112,3 +112,32 @@ def test_every_readme_command_and_snippet_runs(tmp_path):
     assert "# 4 trials" in outputs and '"summary": true' in outputs
     assert "stable fraction" in outputs  # the theory command
     assert len(ran) >= 11  # main job, 6 laptop commands, pandas, train, trainer API, theory
+
+
+QUOTES = {"README.md": "## The answer on a laptop",
+          "docs/results/README.md": "`diloco-sweep show docs/results/restart-cpu` opens with"}
+"""Each page that quotes the main job's answer, and the words the quote follows."""
+
+
+def _quoted_answers() -> dict[str, str]:
+    """The first blockquote after each page's anchor, its lines joined."""
+    out = {}
+    for page, anchor in QUOTES.items():
+        text = (REPO / page).read_text()
+        m = re.search(r"\n((?:> .*\n)+)", text[text.index(anchor):])
+        assert m, f"{page} quotes no answer after {anchor!r}"
+        out[page] = " ".join(line[2:].strip() for line in m.group(1).splitlines())
+    return out
+
+
+def test_the_quoted_answer_is_what_show_says_on_the_committed_rows():
+    """README.md and docs/results/README.md quote `diloco-sweep show docs/results/restart-cpu`:
+    each quote is the start of the sentence generated from the committed rows, from the
+    verdict through the spikes. Labels and counts of committed rows, not retrained losses,
+    so this holds on any CPU."""
+    from analysis import render_show
+
+    shown = render_show(REPO / "docs" / "results" / "restart-cpu").splitlines()[2]
+    for where, quote in _quoted_answers().items():
+        assert shown.startswith(quote), f"{where} quotes:\n{quote}\nshow says:\n{shown}"
+        assert "Spikes that recovered" in quote or "spiked" in quote, where

@@ -156,7 +156,7 @@ def test_check_prints_spec_and_trial_count(tmp_path, capsys):
     assert "# 5 trials (optuna random" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name,trials", [("smoke", 4), ("restart_cpu", 216), ("paper_lm", 300)])
+@pytest.mark.parametrize("name,trials", [("smoke", 4), ("restart_cpu", 252), ("paper_lm", 300)])
 def test_shipped_specs_validate(capsys, name, trials):
     spec = load_spec(SPECS / f"{name}.yaml")
     assert spec.n_trials == trials

@@ -66,7 +66,7 @@ def test_show_and_report_call_the_analysis(results, tmp_path, capsys):
     assert "--rise: expected a relative rise above 0" in capsys.readouterr().err
     # the threshold reaches the labels: at rise > 10 nothing blows up, at 0.1 it may
     assert main(["show", str(results), "--rise", "10"]) == 0
-    assert "blow-up threshold rise > 1000%" in capsys.readouterr().out
+    assert "threshold 1000% (end rise above: blew up" in capsys.readouterr().out
 
 
 def test_train_and_theory_subcommands(capsys):

@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 
 __all__ = ["TrainResult", "CURVE_COLUMNS", "STATUSES", "OUTCOMES", "RISE", "curve_rise",
-           "curve_rises", "outcome"]
+           "curve_rises", "end_rise", "first_spike_round", "outcome", "spiked"]
 
 STATUSES = ("completed", "diverged", "failed")
 OUTCOMES = ("stable", "stalled", "blew_up", "diverged", "failed")
 RISE = 0.10
-"""Default blow-up threshold on ``rise``; docs/design.md, "Stable", says why 10%."""
+"""Default threshold: blew up when ``end_rise`` is above it, spiked when ``rise`` is
+(docs/design.md, "Stable: the run settles", says why 10%)."""
 
 # One row per outer step, as docs/design.md names the curve columns (trial_id is added by the store).
 CURVE_COLUMNS = (
@@ -56,11 +57,16 @@ class TrainResult:
     curve: list[dict[str, Any]] = field(default_factory=list)
     """One dict per outer step with CURVE_COLUMNS."""
     rise: float = field(init=False)
-    """Largest relative rise of the eval loss over its running minimum (docs/design.md,
-    "Stable"): max_t L_t / min_{s<=t} L_s - 1 over the curve; 0 when it never went up."""
+    """Largest relative rise of the eval loss over its running minimum on the way
+    (docs/design.md, "Stable"): max_t L_t / min_{s<=t} L_s - 1 over the curve; 0 when it never
+    went up. Above the threshold on a stable trial, it marks a spike that recovered."""
+    end_rise: float = field(init=False)
+    """How far above its best the trial ended: final_loss / best_loss - 1 (docs/design.md,
+    "Stable"). Above the threshold, the trial blew up: it did not come back down."""
 
     def __post_init__(self) -> None:
         self.rise = curve_rise([row["eval_loss"] for row in self.curve])
+        self.end_rise = end_rise(self.final_loss, self.best_loss)
 
     def summary(self) -> dict[str, Any]:
         """The scalar fields, for a trial row or a summary line."""
@@ -86,15 +92,42 @@ def curve_rises(losses: np.ndarray) -> np.ndarray:
     return np.maximum(rel.max(axis=1, initial=0.0), 0.0)
 
 
+def end_rise(final_loss: Any, best_loss: Any) -> float:
+    """final / best - 1, the ``end_rise`` column; NaN when either is unknown, not finite, or
+    best is not positive. Stored rows that lack the column get it from these two columns."""
+    final, best = _num(final_loss), _num(best_loss)
+    if not (math.isfinite(final) and math.isfinite(best) and best > 0):
+        return math.nan
+    return final / best - 1.0
+
+
+def first_spike_round(losses: list[float], threshold: float) -> int | None:
+    """The first round t at which the running rise max_{s<=t} L_s / min_{u<=s} L_u - 1 of an
+    eval curve passes ``threshold``; None when it never does. A spike "came within the first R
+    rounds", which a restarted run shares with its unrestarted twin, when this is below R."""
+    low = math.inf
+    for t, loss in enumerate(losses):
+        if not math.isfinite(loss):
+            continue
+        low = min(low, loss)
+        if low > 0 and loss / low - 1.0 > threshold:
+            return t
+    return None
+
+
 def outcome(status: str | None, final_loss: float | None, initial_loss: float | None,
-            rise: float | None, rise_threshold: float = RISE, peak_loss: float | None = None,
-            diverge: float | None = None) -> str:
-    """The one word for a trial, from the trial alone (docs/design.md, "Stable"), in this order:
+            rise_at_end: float | None, rise_threshold: float = RISE,
+            peak_loss: float | None = None, diverge: float | None = None,
+            best_loss: float | None = None) -> str:
+    """The one word for a trial, from the trial alone (docs/design.md, "Stable: the run
+    settles"), in this order:
 
     ``failed`` (it crashed); ``diverged`` (stopped by the trainer, a non-finite final loss, or
-    with ``diverge=f`` a final or peak loss above f × initial); ``blew_up`` (rise above
-    ``rise_threshold``; an unknown rise never counts); ``stalled`` (did not end below its
-    initial loss, when that is known); else ``stable``.
+    with ``diverge=f`` a final or peak loss above f × initial); ``blew_up`` (``rise_at_end``,
+    the end rise, how far above its best it ended, is above ``rise_threshold``: it did not come
+    back down; a row written before that column gets it from ``best_loss``; unknown, it never
+    counts); ``stalled`` (did not end below its initial loss, when that is known); else
+    ``stable``. A stable trial may have spiked on the way: :func:`spiked`.
     """
     if status == "failed":
         return "failed"
@@ -102,11 +135,20 @@ def outcome(status: str | None, final_loss: float | None, initial_loss: float | 
     if status == "diverged" or not math.isfinite(final) or (
             diverge is not None and (final > diverge * initial or peak > diverge * initial)):
         return "diverged"
-    if _num(rise) > rise_threshold:
+    ends = _num(rise_at_end)
+    if math.isnan(ends):
+        ends = end_rise(final, best_loss)
+    if ends > rise_threshold:
         return "blew_up"
     if math.isfinite(initial) and not final < initial:
         return "stalled"
     return "stable"
+
+
+def spiked(word: str, rise: float | None, rise_threshold: float = RISE) -> bool:
+    """The mark on a stable trial whose loss rose more than ``rise_threshold`` above its
+    running minimum on the way and came back down (docs/design.md, "spiked")."""
+    return word == "stable" and _num(rise) > rise_threshold
 
 
 def _num(v: Any) -> float:

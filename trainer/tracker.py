@@ -186,14 +186,17 @@ class TrialTracker:
                 evals[idx, pos[idx]] = row["eval_loss"]
                 pos[idx] += 1
         first = evals[:, 0]
+        best = np.where(self.rows > 0, self.best, self.initial)
+        with np.errstate(invalid="ignore", divide="ignore"):  # result.end_rise, as arrays
+            end = np.where(np.isfinite(self.last) & np.isfinite(best) & (best > 0),
+                           self.last / best - 1.0, np.nan)
         return {"status": list(self.status), "initial_loss": self.initial,
-                "final_loss": self.last,
-                "best_loss": np.where(self.rows > 0, self.best, self.initial),
+                "final_loss": self.last, "best_loss": best,
                 "peak_loss": np.where(self.rows > 1, self.peak,
                                       np.where(self.rows == 1, first, self.initial)),
                 "outer_steps_done": self.rows.copy(), "tokens": self.tokens.copy(),
                 "wall_s": self.wall_s.copy(), "n_params": np.full(self.K, self.n_params),
-                "reason": list(self.reason), "rise": curve_rises(evals)}
+                "reason": list(self.reason), "rise": curve_rises(evals), "end_rise": end}
 
     def summaries(self) -> list[dict[str, Any]]:
         """``summary`` trial by trial: what ``TrainResult.summary()`` of each trial gives."""
@@ -208,7 +211,7 @@ class TrialTracker:
         for k, s in enumerate(self.summaries()):
             rows = np.flatnonzero(trial == k)
             curve = [{key: _item(v, j) for key, v in cols.items()} for j in rows]
-            s.pop("rise")                                   # TrainResult derives it from the curve
+            s.pop("rise"), s.pop("end_rise")                # TrainResult derives them
             out.append(TrainResult(**s, curve=curve))
         return out
 

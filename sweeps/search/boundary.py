@@ -15,7 +15,8 @@ largest stable α below the first unstable one (docs/design.md, "The boundary se
 Each probe is an ordinary trial row. Every α a line asks for is a function of the outcomes it
 has seen (``Line.wanted``), so a rerun replays the stored rows and continues where it stopped:
 no probe is trained twice, and a killed sweep ends with the same edges. A probe is stable when
-``trainer.result.outcome`` says so at ``rise``, the rule the analysis labels with.
+``trainer.result.outcome`` says so at ``rise`` (it ended within ``rise`` of its best: a spike
+that recovered is stable), the rule the analysis labels with.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def word_of_row(row: dict[str, Any] | None, rise: float) -> str:
     if row is None:
         return "failed"
     return outcome(row.get("status"), row.get("final_loss"), row.get("initial_loss"),
-                   row.get("rise"), rise)
+                   row.get("end_rise"), rise, best_loss=row.get("best_loss"))
 
 
 class Boundary(SearchKind):
