@@ -26,6 +26,7 @@ import pandas as pd
 
 from analysis import load_trials
 from analysis.lines import line_edges
+from sweeps.local_ray import local_ray
 from sweeps.runner import run_sweep
 from sweeps.spec import parse_spec
 
@@ -40,8 +41,8 @@ LOW, HIGH, RES, RISE = 0.25, 4.0, 0.05, 5.0
 KEYS = ["beta", "H", "R", "seed"]
 
 
-def _grid_alphas() -> list[float]:
-    n = math.ceil(math.log(HIGH / LOW) / math.log1p(RES))
+def _grid_alphas(res: float) -> list[float]:
+    n = math.ceil(math.log(HIGH / LOW) / math.log1p(res))
     return [float(f"{LOW * (HIGH / LOW) ** (i / n):.6g}") for i in range(n + 1)]
 
 
@@ -59,29 +60,20 @@ def _edges(trials: pd.DataFrame) -> pd.DataFrame:
     return line_edges(trials, rise=RISE).set_index(KEYS).sort_index()
 
 
-def toy() -> dict[str, float]:
-    import ray
-
-    from sweeps.ray_private import loopback_only
-
-    loopback_only()  # one embedded Ray on 127.0.0.1 for both searches
-    ray.init(address="local", include_dashboard=False, logging_level="ERROR",
-             _node_ip_address="127.0.0.1")
-    try:
-        with tempfile.TemporaryDirectory() as out:
-            grid, t_grid = _run({"name": "grid", "trial": TOY, "output": out,
-                                 "space": {"alpha": _grid_alphas(), **SPACE}}, out)
-            bnd, t_bnd = _run({"name": "boundary", "trial": TOY, "output": out, "space": SPACE,
-                               "search": {"kind": "boundary", "low": LOW, "high": HIGH,
-                                          "resolution": RES, "rise": RISE}}, out)
-    finally:
-        ray.shutdown()
+def toy(res: float = RES) -> dict[str, float]:
+    # one private embedded Ray for both searches, so neither's time includes Ray's start
+    with local_ray(), tempfile.TemporaryDirectory() as out:
+        grid, t_grid = _run({"name": "grid", "trial": TOY, "output": out,
+                             "space": {"alpha": _grid_alphas(res), **SPACE}}, out)
+        bnd, t_bnd = _run({"name": "boundary", "trial": TOY, "output": out, "space": SPACE,
+                           "search": {"kind": "boundary", "low": LOW, "high": HIGH,
+                                      "resolution": res, "rise": RISE}}, out)
     eg, eb = _edges(grid), _edges(bnd)
     diff = float(np.nanmax(np.abs(eb["edge"] / eg["edge"] - 1)))
-    print(f"boundary (toy, {len(eb)} lines, α to {RES:.0%}): grid {len(grid)} trials in "
+    print(f"boundary (toy, {len(eb)} lines, α to {res:.0%}): grid {len(grid)} trials in "
           f"{t_grid:.1f} s, boundary {len(bnd)} trials in {t_bnd:.1f} s; trials ratio "
           f"{len(grid) / len(bnd):.2f}x, time ratio {t_grid / t_bnd:.2f}x; largest edge "
-          f"difference on a line {diff:.1%} (one grid step: {RES:.0%})")
+          f"difference on a line {diff:.1%} (one grid step: {res:.0%})")
     return {"trials_ratio": len(grid) / len(bnd), "time_ratio": t_grid / t_bnd, "edge_diff": diff}
 
 
@@ -112,8 +104,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(prog="python -m benchmarks boundary")
     ap.add_argument("--lm", action="store_true",
                     help="also compare the committed LM boundary results with the main grid")
+    ap.add_argument("--resolution", type=float, default=RES,
+                    help=f"relative α step of the toy grid and search (default {RES}; 0.5 "
+                         "is a quick run of a few dozen trials)")
     args = ap.parse_args(argv)
-    out = toy()
+    out = toy(args.resolution)
     if args.lm or (ROOT / "docs/results/restart-boundary").exists():
         out.update({f"lm_{k}": v for k, v in lm().items()})
     return out

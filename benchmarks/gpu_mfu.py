@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from trainer import TrainConfig
-from trainer.model import count_params, resolve_model
+from trainer.model_config import count_params, resolve_model
 
 from .batched import line, median_runs, steps_path, trial_path
 from .mfu import matmul_peak

@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     add_common_args(p, outer_steps=3, repeats=1)
     p.add_argument("--K", type=int, default=4, help="trials in the packed run")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--peak-seconds", type=float, default=1.0,
+                   help="how long the matmul peak is measured")
     args = p.parse_args(argv)
     cfg = base_config(args, dtype=args.dtype)
     device = resolve_device(cfg)
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         torch.set_num_threads(args.threads)
     try:
         compute = torch.bfloat16 if device.type == "cuda" and args.dtype == "bfloat16" else torch.float32
-        peak = matmul_peak(device, compute)
+        peak = matmul_peak(device, compute, seconds=args.peak_seconds)
     finally:
         torch.set_num_threads(threads)
 

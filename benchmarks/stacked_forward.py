@@ -32,10 +32,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        return _compare(args.slots, args.steps, args.repeats)
+    finally:
+        torch.set_num_threads(threads)  # a caller in the same process keeps its own
+
+
+def _compare(S: int, steps: int, repeats: int) -> dict[str, float]:
     cfg = TrainConfig(model="tiny", seq_len=64, batch_size=8)
     model = init_model(cfg, torch.device("cpu"))
-    S, V = args.slots, model.cfg.vocab_size
+    V = model.cfg.vocab_size
     params = {n: p.detach().unsqueeze(0).repeat(S, *([1] * p.dim())).requires_grad_()
               for n, p in model.named_parameters()}
     idx = torch.randint(0, V, (S, cfg.batch_size, cfg.seq_len))
@@ -54,12 +62,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         times = {}
         for name, f in (("vmap(functional_call)", via_vmap), ("stacked_loss", hand)):
             runs = []
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 f().sum().backward()
                 t = time.perf_counter()
-                for _ in range(args.steps):
+                for _ in range(steps):
                     f().sum().backward()
-                runs.append((time.perf_counter() - t) / args.steps)
+                runs.append((time.perf_counter() - t) / steps)
             times[name] = statistics.median(runs)
     ratio = times["vmap(functional_call)"] / times["stacked_loss"]
     print(f"stacked_forward: S={S} tiny, forward+backward per step: vmap(functional_call) "

@@ -1,7 +1,7 @@
 """Overhead of the sweep service: the same N small trials through `diloco-sweep run` (embedded
 Ray + Tune + Parquet rows) and run back to back by plain Python, at equal parallelism.
 
-    python benchmarks/sweep_overhead.py [N]        # default N=8 tiny trials
+    python -m benchmarks sweep_overhead [--trials N]     # default N=8 tiny trials
 
 Prints one line per comparison, each ending in the ratio service / plain:
   1 at a time:  --max-concurrent 1 (Ray started by the command)  vs  a plain loop in one process
@@ -11,37 +11,36 @@ Prints one line per comparison, each ending in the ratio service / plain:
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sweeps.local_ray import local_ray
+from sweeps.runner import run_sweep
+from sweeps.space import grid_points
+from sweeps.spec import SweepSpec, parse_spec
+from sweeps.trial import trial_config
+from trainer import TrainConfig, train
+
+__all__ = ["main", "TRIAL"]
 
 TRIAL = {"model": "tiny", "workers": 2, "H": 4, "outer_steps": 3, "batch_size": 8,
          "seq_len": 64, "eval_batches": 2, "warmup_steps": 2, "threads": 1}
 
 
-def _spec(n: int):
-    from sweeps.space import grid_points
-    from sweeps.spec import parse_spec
-
+def _spec(n: int) -> SweepSpec:
     return parse_spec({"name": "overhead", "trial": TRIAL, "space": {"seed": list(range(n))},
                        "resources": {"cpu": 1, "gpu": 0}})
 
 
-def _configs(n: int):
-    from sweeps.trial import trial_config
-
+def _configs(n: int) -> list[TrainConfig]:
     spec = _spec(n)
     return [trial_config(spec, p) for p in grid_points(spec.space)]
 
 
-def _train_one(cfg) -> float:
-    from trainer import train
-
+def _train_one(cfg: TrainConfig) -> float:
     return train(cfg).final_loss
 
 
@@ -60,12 +59,9 @@ def plain_parallel(n: int, procs: int) -> float:
 
 
 def service(n: int, max_concurrent: int) -> float:
-    from sweeps.runner import run_sweep
-
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, open(os.devnull, "w") as quiet:
         t = time.perf_counter()
-        s = run_sweep(_spec(n), output=out, max_concurrent=max_concurrent,
-                      stream=open(os.devnull, "w"))
+        s = run_sweep(_spec(n), output=out, max_concurrent=max_concurrent, stream=quiet)
         dt = time.perf_counter() - t
     assert s.counts["completed"] == n, s.counts
     return dt
@@ -76,9 +72,11 @@ def _line(label: str, plain: float, svc: float, n: int) -> str:
             f"overhead {(svc - plain) / n:+5.2f} s/trial, ratio {svc / plain:.2f}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    n = int(argv[0]) if argv else 8
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    p = argparse.ArgumentParser(prog="python -m benchmarks sweep_overhead", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trials", type=int, default=8, help="tiny trials per comparison")
+    n = p.parse_args(argv).trials
     _train_one(_configs(1)[0])  # warm the corpus cache and imports for both sides
     print(f"# {n} trials of {TRIAL}, {os.cpu_count()} CPUs", flush=True)
 
@@ -86,20 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     s1 = service(n, 1)
     print(_line("1 at a time, Ray started by run ", p1, s1, n), flush=True)
 
-    import ray
-
-    from sweeps.runner import _init_ray
-
-    _init_ray(None)
-    try:
+    with local_ray():  # run_sweep finds it running and leaves it up
         s1w = service(n, 1)
-    finally:
-        ray.shutdown()
     print(_line("1 at a time, Ray already running", p1, s1w, n), flush=True)
 
     p2 = plain_parallel(n, 2)
     s2 = service(n, 2)
     print(_line("2 at a time, Ray started by run ", p2, s2, n), flush=True)
+    return {"ratio_ray_started": s1 / p1, "ratio_ray_running": s1w / p1,
+            "ratio_two_at_a_time": s2 / p2, "overhead_s_per_trial": (s1w - p1) / n}
 
 
 if __name__ == "__main__":

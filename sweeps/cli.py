@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,19 +116,20 @@ def _positive(s: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every line it (or Ray, or Tune) prints goes out redacted."""
+    started = time.time()  # `run`'s elapsed time counts from here, Ray's start included
     from .redact import RedactingStream
 
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     try:
-        return _main(argv)
+        return _main(argv, started)
     finally:
         for s in (sys.stdout, sys.stderr):
             s.flush()
         sys.stdout, sys.stderr = saved
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(argv: list[str] | None, started: float) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = build_parser(argv)
     args = ap.parse_args(argv)  # argparse exits 2 on a usage error
@@ -136,7 +138,7 @@ def _main(argv: list[str] | None) -> int:
     from .yamlmarks import YamlError
 
     try:
-        return int(_dispatch(args) or 0)
+        return int(_dispatch(args, started) or 0)
     except (SpecError, YamlError, UsageError, BadUriError) as e:
         _fail(e)
         return 2
@@ -159,7 +161,7 @@ def _fail(e: BaseException, prefix: str = "") -> None:
     print(f"{PROG}: error: {prefix}{e}", file=sys.stderr)
 
 
-def _dispatch(args: argparse.Namespace) -> Any:
+def _dispatch(args: argparse.Namespace, started: float) -> Any:
     cmd = args.command
     if cmd == "run":
         from .runner import run_sweep
@@ -167,7 +169,8 @@ def _dispatch(args: argparse.Namespace) -> Any:
 
         spec = load_spec(args.spec)
         s = run_sweep(spec, output=args.output, max_concurrent=args.max_concurrent,
-                      address=args.address, force=args.force, verbose=args.verbose)
+                      address=args.address, force=args.force, verbose=args.verbose,
+                      started=started)
         print(f"{s.store_uri}: " + ", ".join(f"{v} {k}" for k, v in s.counts.items()))
         if args.report:
             _finish_report(s.folder or s.store_uri)

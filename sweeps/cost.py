@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from trainer.config import TrainConfig
+from trainer.model_config import count_params, resolve_model
 
-from .space import iter_points
 from .spec import SweepSpec
 
 __all__ = ["Card", "CARDS", "DEFAULT_CARD", "DEFAULT_MFU", "TrialCost", "SweepCost",
@@ -93,9 +93,6 @@ def trial_cost(cfg: TrainConfig, tokens: int | None = None,
     a toy trial."""
     if cfg.kind != "lm":
         return None
-    # trainer.model imports torch; the meta-device count builds no weights
-    from trainer.model import count_params, resolve_model
-
     m = resolve_model(cfg.model, cfg.vocab_size)
     n = count_params(m, non_embedding=True)
     if m.tie_embeddings:
@@ -124,48 +121,51 @@ class SweepCost:
     groups: list[tuple[dict[str, Any], int, TrialCost | None]]
     """(the varying cost settings, trials with them, their cost) per distinct cost."""
     trials: int
-    """Trials the spec runs."""
-    sampled: bool
-    """A sampler search: the groups are the corners of the space, and the sweep's total lies
-    between trials × the cheapest and trials × the dearest."""
+    """Trials the spec runs (for an adaptive search: its most)."""
+    counts: Literal["exact", "most", "corners"]
+    """What a group's count is: its trials (a grid); the most trials it can get (the boundary
+    search: its lines' most probes); or nothing (a sampler: the groups are the corners of the
+    space, and the sweep's total lies between trials × the cheapest and trials × the dearest)."""
 
-    def bounds(self) -> tuple[float, float] | None:
-        """The sweep's FLOPs: (total, total) for a grid, (low, high) for a sampler."""
+    def bounds(self) -> tuple[float | None, float] | None:
+        """The sweep's FLOPs (low, high): equal for a grid; low unknown (None) when the counts
+        are the most; trials × the cheapest and the dearest corner for a sampler."""
         costs = [c for _, _, c in self.groups if c is not None]
         if not costs:
             return None
-        if not self.sampled:
-            total = sum(k * c.flops for _, k, c in self.groups if c is not None)
-            return total, total
-        return (self.trials * min(c.flops for c in costs),
-                self.trials * max(c.flops for c in costs))
+        if self.counts == "corners":
+            return (self.trials * min(c.flops for c in costs),
+                    self.trials * max(c.flops for c in costs))
+        total = sum(k * c.flops for _, k, c in self.groups if c is not None)
+        return (total if self.counts == "exact" else None), total
 
 
-def _cost_points(spec: SweepSpec) -> Iterable[dict[str, Any]]:
-    """A grid: every point. Another kind: every combination of the cost axes' values or range ends
-    (the estimate grows with each numeric cost setting, so the ends bound it)."""
-    if spec.search_kind.grid:
-        return iter_points(spec.space)
+def _corners(spec: SweepSpec) -> Iterable[tuple[dict[str, Any], int]]:
+    """Every combination of the cost axes' values or range ends (the estimate grows with each
+    numeric cost setting, so the ends bound it), for a kind that cannot say where its trials
+    fall."""
     axes = {k: (list(a.values) if a.values is not None else [a.low, a.high])
             for k, a in spec.space.items() if k in COST_FIELDS}
-    return (dict(zip(axes, combo)) for combo in itertools.product(*axes.values()))
+    return ((dict(zip(axes, combo)), 1) for combo in itertools.product(*axes.values()))
 
 
 def sweep_cost(spec: SweepSpec) -> SweepCost:
     varying = [k for k in spec.space if k in COST_FIELDS]
+    points = spec.search_kind.cost_points(spec)
+    counts: Literal["exact", "most", "corners"] = (
+        "corners" if points is None else "most" if spec.search_kind.adaptive else "exact")
     seen: dict[str, tuple[dict[str, Any], int, TrialCost | None]] = {}
-    for point in _cost_points(spec):
+    for point, n in (_corners(spec) if points is None else points):
         key_d = {k: point[k] for k in varying if k in point}
         key = repr(sorted(key_d.items(), key=lambda kv: kv[0]))
         if key in seen:
             d, k, c = seen[key]
-            seen[key] = (d, k + 1, c)
+            seen[key] = (d, k + n, c)
             continue
         cfg = TrainConfig.from_dict({**spec.trial, **{k: _int_if_whole(k, v)
                                                       for k, v in point.items()}})
-        seen[key] = (key_d, 1, trial_cost(cfg))
-    return SweepCost(groups=list(seen.values()), trials=spec.n_trials,
-                     sampled=not spec.search_kind.grid)
+        seen[key] = (key_d, n, trial_cost(cfg))
+    return SweepCost(groups=list(seen.values()), trials=spec.n_trials, counts=counts)
 
 
 def _int_if_whole(name: str, v: Any) -> Any:
@@ -182,6 +182,16 @@ def _si(x: float) -> str:
 
 def _hours(flops: float, card: Card, mfu: float) -> float:
     return flops / (card.peak_flops * mfu) / 3600.0
+
+
+def _span(low: float, high: float) -> str:
+    """'1.2e+13 to 3.4e+13', or one number when the two ends print alike."""
+    a, b = f"{low:.3g}", f"{high:.3g}"
+    return a if a == b else f"{a} to {b}"
+
+
+def _trials_cell(sc: SweepCost, k: int) -> str:
+    return {"exact": str(k), "most": f"≤{k}", "corners": "-"}[sc.counts]
 
 
 def format_cost(sc: SweepCost, card: str = DEFAULT_CARD, mfu: float = DEFAULT_MFU,
@@ -204,18 +214,22 @@ def format_cost(sc: SweepCost, card: str = DEFAULT_CARD, mfu: float = DEFAULT_MF
             rows.append(cells + ["toy", "-", "-", "-", "-", str(k)])
             continue
         rows.append(cells + [_si(c.params), _si(c.flop_params), _si(c.tokens), f"{c.flops:.3g}",
-                             f"{_hours(c.flops, c_card, mfu):.3g}",
-                             "corner" if sc.sampled else str(k)])
+                             f"{_hours(c.flops, c_card, mfu):.3g}", _trials_cell(sc, k)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines += ["#   " + "  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
     low, high = bounds
-    if sc.sampled:
+    if sc.counts == "corners":
+        lines.append("#   (a row per corner of the space's cost settings: the sampler picks "
+                     "how many trials fall where)")
         lines.append(f"# sweep: {sc.trials} trials at most (points chosen as it runs), "
-                     f"{low:.3g} to {high:.3g} FLOP, {_hours(low, c_card, mfu):.3g} to "
-                     f"{_hours(high, c_card, mfu):.3g} GPU-hours")
+                     f"{_span(low, high)} FLOP, "
+                     f"{_span(_hours(low, c_card, mfu), _hours(high, c_card, mfu))} GPU-hours")
+    elif sc.counts == "most":
+        lines.append(f"# sweep: at most {sc.trials} trials, {high:.3g} FLOP, "
+                     f"{_hours(high, c_card, mfu):.3g} GPU-hours (every trial it can spend)")
     else:
-        lines.append(f"# sweep: {sc.trials} trials, {low:.3g} FLOP, "
-                     f"{_hours(low, c_card, mfu):.3g} GPU-hours")
+        lines.append(f"# sweep: {sc.trials} trials, {high:.3g} FLOP, "
+                     f"{_hours(high, c_card, mfu):.3g} GPU-hours")
     if not gpu:
         lines.append("#   (the spec asks for no GPU: GPU-hours are what its FLOPs would take on one)")
     return "\n".join(lines)

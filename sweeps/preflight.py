@@ -137,14 +137,13 @@ def check_resources(spec: SweepSpec) -> None:
 
 
 def check_corpora(spec: SweepSpec, local: bool = False) -> None:
-    from trainer.data import load_corpus
-
     if "corpus" in spec.space:
         key, corpora = "space.corpus", _values(spec, "corpus")
     else:
         key, corpora = "trial.corpus", [spec.base.corpus]
     vocabs = _values(spec, "vocab_size") or [spec.base.vocab_size]
     seq = max(_values(spec, "seq_len") or [spec.base.seq_len])
+    files = []
     for corpus in corpora:
         path = os.path.expanduser(corpus) if isinstance(corpus, str) else ""
         if corpus == "stdlib" or "://" in corpus:
@@ -156,8 +155,13 @@ def check_corpora(spec: SweepSpec, local: bool = False) -> None:
             raise SpecError(f"{key}: {corpus!r}: no such file on this machine, where a local run "
                             f"trains (checked before starting Ray; relative paths are from "
                             f"{os.getcwd()})")
-        if not os.path.isfile(path):
-            continue
+        if os.path.isfile(path):
+            files.append(corpus)
+    if not files:
+        return
+    from trainer.data import load_corpus  # imports torch: only when there is a file to open
+
+    for corpus in files:
         for vocab in vocabs:
             try:
                 load_corpus(corpus, vocab, min_tokens=seq + 2)

@@ -2,12 +2,16 @@
 and an estimate of what is left), trials left pending for long (a cluster too small for what
 each trial asks), and the guard that stops the run once the results store fails.
 
-The estimate comes from the trials' own measured times, not from the sweep's elapsed time:
-elapsed time includes Ray's start (tens of seconds on a busy laptop), which, divided by the
-first finished trial, once predicted two hours for a 26-minute sweep. ``Estimate`` keeps each
-trial's start and end; what is left is the work not yet done (mean trial time × trials not
-finished, less what the running ones have already spent) over the slots (the most trials seen
-running at once). It says "rough" until twice that many trials, and at least 3, have finished.
+Elapsed time counts from the command's start, Ray's start-up included (the runner says when
+Ray is up). The estimate comes from the trials' own measured times, not from the elapsed time:
+Ray's start (tens of seconds on a busy laptop), divided by the first finished trial, once
+predicted two hours for a 26-minute sweep. ``Estimate`` keeps each trial's start and end; what
+is left is the work not yet done (trial time × trials not finished, less what the running ones
+have already spent) over the slots (the most trials seen running at once). The trial time is a
+mean that weighs recent trials more (a trial's weight halves every ``half_life`` trials since),
+so when the machine gets busier or quieter the estimate follows within a few slots' worth of
+trials instead of averaging over the whole sweep. It says "rough" until twice that many
+trials, and at least 3, have finished.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import sys
 import time
 from typing import Callable, Hashable, TextIO
 
-__all__ = ["make_progress", "make_store_guard", "format_line", "Estimate", "PENDING_NOTE_S"]
+__all__ = ["make_progress", "make_store_guard", "format_line", "hms", "Estimate",
+           "PENDING_NOTE_S"]
 
 PENDING_NOTE_S = 60.0
 """Trials pending this long with none running get a line saying what they wait for."""
 
 
-def _hms(s: float) -> str:
+def hms(s: float) -> str:
+    """Seconds as m:ss, or h:mm:ss from an hour."""
     s = int(round(s))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
@@ -41,6 +47,13 @@ class Estimate:
         self.durations: list[float] = []
         self.done = 0
         self.slots = 1
+        self._sum = 0.0      # the durations, each weighted 2^(-trials finished after it / half_life)
+        self._weights = 0.0  # the weights themselves
+
+    @property
+    def half_life(self) -> float:
+        """Trials after which a duration counts half: four rounds of the slots, at least 4."""
+        return float(max(4 * self.slots, 4))
 
     def started(self, key: Hashable, t: float) -> None:
         self.starts[key] = t
@@ -50,7 +63,16 @@ class Estimate:
         start = self.starts.pop(key, None)
         self.done += 1
         if timed and start is not None:
-            self.durations.append(max(t - start, 0.0))
+            d = max(t - start, 0.0)
+            self.durations.append(d)
+            keep = 0.5 ** (1.0 / self.half_life)
+            self._sum = self._sum * keep + d
+            self._weights = self._weights * keep + 1.0
+
+    @property
+    def trial_s(self) -> float | None:
+        """A trial's duration now: the durations' mean, recent ones weighing more."""
+        return self._sum / self._weights if self._weights else None
 
     @property
     def rough(self) -> bool:
@@ -60,9 +82,9 @@ class Estimate:
     def left(self, now: float) -> float | None:
         if self.done >= self.total:
             return 0.0
-        if not self.durations:
+        mean = self.trial_s
+        if mean is None:
             return None
-        mean = sum(self.durations) / len(self.durations)
         # the running trials have done part of their mean; a trial past the mean counts 0 left
         spent = sum(min(now - s, mean) for s in self.starts.values())
         work = mean * (self.total - self.done) - spent
@@ -76,25 +98,27 @@ def format_line(total: int, counts: dict[str, int], running: int, elapsed: float
     if left is None:
         eta = "ETA ?"
     elif rough and finished < total:
-        eta = f"ETA ~{_hms(left)} (rough until more trials finish)"
+        eta = f"ETA ~{hms(left)} (rough until more trials finish)"
     else:
-        eta = f"ETA {_hms(left)}"
+        eta = f"ETA {hms(left)}"
     return (f"[diloco-sweep] {finished}/{total} trials · {counts.get('completed', 0)} done, "
             f"{counts.get('diverged', 0)} diverged, {counts.get('failed', 0)} failed, "
-            f"{running} running · elapsed {_hms(elapsed)}, {eta} · {last}")
+            f"{running} running · elapsed {hms(elapsed)}, {eta} · {last}")
 
 
-def make_progress(total: int, stream: TextIO, name_of: Callable[[dict], str] | None = None):
+def make_progress(total: int, stream: TextIO, name_of: Callable[[dict], str] | None = None,
+                  t0: float | None = None):
     """A ray.tune Callback printing format_line after every finished or failed trial.
 
     ``name_of(config)`` names a trial that reported nothing (one that crashed before its one
-    report); picklable, as Tune saves callbacks."""
+    report); picklable, as Tune saves callbacks. ``t0``: when the command started (time.time();
+    default now), what "elapsed" counts from."""
     from ray.tune import Callback
 
     class Progress(Callback):
         def __init__(self, total: int, stream: TextIO) -> None:
             self.name_of = name_of
-            self.t0 = time.time()
+            self.t0 = time.time() if t0 is None else t0
             self.total = total
             self.counts = {"completed": 0, "diverged": 0, "failed": 0}
             self.estimate = Estimate(total)
@@ -157,7 +181,7 @@ def make_progress(total: int, stream: TextIO, name_of: Callable[[dict], str] | N
                 try:
                     note = pending_note(len(pending), waited, pending[0])
                 except Exception as e:  # noqa: BLE001 - a note must never stop the run
-                    note = f"{len(pending)} trial(s) pending for {_hms(waited)} ({e})"
+                    note = f"{len(pending)} trial(s) pending for {hms(waited)} ({e})"
                 print(f"[diloco-sweep] {note}", file=self.stream, flush=True)
 
         def on_trial_recover(self, iteration, trials, trial, **info) -> None:
@@ -175,7 +199,7 @@ def pending_note(n: int, waited: float, trial) -> str:
             if v}
     total, free = ray.cluster_resources(), ray.available_resources()
     have = ", ".join(f"{k} {free.get(k, 0):g} free of {total.get(k, 0):g}" for k in need)
-    return (f"{n} trial(s) pending for {_hms(waited)} with none running: each asks for "
+    return (f"{n} trial(s) pending for {hms(waited)} with none running: each asks for "
             f"{', '.join(f'{k} {v:g}' for k, v in need.items())}; the cluster has {have}. "
             f"They start when a node with room joins (an autoscaler may be adding one); "
             f"otherwise lower `resources` in the spec")

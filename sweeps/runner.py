@@ -29,6 +29,7 @@ from .errors import StoreError, UnwrittenError
 from .lock import SweepLock
 from .loggers import check_loggers, logger_callbacks
 from .preflight import preflight
+from .progress import hms, make_progress, make_store_guard
 from .ray_private import AUTH_LOGGER, loopback_only
 from .redact import redact, redact_data
 from .search import Plan
@@ -99,11 +100,13 @@ def _log(stream: TextIO, msg: str) -> None:
 
 def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | None = None,
               address: str | None = None, force: bool = False,
-              stream: TextIO | None = None, verbose: bool = False) -> RunSummary:
+              stream: TextIO | None = None, verbose: bool = False,
+              started: float | None = None) -> RunSummary:
     """Run every trial of ``spec`` not yet stored (all with ``force``); return the counts.
 
     ``verbose`` lets Ray Tune's and Optuna's own log lines through in an embedded run (a run
-    against a cluster always shows them).
+    against a cluster always shows them). ``started``: when the command began (time.time();
+    default now): the progress lines' elapsed time and the run's wall time count from it.
 
     Refuses before Ray starts a trial that cannot fit in memory or a corpus it cannot read
     (SpecError); holds the sweep's lock throughout (SweepBusyError when another run has it);
@@ -111,6 +114,7 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     when some trial rows or sweep.json could not be stored (everything else is).
     """
     stream = stream or sys.stderr
+    started = time.time() if started is None else started
     spec.search_kind.check(spec)
     out = resolve_output(output or spec.output)
     preflight(spec, local=runs_locally(address))
@@ -120,13 +124,13 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
         if lock.taken_over:
             _log(stream, f"lock of an earlier run that ended without releasing it taken over "
                          f"(pid {lock.taken_over.get('pid')} on {lock.taken_over.get('host')})")
-        return _run_locked(spec, store, out, max_concurrent, address, force, stream, verbose)
+        return _run_locked(spec, store, out, max_concurrent, address, force, stream, verbose,
+                           started)
 
 
 def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | None,
                 address: str | None, force: bool, stream: TextIO,
-                verbose: bool = False) -> RunSummary:
-    t0 = time.time()
+                verbose: bool, t0: float) -> RunSummary:
     try:
         gone = store.remove_temporaries()  # left by writers killed in an earlier run
         if force and store.compacted_ids():  # a rerun's rows replace one file per trial
@@ -169,13 +173,11 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
     interrupted = False
     try:
         if p.to_sample > 0:
-            from .progress import make_store_guard
-
             summary.ran = p.to_sample
             guard = make_store_guard(stream)
             with _library_logs(quiet=not verbose and runs_locally(address)):
                 errors = _tune(spec, p, out, max_concurrent or spec.search.max_concurrent,
-                               address, force, stream, guard=guard)
+                               address, force, stream, guard, t0)
     except KeyboardInterrupt:
         interrupted = True
     except BaseException as e:  # Ray itself failed: record the run's end, then say why
@@ -336,16 +338,17 @@ def _library_logs(quiet: bool) -> Iterator[None]:
 
 def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
           address: str | None, force: bool, stream: TextIO,
-          guard: Any = None) -> list[tuple[Any, str]]:
-    """Run the planned trials; return (TrainConfig, error text) for trials that still failed."""
+          guard: Any, t0: float) -> list[tuple[Any, str]]:
+    """Run the planned trials; return (TrainConfig, error text) for trials that still failed.
+    ``t0``: when the command started."""
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative corpus paths keep working
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = _init_ray(address)
+    if started:  # the first minute of a run on a busy laptop: say where it went
+        _log(stream, f"Ray is up after {hms(time.time() - t0)}")
     import ray
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
-
-    from .progress import make_progress
 
     workdir = tempfile.mkdtemp(prefix="diloco-sweep-tune-")
     try:
@@ -362,7 +365,7 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
             run_config=tune.RunConfig(
                 name=spec.name, storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-                callbacks=[make_progress(setup.n_tune, stream, partial(display_id, spec))]
+                callbacks=[make_progress(setup.n_tune, stream, partial(display_id, spec), t0)]
                 + logger_callbacks(spec, out),
                 stop=guard,
                 log_to_file=False),

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from trainer.config import ConfigError, TrainConfig, nearest
+from trainer.model_config import PRESETS, resolve_model
 
 from .yamlmarks import LineDict, plain
 
@@ -128,18 +129,12 @@ def trial_check(base: dict[str, Any], key: str, value: Any, prefix: str, where: 
 
 def check_model(value: Any, key: str, where: str) -> None:
     if isinstance(value, dict):  # a mapping of model fields: refused here, not by the first trial
-        from trainer.model import resolve_model  # imports torch: only for a model mapping
-
         try:
             resolve_model(plain(value), 256)
         except ConfigError as e:
             raise SpecError(f"{key}{str(e).removeprefix('model')}{where}") from None
         return
     if not isinstance(value, str):
-        return
-    try:
-        from trainer import PRESETS  # imports torch: only when the spec names a preset
-    except ImportError:
         return
     if value not in PRESETS:
         raise SpecError(f"{key}: unknown model preset {value!r}{where}"

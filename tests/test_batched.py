@@ -7,10 +7,10 @@ import torch
 
 from trainer import ConfigError, TrainConfig, train
 from trainer.batched import BatchedGroup, StackedAdamW, clip_per_slot_, stacked_loss
-from trainer.device import use_batched
 from trainer.lm import LMProblem, adamw_for
 from trainer.loop import SequentialGroup
-from trainer.model import GPT, resolve_model
+from trainer.model import GPT
+from trainer.model_config import resolve_model
 
 SMALL = dict(model="tiny", batch_size=4, seq_len=32, eval_batches=1, warmup_steps=2, threads=1)
 
@@ -106,10 +106,9 @@ def test_batched_diverges_like_sequential():
 
 
 def test_group_choice_follows_the_batched_setting():
-    cpu = torch.device("cpu")
-    assert use_batched(small(batched="on"), cpu) and not use_batched(small(batched="off"), cpu)
-    assert use_batched(small(batched="auto", workers=4), torch.device("cuda"))
-    assert not use_batched(small(batched="auto", workers=1), torch.device("cuda"))
+    assert small(batched="on").batched_on("cpu") and not small(batched="off").batched_on("cpu")
+    assert small(batched="auto", workers=4).batched_on("cuda")
+    assert not small(batched="auto", workers=1).batched_on("cuda")
     assert isinstance(LMProblem(small(batched="on")).make_group(), BatchedGroup)
     assert isinstance(LMProblem(small(batched="off")).make_group(), SequentialGroup)
     with pytest.raises(ConfigError, match="batched"):

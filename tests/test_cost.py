@@ -98,3 +98,33 @@ def test_a_cpu_spec_is_told_its_gpu_hours_are_hypothetical(capsys):
 def test_check_refuses_an_mfu_out_of_range(capsys):
     assert main(["check", PAPER, "--mfu", "40"]) == 2
     assert "--mfu: expected a fraction in (0, 1]" in capsys.readouterr().err
+
+
+def test_a_boundary_search_is_priced_line_by_line_at_its_most_probes(capsys):
+    spec = load_spec("sweeps/specs/restart_boundary.yaml")
+    most = spec.search.settings.max_probes() * 12          # 12 lines per H: 3 β × 2 R × 2 seeds
+    sc = sweep_cost(spec)
+    assert sc.counts == "most" and [(g[0]["H"], g[1]) for g in sc.groups] == [
+        (4, most), (8, most), (16, most)]
+    low, high = sc.bounds()
+    each = [trial_cost(TrainConfig.from_dict({**spec.trial, "H": h})).flops for h in (4, 8, 16)]
+    assert low is None and high == pytest.approx(most * sum(each))
+    assert main(["check", "sweeps/specs/restart_boundary.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "corner" not in out
+    head = next(i for i, x in enumerate(out.splitlines()) if x.split()[-1:] == ["trials"])
+    rows = [x.split() for x in out.splitlines()[head + 1:head + 4]]
+    assert [r[-1] for r in rows] == [f"≤{most}"] * 3, rows  # the trials column
+    assert f"# sweep: at most {spec.n_trials} trials, {high:.3g} FLOP, " in out
+
+
+def test_a_sampler_range_whose_ends_are_equal_prints_one_number(capsys, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ntrial: {outer_steps: 2}\nspace:\n  alpha: {low: 0.1, high: 1.0}\n"
+                    "search: {kind: optuna, sampler: random, num_samples: 10}\n")
+    assert main(["check", str(path)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("# sweep:"))
+    one = 10 * trial_cost(TrainConfig(outer_steps=2)).flops
+    assert line.startswith(f"# sweep: 10 trials at most (points chosen as it runs), {one:.3g} FLOP, ")
+    assert " to " not in line, line
+

@@ -79,7 +79,7 @@ def test_every_integer_setting_is_bounded():
             TrainConfig(**{name: 10**23})
     TrainConfig(seed=2**63 - 1)  # the largest seed is still a seed
     with pytest.raises(ConfigError, match="model.n_layer"):
-        from trainer.model import resolve_model
+        from trainer.model_config import resolve_model
         resolve_model({"n_layer": INT_MAX + 1}, 256)
 
 

@@ -1,18 +1,23 @@
 """The progress estimate: from measured trial times per slot, rough until enough have finished."""
 
+import io
+from typing import Callable
+
 import pytest
 
-from sweeps.progress import Estimate
+from sweeps.progress import Estimate, format_line, hms, make_progress
 
 
-def _sweep(total: int, slots: int, trial_s: float, start_s: float, until: int) -> Estimate:
-    """Run a steady sweep on paper: Ray takes start_s to start, then `slots` trials of trial_s
-    at a time; stop after `until` trials have finished. Returns the estimate at that moment."""
+def _sweep(total: int, slots: int, trial_s: float | Callable[[int], float], start_s: float,
+           until: int) -> Estimate:
+    """Run a sweep on paper: Ray takes start_s to start, then `slots` trials at a time, each of
+    trial_s seconds (or trial_s(i) for the i-th trial started: a machine whose load changes);
+    stop after `until` trials have finished. Returns the estimate at that moment."""
     e, t, running, started, finished = Estimate(total), start_s, [], 0, 0
     while finished < until:
         while len(running) < slots and started < total:
             e.started(started, t)
-            running.append((t + trial_s, started))
+            running.append((t + (trial_s(started) if callable(trial_s) else trial_s), started))
             started += 1
         end, key = min(running)
         running.remove((end, key))
@@ -53,3 +58,48 @@ def test_nothing_timed_yet_is_no_estimate_and_stored_rows_are_not_durations():
     e.started("a", 0.0)
     e.finished("a", 0.01, timed=False)  # a row stored before: no work, no duration
     assert e.left(1.0) is None and e.done == 1
+
+
+def _truth(total: int, slots: int, trial_s: Callable[[int], float], done: int) -> float:
+    """Seconds the paper sweep above still runs after its `done`-th trial finished."""
+    end = _sweep(total, slots, trial_s, 0.0, total).now
+    return end - _sweep(total, slots, trial_s, 0.0, done).now
+
+
+def test_the_estimate_follows_a_machine_that_gets_busier():
+    # 216 trials, 2 at a time: 4 s each, then from trial 100 on the load doubles them (8 s);
+    # 30 trials later the whole-sweep mean says ~5 s a trial, the machine now does 8
+    def slow_down(i: int) -> float:
+        return 4.0 if i < 100 else 8.0
+    e = _sweep(total=216, slots=2, trial_s=slow_down, start_s=0.0, until=130)
+    truth = _truth(216, 2, slow_down, 130)
+    plain = sum(e.durations) / len(e.durations) * (216 - 130) / 2
+    assert e.left(e.now) == pytest.approx(truth, rel=0.1)
+    assert abs(plain - truth) / truth > 0.25  # what the plain mean said: the test can fail
+
+
+def test_the_estimate_tracks_a_slowly_growing_load():
+    # the 19-minute creep: every trial a little slower than the one before (3 s to 13 s)
+    def creep(i: int) -> float:
+        return 3.0 + 10.0 * i / 216
+    for done in (60, 120, 180):
+        e = _sweep(total=216, slots=2, trial_s=creep, start_s=0.0, until=done)
+        now_rate = creep(done) * (216 - done) / 2     # the load now, held for the rest
+        plain = sum(e.durations) / len(e.durations) * (216 - done) / 2
+        assert abs(e.left(e.now) - now_rate) < 0.5 * abs(plain - now_rate), done
+
+
+def test_format_line_says_rough_and_the_command_elapsed_time():
+    line = format_line(10, {"completed": 1}, 1, elapsed=73.0, last="completed x", left=30.0,
+                       rough=True)
+    assert "elapsed 1:13" in line and "ETA ~0:30 (rough" in line
+    assert "ETA 0:30 ·" in format_line(10, {"completed": 9}, 1, 73.0, "x", 30.0, rough=False)
+    assert hms(3725) == "1:02:05"
+
+
+def test_elapsed_counts_from_the_command_start_not_from_the_callback():
+    pytest.importorskip("ray.tune")
+    cb = make_progress(4, io.StringIO(), t0=1000.0)
+    assert cb.t0 == 1000.0
+    assert make_progress(4, io.StringIO()).t0 > 1000.0  # default: now
+

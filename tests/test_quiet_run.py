@@ -40,11 +40,25 @@ def _run(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
                           timeout=240)
 
 
+def _seconds(hms: str) -> int:
+    """'1:02:05' or '2:05' as seconds."""
+    out = 0
+    for part in hms.split(":"):
+        out = out * 60 + int(part)
+    return out
+
+
 def test_embedded_run_prints_only_its_own_lines(tmp_path):
     r = _run(tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert any("2/2 trials" in ln for ln in lines), r.stderr  # the progress line is there
+    up = [ln for ln in lines if ln.startswith("[diloco-sweep] Ray is up after ")]
+    assert len(up) == 1, r.stderr
+    # elapsed counts from the command's start: the first trial's line is past Ray's start
+    ray_s = _seconds(up[0].rsplit(" ", 1)[1])
+    first = next(ln for ln in lines if "1/2 trials" in ln)
+    assert _seconds(first.split("elapsed ")[1].split(",")[0]) >= ray_s, (up[0], first)
     foreign = [ln for ln in lines if not ln.startswith("[diloco-sweep] ")]
     assert not foreign, "lines on stderr that are not diloco-sweep's:\n" + "\n".join(foreign)
     assert r.stdout.strip() == f"{tmp_path / 'out' / 'quiet'}: 2 completed, 0 diverged, 0 failed"

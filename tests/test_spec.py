@@ -50,6 +50,8 @@ REFUSED = [
     ("unknown-trial-key", GOOD.replace("workers: 2", "wokers: 2"), "trial.wokers", 4),
     ("unknown-trial-key-suggests", GOOD.replace("workers: 2", "wokers: 2"), "'workers'", 4),
     ("unknown-space-key", GOOD.replace("alpha: [", "alpah: ["), "space.alpah", 7),
+    ("case-only-suggests-that-key", GOOD.replace("seed: [0, 1]", "r: [0, 3]"),
+     "space.r: unknown key (line 8); did you mean 'R'?", 8),  # not 'lr', closer by letters
     ("wrong-type-trial", GOOD.replace("workers: 2", "workers: two"), "trial.workers", 4),
     ("wrong-type-axis-value", GOOD.replace("seed: [0, 1]", "seed: [0, one]"), "space.seed", 8),
     ("axis-not-a-list", GOOD.replace("seed: [0, 1]", "seed: 3"), "space.seed", 8),
@@ -215,6 +217,36 @@ def test_python_m_sweeps_check_subprocess(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "diloco-sweep: error: trial.wokers: unknown key (line 4); did you mean 'workers'?"]
     assert not (tmp_path / "out").exists()
+
+
+HEAVY = ("ray", "torch", "optuna", "plotly", "pandas")
+
+
+@pytest.mark.parametrize("name", ["smoke", "restart_cpu", "restart_boundary", "toy_map"])
+def test_check_imports_no_heavy_library(tmp_path, name):
+    """`check` reads a CPU spec without Ray, torch, Optuna, plotly or pandas (docs/sweeps.md,
+    "check"): a fresh interpreter, then the modules it loaded."""
+    code = ("import contextlib, io, sys\nfrom sweeps.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    rc = main(['check', {str(SPECS / (name + '.yaml'))!r}])\n"
+            f"print(rc, sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert r.stdout.strip() == "0 []", r.stdout + r.stderr[-2000:]
+
+
+def test_a_refused_spec_imports_no_heavy_library(tmp_path):
+    bad = _write(tmp_path, GOOD.replace("model: tiny", "model: {preset: tiny, N_layer: 1}"))
+    code = ("import contextlib, io, sys\nfrom sweeps.cli import main\n"
+            "with contextlib.redirect_stderr(io.StringIO()) as err:\n"
+            f"    rc = main(['check', {str(bad)!r}])\n"
+            f"print(rc, sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+            "print(err.getvalue())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    first, message = r.stdout.split("\n", 1)
+    assert first == "2 []", r.stdout + r.stderr[-2000:]
+    assert "trial.model.N_layer: not a model field; did you mean 'n_layer'?" in message
 
 
 def test_spec_error_is_a_value_error():

@@ -12,6 +12,8 @@ import torch
 from trainer import ConfigError, OuterOptimizer, TrainConfig, pseudo_gradient, train
 from trainer.lm import LMProblem
 from trainer.loop import inner_lr
+from trainer.model import GPT
+from trainer.model_config import PRESETS, count_params, resolve_model
 from trainer.outer import average
 from trainer.outer_rules import OUTER_RULES, OuterRule
 from trainer.result import curve_rise
@@ -207,6 +209,20 @@ def test_bad_model_and_corpus_are_refused(tmp_path):
         train(small(corpus=str(tokens)))
     with pytest.raises(ConfigError, match=r"not a trainer setting \(did you mean 'alpha'\?\)"):
         TrainConfig.from_dict({"alpah": 1.0})
+    with pytest.raises(ConfigError, match=r"r: not a trainer setting \(did you mean 'R'\?\)"):
+        TrainConfig.from_dict({"r": 3})  # a case slip beats 'lr', one letter away
+    with pytest.raises(ConfigError, match=r"model.N_layer: .*did you mean 'n_layer'\?"):
+        train(small(model={"preset": "tiny", "N_layer": 1}))
+
+
+@pytest.mark.parametrize("model", [*PRESETS, {"preset": "tiny", "tie_embeddings": False},
+                                   {"preset": "small", "d_ff": 100, "n_layer": 3}])
+def test_the_written_out_parameter_count_is_the_models(model):
+    cfg = resolve_model(model, 300)
+    with torch.device("meta"):
+        gpt = GPT(cfg)
+    assert count_params(cfg) == sum(p.numel() for p in gpt.parameters())
+    assert count_params(cfg, non_embedding=True) == count_params(cfg) - 300 * cfg.d_model
 
 
 def test_a_model_too_big_for_memory_is_refused_with_the_numbers():

@@ -5,13 +5,14 @@ Names that need torch load on first use, so that reading a config (`sweeps check
 from importlib import import_module
 
 from .config import ConfigError, TrainConfig
+from .model_config import PRESETS, ModelConfig, count_params
 from .result import CURVE_COLUMNS, TrainResult
 
-_LAZY = {"PRESETS": "model", "ModelConfig": "model", "count_params": "model",
-         "OuterOptimizer": "outer", "pseudo_gradient": "outer", "train": "train",
+_LAZY = {"OuterOptimizer": "outer", "pseudo_gradient": "outer", "train": "train",
          "train_packed": "packed"}
 
-__all__ = ["TrainConfig", "ConfigError", "TrainResult", "CURVE_COLUMNS", *_LAZY]
+__all__ = ["TrainConfig", "ConfigError", "TrainResult", "CURVE_COLUMNS", "PRESETS", "ModelConfig",
+           "count_params", *_LAZY]
 
 
 def __getattr__(name: str):

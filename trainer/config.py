@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from .outer_rules import OUTER_RULES
 
 __all__ = ["TrainConfig", "ConfigError", "INT_MAX", "SEED_MAX", "TRIAL_KINDS", "KIND_ONLY",
-           "SPLITS", "DTYPES", "DEVICES", "BATCHED", "nearest"]
+           "SPLITS", "DTYPES", "DEVICES", "BATCHED", "BATCHED_ON_CPU", "nearest"]
 
 TRIAL_KINDS = ("lm", "toy")
 KIND_ONLY: dict[str, tuple[str, ...]] = {
@@ -32,6 +32,9 @@ SPLITS = ("iid", "by_file")
 DTYPES = ("float32", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
 BATCHED = ("auto", "on", "off")
+BATCHED_ON_CPU = True
+"""batched=auto on CPU: stacked M=4 tiny workers measured 1.17-1.49x the sequential inner-step
+rate on 2 cores (docs/performance.md), never slower; flip here if a machine says otherwise."""
 
 
 INT_MAX = 2**31 - 1
@@ -129,10 +132,19 @@ class TrainConfig:
     """torch intra-op threads for this trial; 0 leaves torch's default."""
     batched: str = "auto"
     """LM workers as one stacked computation: on, off (sequential reference), or auto (where
-    measured faster; see trainer.device.use_batched). Same math either way."""
+    measured faster; see ``batched_on``). Same math either way."""
 
     def __post_init__(self) -> None:
         self.validate()
+
+    def batched_on(self, device_type: str) -> bool:
+        """Whether the workers run stacked on a device of this type ('cpu', 'cuda'): on/off as
+        asked; auto: for M > 1 on CUDA, and on CPU if BATCHED_ON_CPU. Batched workers hold all
+        M workers' activations at once (sequential ones, one worker's): set batched=off where
+        memory is short. The trainer and the memory estimate both ask here."""
+        if self.batched != "auto":
+            return self.batched == "on"
+        return self.workers > 1 and (device_type == "cuda" or BATCHED_ON_CPU)
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -212,8 +224,13 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 def nearest(key: object, known: Iterable[str]) -> str | None:
     """The known name closest to a mistyped ``key``, if any is close (the one spelling hint
-    of every "unknown key" message, here and in the sweep spec)."""
-    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+    of every "unknown key" message, here and in the sweep spec). A name that differs only in
+    case comes first (``r`` is ``R``, not ``lr``); else difflib's closest."""
+    known = list(known)
+    same = [k for k in known if k.casefold() == str(key).casefold()]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
     return close[0] if close else None
 
 

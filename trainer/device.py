@@ -1,7 +1,7 @@
-"""Where and how a trial computes: its device, autocast, and whether workers run stacked.
+"""Where and how a trial computes: its device and autocast.
 
-Shared by the sequential and the batched worker paths and by the memory estimate, so none of
-them imports another for it.
+Shared by the sequential and the batched worker paths, so neither imports the other for it.
+Whether workers run stacked is ``TrainConfig.batched_on``, which the memory estimate asks too.
 """
 
 from __future__ import annotations
@@ -12,22 +12,7 @@ import torch
 
 from .config import ConfigError, TrainConfig
 
-__all__ = ["resolve_device", "autocast_for", "use_batched", "BATCHED_ON_CPU"]
-
-BATCHED_ON_CPU = True
-"""batched=auto on CPU: stacked M=4 tiny workers measured 1.17-1.49x the sequential inner-step
-rate on 2 cores (docs/performance.md), never slower; flip here if a machine says otherwise."""
-
-
-def use_batched(cfg: TrainConfig, device: torch.device) -> bool:
-    """cfg.batched on/off as asked; auto: batched for M > 1 on CUDA, and on CPU if BATCHED_ON_CPU.
-
-    Batched workers hold all M workers' activations at once (sequential ones, one worker's):
-    set batched=off where memory is short.
-    """
-    if cfg.batched != "auto":
-        return cfg.batched == "on"
-    return cfg.workers > 1 and (device.type == "cuda" or BATCHED_ON_CPU)
+__all__ = ["resolve_device", "autocast_for"]
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:

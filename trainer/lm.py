@@ -9,9 +9,10 @@ import torch
 from .batched import BatchedGroup
 from .config import TrainConfig
 from .data import Sampler, eval_batches, load_corpus
-from .device import autocast_for, resolve_device, use_batched
+from .device import autocast_for, resolve_device
 from .memory import check_memory
-from .model import GPT, resolve_model
+from .model import GPT
+from .model_config import resolve_model
 
 __all__ = ["LMProblem", "LMWorker", "adamw_for", "init_model"]
 
@@ -81,7 +82,7 @@ class LMProblem:
         """The M workers: stacked into one computation where cfg.batched says so, else in turn."""
         from .loop import SequentialGroup
 
-        if use_batched(self.cfg, self.device):
+        if self.cfg.batched_on(self.device.type):
             return BatchedGroup(self)
         return SequentialGroup([self.make_worker(i) for i in range(self.cfg.workers)])
 

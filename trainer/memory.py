@@ -12,11 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import torch
-
 from .config import ConfigError, TrainConfig
-from .device import use_batched
-from .model import count_params, resolve_model
+from .model_config import count_params, resolve_model
 
 __all__ = ["MemoryEstimate", "estimate_memory", "available_memory", "check_memory"]
 
@@ -56,14 +53,14 @@ def estimate_memory(cfg: TrainConfig, device: str = "cpu") -> MemoryEstimate:
         per_layer += cfg.batch_size * m.n_head * cfg.seq_len ** 2
     per_worker = 4 * (m.n_layer * per_layer + 3 * tokens * m.vocab_size)
     # batched workers hold every worker's activations at once; sequential ones, one at a time
-    at_once = cfg.workers if use_batched(cfg, torch.device(device)) else 1
+    at_once = cfg.workers if cfg.batched_on(device) else 1
     return MemoryEstimate(p, state, per_worker * at_once)
 
 
 def available_memory(device: str) -> int | None:
     """Free bytes on the device a trial will use: CUDA's free memory, or MemAvailable."""
     if device == "cuda":
-        import torch
+        import torch  # only for a GPU trial: the estimate and a CPU check need no torch
 
         free, _ = torch.cuda.mem_get_info()
         return int(free)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 if TYPE_CHECKING:  # types only: the spec imports the registry
     from ..space import SpaceAxis
@@ -101,6 +101,12 @@ class SearchKind(ABC):
     def about(self, spec: "SweepSpec") -> dict[str, Any]:
         """What sweep.json records of the search for the report (``search`` there)."""
         return {"kind": self.name, "grid": self.grid, "about": self.describe(spec)}
+
+    def cost_points(self, spec: "SweepSpec") -> Iterable[tuple[dict[str, Any], int]] | None:
+        """Where its trials fall, for the cost estimate: (a point of the space, the most trials
+        run at it), or None when it cannot say before running (a sampler: the estimate then
+        prices the corners of the space)."""
+        return None
 
     def members(self, spec: "SweepSpec") -> set[str] | None:
         """The trial_ids the spec names, when known before running (a grid); else None."""

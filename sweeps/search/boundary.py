@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from trainer.config import TrainConfig
 from trainer.result import RISE, outcome
@@ -180,6 +180,11 @@ class Boundary(SearchKind):
 
     def n_trials(self, spec: "SweepSpec") -> int:
         return self.n_lines(spec) * spec.search.settings.max_probes()
+
+    def cost_points(self, spec: "SweepSpec") -> Iterable[tuple[dict[str, Any], int]]:
+        """Every line, at its most probes (the axis is a float setting: no cost field)."""
+        most = spec.search.settings.max_probes()
+        return ((point, most) for point in iter_points(spec.space))
 
     def n_lines(self, spec: "SweepSpec") -> int:
         return math.prod(len(a.values) for a in spec.space.values())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from ..space import grid_size, iter_points
 from ..store import DONE_STATUSES, trial_id
@@ -51,6 +51,9 @@ class Grid(SearchKind):
 
     def n_trials(self, spec: "SweepSpec") -> int:
         return grid_size(spec.space)
+
+    def cost_points(self, spec: "SweepSpec") -> Iterable[tuple[dict[str, Any], int]]:
+        return ((point, 1) for point in iter_points(spec.space))
 
     def plan(self, spec: "SweepSpec", rows: list[dict[str, Any]], force: bool) -> Plan:
         done = stored_ids(rows, force)
