@@ -112,9 +112,9 @@ def threshold_text(rise: float, tol: float) -> str:
             f"any R.")
 
 
-def _bounds_text(g: pd.DataFrame, lines: pd.Series) -> str:
-    """Which wider or narrower lines are bounds, not measured ratios: an arm stable up to the
-    grid's largest α has its edge at or beyond the grid's end."""
+def _bounds_notes(g: pd.DataFrame, lines: pd.Series) -> list[str]:
+    """Which lines are bounds, not measured ratios: an arm stable up to the grid's largest α
+    has its edge at or beyond the grid's end."""
     v = line_verdicts(g)
     least = int(((v == "wider") & (g["bound"] == "at_least")).sum())
     most = int(((v == "narrower") & (g["bound"] == "at_most")).sum())
@@ -125,7 +125,9 @@ def _bounds_text(g: pd.DataFrame, lines: pd.Series) -> str:
     if most:
         notes.append(f"on {most} of the {lines.get('narrower', 0)} lower the unrestarted arm "
                      f"is stable up to the grid's largest α, so the ratio is at most the one shown")
-    return f" ({'; '.join(notes)})" if notes else ""
+    if lines.get("undetermined", 0):
+        notes.append(f"{lines['undetermined']} stable to the grid's end in both arms")
+    return notes
 
 
 def spike_text(spikes: pd.DataFrame, r: Any, rise: float) -> str:
@@ -165,9 +167,9 @@ def answer_sentence(s: dict[str, Any]) -> str:
             counted = len(g) - lines.get("no_data", 0)
             text += (f" The stable α edge is higher on {lines.get('wider', 0)}, lower on "
                      f"{lines.get('narrower', 0)} and the same on {lines.get('same', 0)} of "
-                     f"{counted} (H, β) lines" + _bounds_text(g, lines))
-            if lines.get("undetermined", 0):
-                text += f" ({lines['undetermined']} stable to the grid's end in both arms)"
+                     f"{counted} (H, β) lines")
+            notes = _bounds_notes(g, lines)
+            text += f" ({'; '.join(notes)})" if notes else ""
             if lines.get("no_data", 0):
                 text += f"; {lines['no_data']} more have no trials in one arm and are not counted"
             a = areas[(areas["R"] == r) & np.isclose(areas["rise"], rise)]

@@ -253,10 +253,15 @@ def summarize(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
     rises = tuple(sorted({float(r) for r in rises} | {float(rise)}))
     tols = tuple(sorted({float(t) for t in tols} | {float(tol)}))
     labelled = label(trials, rise, tol, diverge)
-    if curves is not None and labelled["spiked"].any() and "trial_id" in labelled:
+    # when a spike came matters only against a restarted twin: read the curves of the spiked
+    # trials of restart groups alone (a fine map of one R has none to read)
+    timed = [grp.index[grp["spiked"]] for _, grp in restart_groups(labelled)]
+    timed = labelled.index.intersection(np.concatenate(timed)) if timed else labelled.index[:0]
+    if curves is not None and len(timed) and "trial_id" in labelled:
         if callable(curves):
-            curves = curves(labelled.loc[labelled["spiked"], "trial_id"].astype(str).tolist())
-        labelled["spike_round"] = spike_rounds(labelled, curves, rise)
+            curves = curves(labelled.loc[timed, "trial_id"].astype(str).tolist())
+        labelled["spike_round"] = spike_rounds(labelled.loc[timed], curves, rise).reindex(
+            labelled.index)
     cell_table = cells(labelled)
     pairs = paired_diffs(labelled)
     rng = np.random.default_rng(seed)
