@@ -99,8 +99,8 @@ def _paired_text(p: pd.Series) -> str:
               + f"; median change {p['median_diff']:+.3g}, sign test p = {p['p']:.2g})")
     if p["p"] < 0.05:
         way = "lowered" if k > m else "raised"
-        return f" They {way} the final loss: {counts}."
-    return f" They did not change the final loss consistently: {counts}."
+        return f" Restarts {way} the final loss: {counts}."
+    return f" Restarts did not change the final loss consistently: {counts}."
 
 
 def threshold_text(rise: float, tol: float) -> str:
@@ -135,19 +135,24 @@ def spike_text(spikes: pd.DataFrame, r: Any, rise: float) -> str:
     mine = spikes[spikes["R"] == r] if len(spikes) else spikes
     if mine.empty:
         return ""
-    arm0, arm = (mine[mine["arm"] == a].iloc[0] for a in (0, r))
+    arm0, arm = ({k: (0 if pd.isna(v) else int(v)) for k, v in
+                  mine[mine["arm"] == a].iloc[0].items()} for a in (0, r))
     if arm0["spiked"] == 0 and arm["spiked"] == 0:
-        return (f" No stable trial spiked (rose more than {pct(rise)} above its running minimum "
-                f"on the way) in either arm.")
-    text = (f" Spikes that recovered (stable, but rose more than {pct(rise)} above the running "
-            f"minimum on the way): {arm0['spiked']} of {arm0['trials']} trials without restarts "
-            f"and {arm['spiked']} of {arm['trials']} with restarts every R={r}")
-    if arm0["timed"] == arm0["spiked"] and arm["timed"] == arm["spiked"]:
-        text += (f"; of those, {arm0['early']} and {arm['early']} came within the first {r} "
-                 f"rounds, which both arms share.")
-    else:
-        text += "; when they came is not known (their curves were not read)."
-    return text
+        return " No stable trial spiked on the way in either arm."
+    text = (f" Spikes that recovered: {arm0['spiked']} of {arm0['trials']} trials without "
+            f"restarts and {arm['spiked']} of {arm['trials']} with restarts every R={r}")
+    if arm0["timed"] < arm0["spiked"] or arm["timed"] < arm["spiked"]:
+        return text + "; when they came is not known (their curves were not read)."
+    text += (f"; of those, {arm0['early']} and {arm['early']} came within the first {r} rounds, "
+             f"which both arms share")
+    fate = [f"{arm[f'twin_{o}']} {w}" for o, w in (("blew_up", "blew up"),
+                                                    ("diverged", "diverged"),
+                                                    ("stable", "recovered as well"))
+            if arm[f"twin_{o}"]]
+    if arm["early"] and fate:
+        text += ("; their unrestarted twins (the same overshoot, no restart after it): "
+                 + ", ".join(fate))
+    return text + "."
 
 
 def answer_sentence(s: dict[str, Any]) -> str:

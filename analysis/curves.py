@@ -1,6 +1,7 @@
 """The loss-curve figure of the report: chosen cells of each slice, with momentum_cos beside.
 
-Per slice the chosen cells are the best one (lowest mean final loss among stable cells), the
+Per slice the chosen cells are the best one (lowest mean final loss among stable cells that did
+not spike, when there are such), the
 edge of the stable region (the stable cell of largest α at the best cell's β, else overall),
 and, where present, a spiked cell (stable, a seed rose on the way and came back down), a
 blown-up one (it stayed up) and a diverged one: the smallest such α, at the best β if any, so a

@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .stability import RISE, TOLS, cells, group_by, key_dict, label, restart_groups, slice_keys
+from .stability import (RISE, TOLS, cells, group_by, group_keys, key_dict, label, restart_groups,
+                        slice_keys)
 
 __all__ = ["sign_test", "paired_diffs", "pair_summary", "paired_effect", "near_optimal_table",
            "spike_table"]
@@ -87,28 +88,41 @@ def paired_effect(labelled: pd.DataFrame, pairs: pd.DataFrame | None = None) -> 
 
 
 def spike_table(labelled: pd.DataFrame) -> pd.DataFrame:
-    """Spikes that recovered, per arm, pooled over the restart groups, one row per (R > 0,
-    arm): ``R`` the restart period compared, ``arm`` (0 or R), ``trials`` (that did not fail),
-    ``spiked``, and ``early``: spikes that first passed the threshold before round R, where
-    both arms are the same run (their first R rounds are identical); ``timed``: spikes whose
-    round is known (``spike_round``, from the curves; NaN without them)."""
-    cols = ["R", "arm", "trials", "spiked", "early", "timed"]
-    groups = [grp for _, grp in restart_groups(labelled)]
-    if not groups:
-        return pd.DataFrame(columns=cols)
-    every = pd.concat(groups)
-    every = every[~every["failed"]]
-    when = (every["spike_round"] if "spike_round" in every
-            else pd.Series(np.nan, index=every.index)).to_numpy(dtype=float)
+    """Spikes that recovered, per arm, pooled over the restart groups that ran R, one row per
+    (R > 0, arm): ``R`` the restart period compared, ``arm`` (0 or R), ``trials`` (that did not
+    fail), ``spiked``, ``early``: spikes that first passed the threshold before round R, where
+    both arms are the same run (their first R rounds are identical), and ``timed``: spikes whose
+    round is known (``spike_round``, from the curves; NaN without them). On the restarted arm's
+    row, ``twin_stable``, ``twin_blew_up``, ``twin_diverged``: what the unrestarted twins (same
+    α, β, seed) of its early spikes did, the same overshoot without the restarts after it."""
+    cols = ["R", "arm", "trials", "spiked", "early", "timed", "twin_stable", "twin_blew_up",
+            "twin_diverged"]
+    groups = [grp[~grp["failed"]] for _, grp in restart_groups(labelled)]
     rows = []
-    for r in sorted(v for v in every["R"].unique() if v != 0):
+    for r in sorted({v for grp in groups for v in grp["R"].unique() if v != 0}):
+        every = pd.concat([grp for grp in groups if (grp["R"] == r).any()])
+        when = (every["spike_round"] if "spike_round" in every
+                else pd.Series(np.nan, index=every.index)).to_numpy(dtype=float)
+        spk = every["spiked"].to_numpy(dtype=bool)
         for arm in (0, r):
             mine = (every["R"] == arm).to_numpy()
-            spk = mine & every["spiked"].to_numpy(dtype=bool)
-            rows.append({"R": r, "arm": arm, "trials": int(mine.sum()), "spiked": int(spk.sum()),
-                         "early": int((spk & (when < r)).sum()),
-                         "timed": int((spk & ~np.isnan(when)).sum())})
+            early = mine & spk & (when < r)
+            row = {"R": r, "arm": arm, "trials": int(mine.sum()), "spiked": int((mine & spk).sum()),
+                   "early": int(early.sum()), "timed": int((mine & spk & ~np.isnan(when)).sum())}
+            if arm:
+                twins = _twins(every, every[early], r)
+                row.update({f"twin_{o}": int((twins == o).sum())
+                            for o in ("stable", "blew_up", "diverged")})
+            rows.append(row)
     return pd.DataFrame(rows, columns=cols)
+
+
+def _twins(every: pd.DataFrame, picked: pd.DataFrame, r: Any) -> pd.Series:
+    """The outcomes of the R=0 twins (same settings but R, same α, β, seed) of ``picked``."""
+    keys = [k for k in group_keys(every) if k in every] + ["alpha", "beta", "seed"]
+    base = every[every["R"] == 0].drop_duplicates(keys).set_index(keys)["outcome"]
+    at = pd.MultiIndex.from_frame(picked[keys]) if len(keys) > 1 else picked[keys[0]]
+    return base.reindex(at).dropna()
 
 
 def near_optimal_table(trials: pd.DataFrame, tols: Sequence[float] = TOLS,

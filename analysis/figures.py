@@ -147,8 +147,7 @@ def _colour_axis(values: np.ndarray, cap: float) -> dict[str, Any]:
     ticks = [float(t) for t in np.linspace(lo, hi, 6)]
     return dict(colorscale="Viridis", cmin=lo, cmax=hi,
                 colorbar=dict(title=title, len=0.6, tickvals=ticks,
-                              ticktext=[fmt(round(t, 2)) for t in ticks[:-1]]
-                              + [f"≥ {fmt(round(hi, 2))}"]))
+                              ticktext=[f"{t:.3g}" for t in ticks[:-1]] + [f"≥ {hi:.3g}"]))
 
 
 def _facet(part: pd.DataFrame, keys: list[str], use_grid: bool, colour: dict[str, Any],

@@ -241,12 +241,14 @@ def fill_end_rise(trials: pd.DataFrame) -> pd.DataFrame:
     existed): no curves needed."""
     if "end_rise" not in trials:
         trials["end_rise"] = np.nan
-    missing = trials["end_rise"].isna()
+    missing = pd.to_numeric(trials["end_rise"], errors="coerce").isna()
     if missing.any() and {"final_loss", "best_loss"} <= set(trials.columns):
         trials.loc[missing, "end_rise"] = [
-            end_rise(f, b) for f, b in zip(trials.loc[missing, "final_loss"].astype(float),
-                                           trials.loc[missing, "best_loss"].astype(float))]
-    trials["end_rise"] = trials["end_rise"].astype(float)
+            end_rise(f, b) for f, b in zip(pd.to_numeric(trials.loc[missing, "final_loss"],
+                                                         errors="coerce").astype(float),
+                                           pd.to_numeric(trials.loc[missing, "best_loss"],
+                                                         errors="coerce").astype(float))]
+    trials["end_rise"] = pd.to_numeric(trials["end_rise"], errors="coerce").astype(float)
     return trials
 
 

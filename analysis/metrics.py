@@ -138,7 +138,8 @@ def _bound(kind: str, kind0: str) -> str:
 
 def _gains(labelled: pd.DataFrame, rise: float, n_boot: int,
            rng: np.random.Generator) -> tuple[list[dict], list[dict], list[dict]]:
-    """Rows of the edge-ratio, area-ratio and per-arm edge-interval tables of one threshold."""
+    """Rows of the edge-ratio, area-ratio and per-arm edge-interval tables of one threshold
+    (blew up on end rise, spiked on rise)."""
     edge_rows, area_rows, arm_rows = [], [], []
     for settings, grp in restart_groups(labelled):
         cube = _Cube(grp)
@@ -199,14 +200,14 @@ def _gain_table(which: int, cols: list[str], trials: pd.DataFrame, rises: Sequen
 def restart_gain(trials: pd.DataFrame, rises: Sequence[float] = RISES,
                  diverge: float | None = None, n_boot: int = N_BOOT,
                  seed: int = 0) -> pd.DataFrame:
-    """Edge ratio per (group, β, R > 0) and per blow-up threshold (module docstring)."""
+    """Edge ratio per (group, β, R > 0) and per threshold (module docstring)."""
     return _gain_table(0, _GAIN_COLS, trials, rises, diverge, n_boot, seed)
 
 
 def area_gain(trials: pd.DataFrame, rises: Sequence[float] = RISES,
               diverge: float | None = None, n_boot: int = N_BOOT,
               seed: int = 0) -> pd.DataFrame:
-    """Stable-area ratio per (group, R > 0) and per blow-up threshold (module docstring)."""
+    """Stable-area ratio per (group, R > 0) and per threshold (module docstring)."""
     return _gain_table(1, _AREA_COLS, trials, rises, diverge, n_boot, seed)
 
 
@@ -223,7 +224,7 @@ def slice_table(cell_table: pd.DataFrame) -> pd.DataFrame:
             stable_cells=int(grp["stable"].sum()), stable_frac=float(grp["stable"].mean()),
             n_seeds=int(grp["n"].max()),
             **{f"n_{o}": int(grp[f"n_{o}"].sum()) for o in ("blew_up", "diverged", "stalled",
-                                                            "failed")},
+                                                            "failed", "spiked")},
             best_alpha=np.nan if best is None else float(best["alpha"]),
             best_beta=np.nan if best is None else float(best["beta"]),
             best_loss=np.nan if best is None else float(best["final_mean"]),
@@ -252,7 +253,7 @@ def summarize(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
     """
     rises = tuple(sorted({float(r) for r in rises} | {float(rise)}))
     tols = tuple(sorted({float(t) for t in tols} | {float(tol)}))
-    labelled = label(trials, rise, tol, diverge)
+    labelled = label(trials, rise, tol, diverge).reset_index(drop=True)  # rows by position
     # when a spike came matters only against a restarted twin: read the curves of the spiked
     # trials of restart groups alone (a fine map of one R has none to read)
     timed = [grp.index[grp["spiked"]] for _, grp in restart_groups(labelled)]

@@ -149,7 +149,8 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     command line passes ``path`` with any credentials in it redacted). ``skipped``: files
     left out (not trustworthy trial rows), named on the page with why.
 
-    ``rise`` is the blow-up threshold (default RISE; for a boundary search, the threshold
+    ``rise`` is the threshold (blew up on end rise, spiked on rise; default RISE; for a
+    boundary search, the threshold
     it searched with) and ``tol`` the near-optimal tolerance (both stated on
     the page); the answer is also shown at every threshold of ``rises`` and near-optimal at
     every tolerance of ``tols``. ``theory`` is a hook for a theory overlay: a figure, or a
@@ -201,14 +202,14 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     fixed = fixed_settings(c)
     hide = list(fixed)
     tables = answer_tables(s, hide)
-    unknown = int(s["trials"]["rise"].isna().sum())
+    unknown = int((s["trials"]["stable"] & s["trials"]["rise"].isna()).sum())
     n_spiked = int(s["trials"]["spiked"].sum())
     lead = (f"{len(trials)} trials in {len(s['slices'])} slices: "
             + ", ".join(f"{counts.get(o, 0)} {o.replace('_', ' ')}"
                         + (f" ({n_spiked} of them spiked on the way and recovered)"
                            if o == "stable" else "") for o in OUTCOMES) + "."
-            + (f" {unknown} trials have no recorded rise (older rows without curves) and are "
-               f"never counted as spiked." if unknown else ""))
+            + (f" {unknown} stable trials have no recorded rise (older rows without curves) "
+               f"and are never counted as spiked." if unknown else ""))
     same = {k: fixed[k] for k in read_settings(c, fixed)}
     if same:
         lead += "<br>Same in every slice: " + html.escape(slice_title(same, same.values()))

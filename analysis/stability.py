@@ -41,6 +41,8 @@ import pandas as pd
 from trainer.config import KIND_ONLY
 from trainer.result import OUTCOMES, RISE, first_spike_round, outcome, spiked
 
+from .load import fill_end_rise
+
 __all__ = ["slice_keys", "group_keys", "varying", "display_keys", "fixed_settings",
            "read_settings", "group_by",
            "key_dict", "is_grid", "restart_groups", "why_no_groups", "label", "spike_rounds",
@@ -202,18 +204,18 @@ def label(trials: pd.DataFrame, rise: float = RISE, tol: float = 0.05,
         raise ValueError(f"rise: expected a relative rise >= 0 such as 0.1, got {rise!r}")
     if not tol >= 0:
         raise ValueError(f"tol: expected a relative tolerance >= 0 such as 0.05, got {tol!r}")
-    df = trials.copy()
+    df = fill_end_rise(trials.copy())  # final / best - 1 where a row lacks it
     status = (df["status"].astype("string").fillna("completed") if "status" in df else
               pd.Series("completed", index=df.index, dtype="string"))
     final, initial = _numbers(df, "final_loss"), _numbers(df, "initial_loss")
     peak, rises = _numbers(df, "peak_loss"), _numbers(df, "rise")
-    ends, best_loss = _numbers(df, "end_rise"), _numbers(df, "best_loss")
+    ends = _numbers(df, "end_rise")
     if "rise" not in df:
         df["rise"] = rises
 
     # the trainer's own rule, trial by trial, so a search deciding as it goes agrees with this
-    words = np.array([outcome(s, f, i, e, rise, p, diverge, b) for s, f, i, e, p, b in
-                      zip(status.tolist(), final, initial, ends, peak, best_loss)], dtype=object)
+    words = np.array([outcome(s, f, i, e, rise, p, diverge) for s, f, i, e, p in
+                      zip(status.tolist(), final, initial, ends, peak)], dtype=object)
     failed, diverged = words == "failed", words == "diverged"
     blew_up, stalled, stable = words == "blew_up", words == "stalled", words == "stable"
 
@@ -242,11 +244,11 @@ def spike_rounds(labelled: pd.DataFrame, curves: pd.DataFrame, rise: float) -> p
     out = pd.Series(np.nan, index=labelled.index, dtype=float)
     if curves is None or curves.empty or "spiked" not in labelled:
         return out
-    by = {tid: c.sort_values("outer_step")["eval_loss"].astype(float).tolist()
-          for tid, c in curves.groupby("trial_id", sort=False)}
+    by = {tid: c.sort_values("outer_step") for tid, c in curves.groupby("trial_id", sort=False)}
     for i, tid in labelled.loc[labelled["spiked"], "trial_id"].astype(str).items():
-        t = first_spike_round(by[tid], rise) if tid in by else None
-        out[i] = np.nan if t is None else t
+        c = by.get(tid)
+        t = None if c is None else first_spike_round(c["eval_loss"].astype(float).tolist(), rise)
+        out[i] = np.nan if t is None else c["outer_step"].iloc[t]  # the round, not the row
     return out
 
 

@@ -10,7 +10,7 @@ so they should agree to within one step of the resolution).
 The LM question at the main job's size (36 lines) is too slow to rerun as a grid here; with
 ``--lm`` the committed stores are read instead: docs/results/restart-boundary (the boundary
 search of sweeps/specs/restart_boundary.yaml) against docs/results/restart-cpu (the main
-job's 6-α grid), and the trials a grid as fine as the boundary search would need are counted.
+job's grid), and the trials a grid as fine as the boundary search would need are counted.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def lm() -> dict[str, float]:
     inside = (both["edge"] >= lo) & (both["edge"] <= hi)
     ratio = (both["edge"] / both["edge_grid"]).replace([np.inf, -np.inf], np.nan)
     print(f"boundary (LM, {len(eb)} lines, committed results): boundary {len(bnd)} trials, a grid "
-          f"as fine {fine} trials: ratio {fine / len(bnd):.2f}x; the main job's 6-α grid "
+          f"as fine {fine} trials: ratio {fine / len(bnd):.2f}x; the main job's "
+          f"{grid['alpha'].nunique()}-α grid "
           f"{len(grid)} trials. Boundary edge inside the grid's bracket [edge, next α] on "
           f"{int(inside.sum())} of {len(both)} lines; boundary edge / grid edge: median "
           f"{np.nanmedian(ratio):.2f}, range [{np.nanmin(ratio):.2f}, {np.nanmax(ratio):.2f}]")

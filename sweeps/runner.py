@@ -197,12 +197,12 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
             missing = str(spec.search_kind.plan(spec, rows, False).to_sample)
         except Exception:  # noqa: BLE001 - the store is unreadable: say so, still resumable
             missing = "an unknown number of (the store cannot be read)"
-        _log(stream, f"sweep {spec.name} interrupted after {summary.wall_s:.1f}s: {missing} "
+        _log(stream, f"sweep {spec.name} interrupted after {hms(summary.wall_s)}: {missing} "
                      f"of {summary.total} trials missing; what is stored is kept. Resume (runs "
                      f"only the missing ones): {resume_command(spec, out)}")
         raise KeyboardInterrupt
     _log(stream, f"sweep {spec.name} {'stopped' if lost else 'finished'} in "
-                 f"{summary.wall_s:.1f}s: "
+                 f"{hms(summary.wall_s)}: "
                  + ", ".join(f"{v} {k}" for k, v in summary.counts.items()))
     for what, err in unwritten:
         _log(stream, f"NOT STORED: {what}: {err}")

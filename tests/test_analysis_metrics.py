@@ -401,8 +401,10 @@ def test_a_spike_that_recovers_is_stable_and_one_that_stays_up_blew_up() -> None
     assert (sp.loc[0, "spiked"], sp.loc[3, "spiked"], sp.loc[3, "early"]) == (0, 1, 1)
     text = answer_sentence(s)
     assert text.startswith("Yes: restarts every R=3 outer steps widen the stable region.")
-    assert ("0 of 2 trials without restarts and 1 of 2 with restarts every R=3; of those, 0 and "
-            "1 came within the first 3 rounds, which both arms share.") in text
+    assert ("Spikes that recovered: 0 of 2 trials without restarts and 1 of 2 with restarts "
+            "every R=3; of those, 0 and 1 came within the first 3 rounds, which both arms share; "
+            "their unrestarted twins (the same overshoot, no restart after it): 1 blew up.") in text
+    assert "Restarts lowered the final loss" in text or "Restarts did not change" in text
     # the same from a reader of the spiked trials' curves; without curves, said unknown
     asked = []
     s = summarize(rows, n_boot=20, curves=lambda ids: asked.append(ids) or curves)
@@ -414,6 +416,7 @@ def test_a_spike_that_recovers_is_stable_and_one_that_stays_up_blew_up() -> None
                                   (0, 2.0): STAYS_UP, (3, 2.0): SPIKE_BACK})
     text = answer_sentence(summarize(rows, n_boot=20, curves=curves))
     assert "and 2 of 2 with restarts every R=3; of those, 0 and 1 came within the first 3" in text
+    assert "twins (the same overshoot, no restart after it): 1 blew up." in text
 
 
 def test_stored_rows_without_end_rise_get_it_from_their_own_columns(tmp_path: Path) -> None:

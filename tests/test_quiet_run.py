@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,9 @@ def test_embedded_run_prints_only_its_own_lines(tmp_path):
     ray_s = _seconds(up[0].rsplit(" ", 1)[1])
     first = next(ln for ln in lines if "1/2 trials" in ln)
     assert _seconds(first.split("elapsed ")[1].split(",")[0]) >= ray_s, (up[0], first)
+    # every time it prints is m:ss, the end's as well
+    done = [ln for ln in lines if " finished in " in ln]
+    assert len(done) == 1 and re.fullmatch(r".* finished in \d+:\d\d: 2 completed.*", done[0])
     foreign = [ln for ln in lines if not ln.startswith("[diloco-sweep] ")]
     assert not foreign, "lines on stderr that are not diloco-sweep's:\n" + "\n".join(foreign)
     assert r.stdout.strip() == f"{tmp_path / 'out' / 'quiet'}: 2 completed, 0 diverged, 0 failed"

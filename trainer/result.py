@@ -76,8 +76,9 @@ class TrainResult:
 def curve_rise(losses: list[float]) -> float:
     """max_t L_t / min_{s<=t} L_s - 1 over the finite losses of an eval curve, 0.0 if none.
 
-    Measured against the running minimum, not the initial loss, so a late blow-up from a low
-    loss counts in full and an early transient counts only by how far it climbed. Non-finite
+    Measured against the running minimum, not the initial loss, so a late climb from a low loss
+    counts in full and an early transient only by how far it climbed. It marks a spike on a
+    stable trial (``spiked``); whether a trial blew up is ``end_rise``'s question. Non-finite
     losses are left out: such a trial is diverged, which outranks any rise.
     """
     return float(curve_rises(np.asarray([losses], dtype=np.float64).reshape(1, -1))[0])

@@ -55,7 +55,8 @@ class BoundarySettings:
     check_above: int = 2
     """Probes between the first unstable α and ``high`` after converging, to find ragged lines."""
     rise: float = RISE
-    """The blow-up threshold that decides whether a probe is stable."""
+    """The threshold that decides whether a probe is stable: it ended within this of its best
+    eval loss (docs/design.md, "Stable")."""
     metric: Literal["final_loss"] = "final_loss"
     """The loss each trial reports to Tune as its objective (the search reads the outcome)."""
 
