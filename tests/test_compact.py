@@ -1,6 +1,6 @@
 """`compact` merges a finished sweep's files without changing what any reader returns, and a
-rerun after it runs nothing. On a copy of the shipped main-job results at H = 16 (72 real
-trials, two of them diverged), with the main job's spec cut to that H."""
+rerun after it runs nothing. On a copy of the shipped main-job results at H = 16 (84 real
+trials, 47 of them diverged), with the main job's spec cut to that H."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -76,17 +77,21 @@ def _files(folder: Path, part: str) -> list[Path]:
 
 def test_every_reader_returns_the_same_rows_after_compact(sweep):
     before = _everything(sweep)
-    assert len(before["pandas trials"]) == 72 and len(_files(sweep, "trials")) == 72
+    assert len(before["pandas trials"]) == 84 and len(_files(sweep, "trials")) == 84
     s = compact(Store.at(str(sweep)), max_trials=30)
-    assert (s.trials, s.files_before, s.files_after) == (72, 144, 6)
+    assert (s.trials, s.files_before, s.files_after) == (84, 168, 6)
     assert all(is_compacted(str(f)) for p in ("trials", "curves") for f in _files(sweep, p))
     _same(before, _everything(sweep))
     assert compact(Store.at(str(sweep))).trials == 0  # nothing left to merge
 
 
 def test_roles_and_a_newer_column_survive(sweep):
-    """The shipped rows predate roles and the flops column; one row of today's schema joins
-    them. The merged file has both, as the store and analysis read them before."""
+    """Rows of an older version (the shipped rows with their roles and the flops column
+    taken out) and one row of today's schema: the merged file has both, as the store and
+    analysis read them before."""
+    for f in _files(sweep, "trials"):
+        old = pq.read_table(f).drop_columns(["flops"])
+        pq.write_table(old.cast(pa.schema([pa.field(x.name, x.type) for x in old.schema])), f)
     spec = load_h16()
     store = Store.at(str(sweep))
     cfg = trial_config(spec, grid_points(spec.space)[0]).replace(outer_steps=13)
@@ -119,11 +124,11 @@ def test_the_merged_file_keeps_the_roles(tmp_path):
 
 def test_a_rerun_after_compact_runs_nothing(sweep, capsys):
     assert main(["compact", str(sweep)]) == 0
-    assert "72 trials compacted; 144 files → 2" in capsys.readouterr().out
+    assert "84 trials compacted; 168 files → 2" in capsys.readouterr().out
     spec = load_h16()
     s = run_sweep(spec, output=str(sweep.parent), stream=open("/dev/null", "w"))
-    assert (s.total, s.skipped, s.ran) == (72, 72, 0)
-    assert s.counts == {"completed": 70, "diverged": 2, "failed": 0}
+    assert (s.total, s.skipped, s.ran) == (84, 84, 0)
+    assert s.counts == {"completed": 37, "diverged": 47, "failed": 0}
     # a sampler proposing a stored trial finds its row in the compacted file
     cfg = trial_config(spec, grid_points(spec.space)[5])
     store = Store.at(str(sweep))
@@ -156,7 +161,7 @@ def test_a_compaction_killed_halfway_leaves_no_duplicate(sweep, tmp_path):
     mid = _everything(sweep)
     for name in ("store trials", "store curves", "load_trials", "load_curves"):
         pd.testing.assert_frame_equal(mid[name], before[name], obj=name)
-    assert len(mid["pandas trials"]) == 92  # plain pandas sees the copies until compact again
+    assert len(mid["pandas trials"]) == 104  # plain pandas sees the copies until compact again
     s = compact(Store.at(str(sweep)))
     assert (s.trials, s.copies_removed) == (0, 20)
     _same(before, _everything(sweep))
@@ -164,14 +169,14 @@ def test_a_compaction_killed_halfway_leaves_no_duplicate(sweep, tmp_path):
 
 def test_force_expands_compacted_files_before_it_reruns(sweep, monkeypatch):
     before = _everything(sweep)
-    compact(Store.at(str(sweep)), max_trials=25)  # three files to expand
+    compact(Store.at(str(sweep)), max_trials=25)  # four files to expand
     asked = []
     monkeypatch.setattr(runner, "_tune", lambda spec, p, *a, **k: asked.append(p.to_sample) or [])
     run_sweep(load_h16(), output=str(sweep.parent), force=True,
               stream=open("/dev/null", "w"))
-    assert asked == [72]
+    assert asked == [84]
     assert not any(is_compacted(str(f)) for p in ("trials", "curves") for f in _files(sweep, p))
-    assert len(_files(sweep, "trials")) == len(_files(sweep, "curves")) == 72
+    assert len(_files(sweep, "trials")) == len(_files(sweep, "curves")) == 84
     _same(before, _everything(sweep))
 
 
