@@ -90,7 +90,7 @@ def test_check_prints_the_cost_and_its_assumptions(capsys):
 def test_a_cpu_spec_is_told_its_gpu_hours_are_hypothetical(capsys):
     assert main(["check", "sweeps/specs/restart_cpu.yaml"]) == 0
     out = capsys.readouterr().out
-    assert "# sweep: 216 trials, 4.31e+13 FLOP" in out and "asks for no GPU" in out
+    assert "# sweep: 252 trials, 5.03e+13 FLOP" in out and "asks for no GPU" in out
     assert main(["check", PAPER]) == 0
     assert "asks for no GPU" not in capsys.readouterr().out
 
