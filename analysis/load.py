@@ -289,8 +289,8 @@ def load_sweep_meta(path: str | Path) -> dict[str, Any]:
             try:
                 with fs.open_input_stream(target) as f:
                     meta = json.loads(f.read().decode("utf-8"))
-            except (OSError, ValueError) as exc:
-                warnings.warn(f"analysis: could not read {target}: {exc}", stacklevel=2)
+            except (OSError, ValueError, RecursionError) as exc:  # nested too deep: Recursion
+                warnings.warn(f"analysis: could not read {target}: {exc!r}", stacklevel=2)
                 return {}
             return meta if isinstance(meta, dict) else {}
     return {}

@@ -1,8 +1,10 @@
-"""Errors of the results store that the command line turns into one clear line and exit code 1."""
+"""Errors of the results store that the command line turns into one clear line: exit code 1,
+except the bad input of BadUriError and DamagedMetaError (exit code 2)."""
 
 from __future__ import annotations
 
-__all__ = ["StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError", "BadUriError"]
+__all__ = ["StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError", "BadUriError",
+           "DamagedMetaError"]
 
 
 class StoreError(OSError):
@@ -39,3 +41,8 @@ class ForeignFileError(ValueError):
 
 class BadUriError(ValueError):
     """A results store named by a scheme or form diloco-sweep does not support (exit code 2)."""
+
+
+class DamagedMetaError(ValueError):
+    """A sweep.json that is not JSON, or not of the shape diloco-sweep writes (exit code 2): the
+    sweep's history is the user's to move aside; nothing reads past it or writes over it."""

@@ -132,11 +132,11 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
                 address: str | None, force: bool, stream: TextIO,
                 verbose: bool, t0: float) -> RunSummary:
     try:
+        meta = store.read_meta() or {}  # first: a damaged one stops the run before any change
         gone = store.remove_temporaries()  # left by writers killed in an earlier run
         if force and store.compacted_ids():  # a rerun's rows replace one file per trial
             _log(stream, f"expanded {expand(store)} compacted trial(s) back into their own files")
         rows = store.read_trials().to_pylist()
-        meta = store.read_meta() or {}
     except StoreError:
         raise
     except OSError as e:

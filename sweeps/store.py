@@ -30,12 +30,13 @@ from trainer.config import TrainConfig
 from trainer.result import CURVE_COLUMNS
 
 from .columns import RUNTIME_FIELDS, TRIAL_SCHEMA
-from .errors import ForeignFileError, StoreError
+from .errors import DamagedMetaError, ForeignFileError
 from .uri import open_fs
 from .validate import field_kind
 
 __all__ = ["Store", "trial_id", "row_trial_id", "row_problem", "TRIAL_SCHEMA", "CURVE_SCHEMA",
-           "DONE_STATUSES", "open_fs", "COMPACTED_PREFIX", "is_compacted", "curve_table"]
+           "DONE_STATUSES", "open_fs", "COMPACTED_PREFIX", "is_compacted", "curve_table",
+           "meta_problem", "META_DEPTH"]
 
 DONE_STATUSES = ("completed", "diverged")
 _READ_THREADS = 8  # small files on S3 are latency-bound
@@ -110,6 +111,41 @@ def row_problem(table: pa.Table, path: str) -> str | None:
             return (f"{where}its settings hash to {actual}, not to its trial_id {tid}: the row "
                     f"was edited or belongs to another configuration")
     return None
+
+
+META_DEPTH = 64
+"""How deep sweep.json may nest (what the store writes nests about 8 deep; Python's own
+recursion limit would otherwise decide, with a RecursionError, in json or any later walk)."""
+_META_TYPES = {"runs": list, "spec": dict, "search": dict, "versions": dict}
+
+
+def meta_problem(meta: Any) -> str | None:
+    """Why ``meta`` (sweep.json as parsed) is not of the shape the store writes, or None: an
+    object, nested at most META_DEPTH deep, whose ``runs`` is a list of objects and whose
+    ``spec``, ``search`` and ``versions`` are objects (each may be absent or null)."""
+    if not isinstance(meta, dict):
+        return f"a JSON {_json_kind(meta)} where an object is expected"
+    for key, typ in _META_TYPES.items():
+        v = meta.get(key)
+        if v is not None and not isinstance(v, typ):
+            return (f"{key!r} is a JSON {_json_kind(v)} where "
+                    f"{'a list' if typ is list else 'an object'} is expected")
+    bad = next((i for i, r in enumerate(meta.get("runs") or []) if not isinstance(r, dict)), None)
+    if bad is not None:
+        return f"runs[{bad}] is a JSON {_json_kind(meta['runs'][bad])} where an object is expected"
+    level, depth = [meta], 0
+    while level:  # breadth first, no recursion: the depth is what is being checked
+        depth += 1
+        if depth > META_DEPTH:
+            return f"nested more than {META_DEPTH} deep"
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v)
+                 if isinstance(c, (dict, list))]
+    return None
+
+
+def _json_kind(v: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
+            int: "number", float: "number"}.get(type(v), type(v).__name__)
 
 
 _CURVE_TYPES = {"outer_step": pa.int64(), "tokens": pa.int64()}
@@ -219,17 +255,26 @@ class Store:
     # ------------------------------------------------------------------ reading
     def read_meta(self) -> dict[str, Any] | None:
         """sweep.json, or None when there is none. Any other failure raises: a run must not
-        take an unreachable store for an empty one and overwrite the history of its runs."""
+        take an unreachable store for an empty one and overwrite the history of its runs.
+        DamagedMetaError (exit 2) when it is not JSON or not of the shape ``meta_problem``
+        allows: every command that reads it gives that one answer, and none writes over it."""
         try:
             with self.fs.open_input_stream(f"{self.root}/sweep.json") as f:
                 data = f.read()
         except FileNotFoundError:
             return None
         try:
-            return json.loads(data)
+            meta = json.loads(data)
+        except RecursionError:
+            why = "nested too deep to read"
         except ValueError as e:
-            raise StoreError(f"{self.uri}/sweep.json is damaged ({e}); move it aside to go "
-                             f"on (the trial rows do not depend on it)") from None
+            why = str(e)
+        else:
+            why = meta_problem(meta)
+        if why is not None:
+            raise DamagedMetaError(f"{self.uri}: damaged sweep.json ({why}); move it aside to "
+                                   f"go on (the trial rows do not depend on it)")
+        return meta
 
     def _files(self, sub: str) -> list[str]:
         sel = pafs.FileSelector(f"{self.root}/{sub}", allow_not_found=True)

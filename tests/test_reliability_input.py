@@ -256,13 +256,49 @@ def test_s3_unreachable(tmp_path, capsys, monkeypatch):
     assert time.time() - t0 < 60  # the SDK's retries, then a clear error; no hang
 
 
-def test_damaged_sweep_json_is_an_error_not_a_fresh_start(tmp_path, capsys):
+BAD_META = [
+    ("cut-short", '{"name": "rel", "runs": [', "Expecting value"),
+    ("a-list", "[]", "a JSON list where an object is expected"),
+    ("null", "null", "a JSON null where an object is expected"),
+    ("runs-a-string", '{"runs": "oops"}', "'runs' is a JSON string where a list is expected"),
+    ("run-not-an-object", '{"runs": [1]}', "runs[0] is a JSON number"),
+    ("spec-a-list", '{"spec": []}', "'spec' is a JSON list where an object is expected"),
+    ("recursion", "[" * 100_000 + "]" * 100_000, "nested too deep to read"),
+    ("deep", '{"x": ' + "[" * 100 + "]" * 100 + "}", "nested more than 64 deep"),
+]
+
+
+@pytest.mark.parametrize("text,why", [b[1:] for b in BAD_META], ids=[b[0] for b in BAD_META])
+def test_damaged_sweep_json_gets_one_answer_from_every_command(tmp_path, capsys, text, why):
+    """A sweep.json of any wrong shape (it raised AttributeError or RecursionError, and `run`
+    overwrote `[]` and `null` as a new sweep): every command that reads it refuses it with the
+    same line, exit 2, and nothing in the folder changes."""
     out = tmp_path / "out"
     folder, _ = _stored(tmp_path, out)
-    (folder / "sweep.json").write_text('{"name": "rel", "runs": [')  # cut short by hand
+    (folder / "sweep.json").write_text(text)
+    (folder / "trials" / ".x.parquet.tmp-0").write_bytes(b"left by a killed writer")
+    before = _snapshot(folder)
+    line = f"{folder}: damaged sweep.json ({why}"
     spec = _spec(tmp_path, output=out)
-    _refused(capsys, ["run", str(spec)], 1, "sweep.json is damaged")
-    assert (folder / "sweep.json").read_text() == '{"name": "rel", "runs": ['
+    for argv in (["run", str(spec)], ["run", str(spec), "--force"], ["status", str(folder)],
+                 ["show", str(folder)], ["report", str(folder), "-o", str(tmp_path / "r.html")],
+                 ["compact", str(folder)]):
+        err = _refused(capsys, argv, 2, line, "move it aside")
+        assert _snapshot(folder) == before, argv
+    assert not (tmp_path / "r.html").exists()
+    assert "move it aside" in err
+
+
+def test_damaged_sweep_json_exit_code_of_the_real_command(tmp_path):
+    out = tmp_path / "out"
+    folder, before = _stored(tmp_path, out)
+    (folder / "sweep.json").write_text("[]")
+    r = subprocess.run([sys.executable, "-m", "sweeps", "status", str(folder)], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (f"diloco-sweep: error: {folder}: damaged sweep.json (a JSON "
+                                f"list where an object is expected); move it aside to go on "
+                                f"(the trial rows do not depend on it)")
 
 
 def test_damaged_row_is_skipped_named_and_counted_missing(tmp_path, capsys):
