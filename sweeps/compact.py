@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .lock import SweepLock
 from .store import COMPACTED_PREFIX, DONE_STATUSES, Store, is_compacted
@@ -59,7 +58,7 @@ def _tid(path: str) -> str:
 
 
 def _merge(store: Store, files: list[str]) -> pa.Table:
-    tables = [pq.read_table(f, filesystem=store.fs) for f in files]
+    tables = [store.read_parquet(f) for f in files]
     return pa.concat_tables(tables, promote_options="permissive")
 
 
@@ -105,7 +104,7 @@ def expand(store: Store) -> int:
     n = 0
     for part in _PARTS:
         for f in [f for f in store._files(part) if is_compacted(f)]:
-            table = pq.read_table(f, filesystem=store.fs)
+            table = store.read_parquet(f)
             ids = sorted(set(table.column("trial_id").to_pylist()))
             for t in ids:
                 one = table.filter(pc.field("trial_id") == t)

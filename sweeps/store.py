@@ -36,7 +36,7 @@ from .validate import field_kind
 
 __all__ = ["Store", "trial_id", "row_trial_id", "row_problem", "TRIAL_SCHEMA", "CURVE_SCHEMA",
            "DONE_STATUSES", "open_fs", "COMPACTED_PREFIX", "is_compacted", "curve_table",
-           "meta_problem", "META_DEPTH"]
+           "meta_problem", "META_DEPTH", "footer_problem", "MAX_FOOTER"]
 
 DONE_STATUSES = ("completed", "diverged")
 _READ_THREADS = 8  # small files on S3 are latency-bound
@@ -146,6 +146,32 @@ def meta_problem(meta: Any) -> str | None:
 def _json_kind(v: Any) -> str:
     return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
             int: "number", float: "number"}.get(type(v), type(v).__name__)
+
+
+MAX_FOOTER = 64 << 20
+"""Bytes of Parquet metadata a reader accepts (what the store writes is a few kB a file, about
+16 MB for a 10,000-trial compacted file). pyarrow allocates and reads whatever length a
+footer claims: a 2 GB sparse file claiming 2 GB cost every reader 2.4 GB."""
+
+
+def footer_problem(f: pa.NativeFile) -> str | None:
+    """Why the Parquet footer of the open file ``f`` must not be read, or None: its last 8 bytes
+    are the metadata's length (4 bytes, little-endian) and ``PAR1``; a length longer than the
+    file or than MAX_FOOTER is refused before pyarrow allocates it. Anything else (no
+    ``PAR1``: a cut-short file) is left to pyarrow, which refuses it cheaply."""
+    size = f.size()
+    if size < 12:
+        return None
+    tail = f.read_at(8, size - 8)
+    if tail[4:] != b"PAR1":
+        return None
+    n = int.from_bytes(tail[:4], "little")
+    if n > size - 12:
+        return f"its Parquet footer claims {n} bytes of metadata, more than the file's {size}"
+    if n > MAX_FOOTER:
+        return (f"its Parquet footer claims {n} bytes of metadata, more than the "
+                f"{MAX_FOOTER >> 20} MiB a results file may have; not read")
+    return None
 
 
 _CURVE_TYPES = {"outer_step": pa.int64(), "tokens": pa.int64()}
@@ -328,11 +354,20 @@ class Store:
         t = pa.concat_tables(tables) if tables else schema.empty_table()
         return t.select(columns) if columns else t
 
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """One Parquet file of the store as pyarrow reads it, its footer checked first
+        (``footer_problem``; ForeignFileError): the one place the store opens a file."""
+        with self.fs.open_input_file(path) as f:
+            why = footer_problem(f)
+            if why is not None:
+                raise ForeignFileError(f"{path}: {why}")
+            return pq.read_table(f, columns=columns)
+
     def _read_file(self, path: str, schema: pa.Schema) -> pa.Table:
         """One Parquet file as ``schema``. A file with an Arrow extension type is refused
         unread: some (Ray's ``ray.data.arrow_pickled_object``, registered whenever Ray Tune
         is imported) unpickle their values when converted to Python."""
-        t = pq.read_table(path, filesystem=self.fs)
+        t = self.read_parquet(path)
         for f in t.schema:
             if _has_extension(f.type):
                 raise ForeignFileError(f"{path}: column {f.name!r} has the Arrow extension "
@@ -423,7 +458,7 @@ class Store:
         for f in self._files(sub):
             if is_compacted(f):
                 try:
-                    t = pq.read_table(f, filesystem=self.fs, columns=["trial_id"])
+                    t = self.read_parquet(f, columns=["trial_id"])
                 except Exception as e:  # noqa: BLE001
                     if not _damaged(e):
                         raise
