@@ -65,7 +65,9 @@ def _merge(store: Store, files: list[str]) -> pa.Table:
 def compact(store: Store, max_trials: int = MAX_TRIALS) -> CompactSummary:
     """Merge the done trials' own files of ``store``; holds the sweep's lock throughout
     (SweepBusyError while a run of the sweep is going on); refuses a damaged sweep.json
-    (DamagedMetaError) before it changes anything."""
+    (DamagedMetaError) or a link out of the sweep folder (OutsideLinkError) before it changes
+    anything."""
+    store.check_links()  # before the lock: it writes .lock
     with SweepLock(store):
         store.read_meta()  # DamagedMetaError: the one answer every command gives a damaged one
         s = CompactSummary(files_before=sum(len(store._files(p)) for p in _PARTS))

@@ -120,6 +120,7 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     preflight(spec, local=runs_locally(address))
     check_loggers(spec, out, SpecError)
     store = Store(out, spec.name)
+    store.check_links()  # before the lock: it writes .lock
     with SweepLock(store) as lock:
         if lock.taken_over:
             _log(stream, f"lock of an earlier run that ended without releasing it taken over "

@@ -3,8 +3,8 @@
 A local path, a shared filesystem and ``s3://bucket/prefix`` all work (for an S3-compatible
 endpoint add ``?endpoint_override=host:port&scheme=http`` to the URI, or set AWS_ENDPOINT_URL).
 Every trial writes one Parquet file for its row and one for its curve, each whole or not at all:
-on a filesystem through a hidden temporary (``.<id>.tmp-<uuid>``, which the Parquet dataset
-reader skips) and a rename; on S3 as a single object upload, which is atomic by itself.
+on a filesystem through a hidden temporary (``.<file>.tmp-diloco-<uuid>``, which the Parquet
+dataset reader skips, and the only name ``remove_temporaries`` deletes) and a rename; on S3 as a single object upload, which is atomic by itself.
 Every read checks every trial row against its trial_id (``row_problem``) and skips, naming
 it in ``Store.skipped``, a file that fails. Where a store may be: ``sweeps.uri``.
 """
@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
@@ -30,7 +31,7 @@ from trainer.config import TrainConfig
 from trainer.result import CURVE_COLUMNS
 
 from .columns import RUNTIME_FIELDS, TRIAL_SCHEMA
-from .errors import DamagedMetaError, ForeignFileError
+from .errors import DamagedMetaError, ForeignFileError, OutsideLinkError
 from .uri import open_fs
 from .validate import field_kind
 
@@ -43,6 +44,13 @@ _READ_THREADS = 8  # small files on S3 are latency-bound
 COMPACTED_PREFIX = "compacted-"
 """Files of many trials' rows (or curves) that ``sweeps.compact`` merged; the others are named
 by their one trial_id."""
+
+
+_TEMP = re.compile(r"\.(?:[0-9a-f]{16}\.parquet|compacted-(?:pack-)?[0-9a-f]{16}\.parquet"
+                   r"|sweep\.json)\.tmp-(?:diloco-)?[0-9a-f]{32}")
+"""The temporaries ``Store._put`` makes: ``.<file>.tmp-diloco-<uuid>`` of a file the store writes
+(a trial's, a compacted one, sweep.json); before the ``diloco-`` mark, ``.<file>.tmp-<uuid>``.
+Nothing else is ever deleted as a temporary."""
 
 
 def is_compacted(path: str) -> bool:
@@ -231,7 +239,7 @@ class Store:
                 f.write(data)
             return
         self.fs.create_dir(parent, recursive=True)
-        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex}"
+        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-diloco-{uuid.uuid4().hex}"
         try:
             with self.fs.open_output_stream(tmp) as f:
                 f.write(data)
@@ -377,8 +385,8 @@ class Store:
         return pa.Table.from_arrays(cols, schema=schema)
 
     def remove_temporaries(self) -> list[str]:
-        """Delete hidden ``.<file>.tmp-<uuid>`` files left by killed writers (a filesystem
-        only; S3 has none), and compacted curves whose rows never landed (a pack or a
+        """Delete the temporaries ``_put`` makes (``_TEMP``) left by killed writers (a
+        filesystem only; S3 has none), and compacted curves whose rows never landed (a pack or a
         compaction killed between its two writes: its trials were not stored, and run again).
         Call it only while holding the sweep's lock, with no trial running."""
         gone = []
@@ -392,11 +400,45 @@ class Store:
         for sub in ("", "/trials", "/curves"):
             sel = pafs.FileSelector(self.root + sub, allow_not_found=True)
             for i in self.fs.get_file_info(sel):
-                if i.type == pafs.FileType.File and i.base_name.startswith(".") \
-                        and ".tmp-" in i.base_name:
+                if i.type == pafs.FileType.File and _TEMP.fullmatch(i.base_name):
                     self.fs.delete_file(i.path)
                     gone.append(i.path)
         return gone
+
+    def check_links(self) -> None:
+        """Refuse (OutsideLinkError) a sweep folder where a run would write or delete outside
+        it: ``trials/``, ``curves/``, ``sweep.json``, ``.lock`` or an entry of ``trials/`` or
+        ``curves/`` that is a symbolic link resolving outside the folder. A linked output or
+        sweep folder is fine (a scratch disk): links are resolved against the folder's own
+        real path. Call it before the lock is taken (the lock writes ``.lock``)."""
+        if self.fs.type_name != "local":
+            return
+        root = os.path.realpath(self.root)
+        bad = []
+
+        def check(path: str) -> None:
+            real = os.path.realpath(path)
+            if real != root and not real.startswith(root + os.sep):
+                bad.append((path, real))
+
+        for name in ("trials", "curves", "sweep.json", ".lock"):
+            if os.path.islink(f"{self.root}/{name}"):
+                check(f"{self.root}/{name}")
+        for sub in ("trials", "curves"):
+            folder = f"{self.root}/{sub}"
+            if not os.path.isdir(folder) or any(p == folder for p, _ in bad):
+                continue
+            with os.scandir(folder) as entries:
+                for e in entries:
+                    if e.is_symlink():
+                        check(e.path)
+        if bad:
+            (path, real), more = bad[0], len(bad) - 1
+            raise OutsideLinkError(
+                f"{path}: a symbolic link to {real}, outside the sweep folder {self.uri}"
+                + (f" (and {more} more such link(s))" if more else "")
+                + "; diloco-sweep writes and deletes only inside a sweep's folder: replace the "
+                  "link by what it points to, or link the whole sweep folder or output instead")
 
     def statuses(self) -> dict[str, str]:
         """trial_id → status of every row on disk."""

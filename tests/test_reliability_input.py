@@ -315,6 +315,69 @@ def test_damaged_row_is_skipped_named_and_counted_missing(tmp_path, capsys):
     assert "skipped" in text and victim.name in text
 
 
+# ------------------------------------------------------------------------- links out of a sweep
+def _linked_out(tmp_path: Path, out: Path, entry: str) -> tuple[Path, Path, str]:
+    """A stored sweep where ``entry`` (trials, curves, or ``a row``: a file of trials/) is a
+    symbolic link to a folder (or file) outside it; that folder holds a temporary-looking file
+    of its own. Returns the folder, the outside one, and the entry's path in the sweep."""
+    folder, _ = _stored(tmp_path, out)
+    if entry == "a row":
+        entry = "trials/" + sorted((folder / "trials").iterdir())[0].name
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".notes.tmp-1").write_text("someone else's file")
+    target = folder / entry
+    if target.is_dir():
+        target.rename(elsewhere / entry)
+        target.symlink_to(elsewhere / entry)
+    else:
+        (elsewhere / "row.parquet").write_bytes(target.read_bytes())
+        target.unlink()
+        target.symlink_to(elsewhere / "row.parquet")
+    return folder, elsewhere, entry
+
+
+@pytest.mark.parametrize("entry", ["trials", "curves", "a row"])
+def test_a_link_out_of_the_sweep_folder_is_refused_before_anything_runs(tmp_path, capsys,
+                                                                        entry):
+    """`trials/` a link to another folder: `run` wrote its files there and deleted that
+    folder's `.notes.tmp-1`. A link out of the sweep is refused by `run` and `compact`, exit 2,
+    naming it; nothing changes on either side."""
+    out = tmp_path / "out"
+    folder, elsewhere, entry = _linked_out(tmp_path, out, entry)
+    before, theirs = _snapshot(folder), _snapshot(elsewhere)
+    spec = _spec(tmp_path, space={"seed": [0, 1, 2]}, output=out)
+    for argv in (["run", str(spec)], ["compact", str(folder)]):
+        _refused(capsys, argv, 2, f"{folder / entry}: a symbolic link to ",
+                 f"outside the sweep folder {folder}", "writes and deletes only inside")
+        assert _snapshot(folder) == before and _snapshot(elsewhere) == theirs, argv
+    assert not (folder / ".lock").exists()
+
+
+def test_a_linked_output_and_sweep_folder_are_fine_and_only_our_temporaries_go(tmp_path,
+                                                                               capsys):
+    """A scratch disk: `--output` a link, the sweep folder a link. A run there works, removes
+    the temporaries its own writers leave (`.<file>.tmp-diloco-<uuid>`, and the older
+    `.<file>.tmp-<uuid>`), and leaves every other hidden file alone."""
+    scratch = tmp_path / "scratch"
+    folder, _ = _stored(tmp_path, scratch / "out")
+    (tmp_path / "out").symlink_to(scratch / "out")
+    mine = [folder / "trials" / f".{'ab' * 8}.parquet.tmp-diloco-{'0' * 32}",
+            folder / "curves" / f".compacted-pack-{'cd' * 8}.parquet.tmp-{'1' * 32}",
+            folder / f".sweep.json.tmp-diloco-{'2' * 32}"]
+    theirs = [folder / "trials" / ".notes.tmp-1", folder / ".sweep.json.tmp-mine",
+              folder / "trials" / f".{'ab' * 8}.parquet.tmp-diloco-{'0' * 31}"]
+    for f in mine + theirs:
+        f.write_text("x")
+    spec = _spec(tmp_path, output=tmp_path / "out")
+    assert main(["run", str(spec), "--no-report"]) == 0, capsys.readouterr().err
+    assert "removed 3 temporary file(s)" in capsys.readouterr().err
+    assert [f.exists() for f in mine + theirs] == [False] * 3 + [True] * 3
+    (tmp_path / "linked").symlink_to(folder)
+    assert main(["compact", str(tmp_path / "linked")]) == 0, capsys.readouterr().err
+    assert "2 trials compacted" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------- the sweep lock
 _HOLDER = """
 import sys, time
