@@ -47,9 +47,9 @@ by their one trial_id."""
 
 
 _TEMP = re.compile(r"\.(?:[0-9a-f]{16}\.parquet|compacted-(?:pack-)?[0-9a-f]{16}\.parquet"
-                   r"|sweep\.json)\.tmp-(?:diloco-)?[0-9a-f]{32}")
+                   r"|sweep\.json|\.compact-journal\.json)\.tmp-(?:diloco-)?[0-9a-f]{32}")
 """The temporaries ``Store._put`` makes: ``.<file>.tmp-diloco-<uuid>`` of a file the store writes
-(a trial's, a compacted one, sweep.json); before the ``diloco-`` mark, ``.<file>.tmp-<uuid>``.
+(a trial's, a compacted one, sweep.json, compact's journal); before the ``diloco-`` mark, ``.<file>.tmp-<uuid>``.
 Nothing else is ever deleted as a temporary."""
 
 
