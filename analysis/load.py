@@ -96,7 +96,12 @@ def _read_all(fs: pafs.FileSystem, files: list[pafs.FileInfo],
 
     def read(info: pafs.FileInfo) -> pa.Table | None:
         try:
-            table = pq.read_table(info.path, filesystem=fs)
+            with fs.open_input_file(info.path) as f:
+                why = _footer_problem(f)
+                if why is not None:
+                    warnings.warn(f"analysis: skipped {info.path}: {why}", stacklevel=4)
+                    return None
+                table = pq.read_table(f)
         except Exception as exc:  # a truncated file raises ArrowInvalid/OSError; any is a skip
             warnings.warn(f"analysis: skipped unreadable Parquet file {info.path}: {exc}",
                           stacklevel=4)
@@ -120,6 +125,28 @@ def _read_all(fs: pafs.FileSystem, files: list[pafs.FileInfo],
     table = pa.concat_tables([_conform(t, schema) for t in tables])
     # filtered after unifying, so a column an older file lacks is null there and never matches
     return table if filter_expr is None else table.filter(filter_expr)
+
+
+_MAX_FOOTER = 64 << 20  # bytes of Parquet metadata; sweeps.store.MAX_FOOTER says why
+
+
+def _footer_problem(f: pa.NativeFile) -> str | None:
+    """sweeps.store.footer_problem, for readers without the sweep service: a footer claiming
+    more metadata than the file holds or than _MAX_FOOTER is refused before pyarrow
+    allocates it."""
+    size = f.size()
+    if size < 12:
+        return None
+    tail = f.read_at(8, size - 8)
+    n = int.from_bytes(tail[:4], "little")
+    if tail[4:] != b"PAR1":
+        return None
+    if n > size - 12:
+        return f"its Parquet footer claims {n} bytes of metadata, more than the file's {size}"
+    if n > _MAX_FOOTER:
+        return (f"its Parquet footer claims {n} bytes of metadata, more than the "
+                f"{_MAX_FOOTER >> 20} MiB a results file may have; not read")
+    return None
 
 
 def _has_extension(typ: pa.DataType) -> bool:
@@ -289,8 +316,8 @@ def load_sweep_meta(path: str | Path) -> dict[str, Any]:
             try:
                 with fs.open_input_stream(target) as f:
                     meta = json.loads(f.read().decode("utf-8"))
-            except (OSError, ValueError) as exc:
-                warnings.warn(f"analysis: could not read {target}: {exc}", stacklevel=2)
+            except (OSError, ValueError, RecursionError) as exc:  # nested too deep: Recursion
+                warnings.warn(f"analysis: could not read {target}: {exc!r}", stacklevel=2)
                 return {}
             return meta if isinstance(meta, dict) else {}
     return {}

@@ -133,13 +133,14 @@ def _main(argv: list[str] | None, started: float) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = build_parser(argv)
     args = ap.parse_args(argv)  # argparse exits 2 on a usage error
-    from .errors import BadUriError, StoreError
+    from .errors import BadUriError, DamagedMetaError, OutsideLinkError, StoreError
     from .spec import SpecError
     from .yamlmarks import YamlError
 
     try:
         return int(_dispatch(args, started) or 0)
-    except (SpecError, YamlError, UsageError, BadUriError) as e:
+    except (SpecError, YamlError, UsageError, BadUriError, DamagedMetaError,
+            OutsideLinkError) as e:
         _fail(e)
         return 2
     except StoreError as e:  # not writable, full, unreachable, busy: the message says which

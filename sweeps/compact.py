@@ -9,9 +9,14 @@ store"): the store, ``analysis.load_trials`` and ``pd.read_parquet`` of the fold
 
 - Rows stay keyed by ``trial_id``: a rerun reads them and runs nothing that is done.
 - Failed rows keep their own files (a rerun replaces them); so do damaged files.
-- Order: the compacted curves, then the compacted rows, then the deletes. A compaction killed
-  halfway leaves some trials in both places; the store's reader takes the compacted copy, and
-  ``compact`` again deletes the leftovers (``pd.read_parquet`` sees the copies until then).
+- Order: the compacted curves, then the compacted rows, then a journal (``JOURNAL`` in the
+  sweep folder: the trials whose own files are to go), then the deletes, then the journal is
+  removed. While the deletes run, and after a compaction killed among them, some trials are in
+  both places: the store's reader and ``analysis`` take the compacted copy, but a raw reader
+  (``pd.read_parquet`` of ``trials/``) sees both. The next ``run``, ``status`` or ``compact``
+  finds the journal and finishes the deletes (``finish_interrupted``): it deletes only the own
+  files of trials a readable compacted file holds, so a compacted file lost meanwhile rolls
+  back to the own files, which are kept.
 - ``run --force`` first expands compacted files back into one file per trial (``expand``), so
   a rerun's new rows replace the old ones as before.
 - Each file's schema is the union of the files it merges, field metadata (the roles) included:
@@ -20,22 +25,29 @@ store"): the store, ``analysis.load_trials`` and ``pd.read_parquet`` of the fold
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from . import faults
 from .lock import SweepLock
 from .store import COMPACTED_PREFIX, DONE_STATUSES, Store, is_compacted
 
-__all__ = ["CompactSummary", "compact", "expand", "MAX_TRIALS"]
+__all__ = ["CompactSummary", "compact", "expand", "MAX_TRIALS", "JOURNAL", "finish_interrupted"]
 
 MAX_TRIALS = 10_000
 """Trials per compacted file: one file of rows is ~1 kB per trial, its curves ~1 kB per step."""
 
 _PARTS = ("curves", "trials")  # written in this order: a row on disk means its curve is there
+JOURNAL = ".compact-journal.json"
+"""In the sweep folder while a compaction deletes: ``{"trials": [trial_id, ...]}``, the trials
+whose own files it deletes. Only ever names trials; what is deleted is decided again from the
+compacted files when it is read."""
+_TRIAL_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass
@@ -59,14 +71,19 @@ def _tid(path: str) -> str:
 
 
 def _merge(store: Store, files: list[str]) -> pa.Table:
-    tables = [pq.read_table(f, filesystem=store.fs) for f in files]
+    tables = [store.read_parquet(f) for f in files]
     return pa.concat_tables(tables, promote_options="permissive")
 
 
 def compact(store: Store, max_trials: int = MAX_TRIALS) -> CompactSummary:
     """Merge the done trials' own files of ``store``; holds the sweep's lock throughout
-    (SweepBusyError while a run of the sweep is going on)."""
+    (SweepBusyError while a run of the sweep is going on); refuses a damaged sweep.json
+    (DamagedMetaError) or a link out of the sweep folder (OutsideLinkError) before it changes
+    anything."""
+    store.check_links()  # before the lock: it writes .lock
     with SweepLock(store):
+        store.read_meta()  # DamagedMetaError: the one answer every command gives a damaged one
+        finish_interrupted(store)  # its leftovers would count as copies anyway; this is quicker
         s = CompactSummary(files_before=sum(len(store._files(p)) for p in _PARTS))
         held = set().union(*store.compacted_ids("trials").values())
         own = {_tid(f): f for f in store._files("trials") if not is_compacted(f)}
@@ -87,13 +104,54 @@ def compact(store: Store, max_trials: int = MAX_TRIALS) -> CompactSummary:
                            store._parquet_bytes(_merge(store, with_curve)))
             store._put(f"{store.root}/trials/{name}",
                        store._parquet_bytes(_merge(store, [own[t] for t in chunk])))
-        for t in todo + copies:  # the row first: a row on disk keeps its curve
-            store.fs.delete_file(own[t])
-            if t in curves:
-                store.fs.delete_file(curves[t])
+        if todo or copies:
+            store._put(f"{store.root}/{JOURNAL}", json.dumps({"trials": todo + copies}).encode())
+            _delete_own(store, todo + copies, own, curves)
+            store.fs.delete_file(f"{store.root}/{JOURNAL}")
         s.trials, s.copies_removed = len(todo), len(copies)
         s.files_after = sum(len(store._files(p)) for p in _PARTS)
         return s
+
+
+def _delete_own(store: Store, ids: list[str], own: dict[str, str],
+                curves: dict[str, str]) -> None:
+    n = 0
+    for t in ids:  # the row first: a row on disk keeps its curve
+        for f in (own.get(t), curves.get(t)):
+            if f is None:
+                continue
+            try:
+                store.fs.delete_file(f)
+            except FileNotFoundError:  # gone already: deleted before a compaction was killed
+                pass
+            n += 1
+            faults.compact_deleted(n)
+
+
+def finish_interrupted(store: Store) -> int | None:
+    """Finish the deletes of a compaction killed among them (its JOURNAL is there): delete the
+    own files of the trials it names that a readable compacted file holds; a trial no
+    compacted file holds keeps its own files (rolled back). Removes the journal. Returns how
+    many trials' own files went, or None when there was no journal. The caller holds the
+    sweep's lock (``run``, ``compact``; ``status`` takes it)."""
+    path = f"{store.root}/{JOURNAL}"
+    try:
+        with store.fs.open_input_stream(path) as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        named = json.loads(data).get("trials")
+        named = {t for t in named if isinstance(t, str) and _TRIAL_ID.fullmatch(t)}
+    except (ValueError, AttributeError, TypeError):  # not one the store wrote: delete nothing
+        named = set()
+    held = named & set().union(set(), *store.compacted_ids("trials").values())
+    own = {_tid(f): f for f in store._files("trials") if not is_compacted(f)}
+    curves = {_tid(f): f for f in store._files("curves") if not is_compacted(f)}
+    gone = sorted(t for t in held if t in own or t in curves)
+    _delete_own(store, gone, own, curves)
+    store.fs.delete_file(path)
+    return len(gone)
 
 
 def expand(store: Store) -> int:
@@ -103,7 +161,7 @@ def expand(store: Store) -> int:
     n = 0
     for part in _PARTS:
         for f in [f for f in store._files(part) if is_compacted(f)]:
-            table = pq.read_table(f, filesystem=store.fs)
+            table = store.read_parquet(f)
             ids = sorted(set(table.column("trial_id").to_pylist()))
             for t in ids:
                 one = table.filter(pc.field("trial_id") == t)

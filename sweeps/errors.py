@@ -1,8 +1,10 @@
-"""Errors of the results store that the command line turns into one clear line and exit code 1."""
+"""Errors of the results store that the command line turns into one clear line: exit code 1,
+except the bad input of BadUriError, DamagedMetaError and OutsideLinkError (exit code 2)."""
 
 from __future__ import annotations
 
-__all__ = ["StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError", "BadUriError"]
+__all__ = ["StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError", "BadUriError",
+           "DamagedMetaError", "OutsideLinkError"]
 
 
 class StoreError(OSError):
@@ -39,3 +41,13 @@ class ForeignFileError(ValueError):
 
 class BadUriError(ValueError):
     """A results store named by a scheme or form diloco-sweep does not support (exit code 2)."""
+
+
+class DamagedMetaError(ValueError):
+    """A sweep.json that is not JSON, or not of the shape diloco-sweep writes (exit code 2): the
+    sweep's history is the user's to move aside; nothing reads past it or writes over it."""
+
+
+class OutsideLinkError(ValueError):
+    """A sweep folder whose ``trials/``, ``curves/`` or an entry of them is a symbolic link
+    leading outside the folder (exit code 2): a run would write and delete there."""

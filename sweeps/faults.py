@@ -1,6 +1,7 @@
 """Fault injection for the reliability tests: kill a trial's process for real, once.
 
-Inert unless the driver's environment sets ``DILOCO_FAULT_KILL_AT``::
+Inert unless the driver's environment sets ``DILOCO_FAULT_KILL_AT`` (or, for ``compact``,
+``DILOCO_FAULT_COMPACT_PAUSE``: ``compact_deleted``)::
 
     DILOCO_FAULT_KILL_AT="<match>:<point>:<marker_dir>[,<match>:<point>:<marker_dir>...]"
 
@@ -24,9 +25,12 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ENV", "KillPlan", "KillPlans", "from_env"]
+__all__ = ["ENV", "KillPlan", "KillPlans", "from_env", "COMPACT_ENV", "compact_deleted"]
 
 ENV = "DILOCO_FAULT_KILL_AT"
+COMPACT_ENV = "DILOCO_FAULT_COMPACT_PAUSE"
+"""``<marker file>``: ``compact`` creates the file after its first delete and then waits (up to
+10 minutes), so that a test can SIGKILL it in the middle of its delete phase."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,17 @@ class KillPlans:
     def arm(self, tid: str, store: Any) -> None:
         for p in self.plans:
             p.arm(tid, store)
+
+
+def compact_deleted(n: int) -> None:
+    """Called by ``compact`` after its n-th delete; inert unless COMPACT_ENV is set."""
+    marker = os.environ.get(COMPACT_ENV)
+    if marker and n == 1:
+        import time
+
+        with open(marker, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(600)
 
 
 def from_env() -> KillPlans | None:

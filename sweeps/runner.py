@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Iterator, TextIO
 
-from .compact import expand
+from .compact import expand, finish_interrupted
 from .errors import StoreError, UnwrittenError
 from .lock import SweepLock
 from .loggers import check_loggers, logger_callbacks
@@ -120,6 +120,7 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     preflight(spec, local=runs_locally(address))
     check_loggers(spec, out, SpecError)
     store = Store(out, spec.name)
+    store.check_links()  # before the lock: it writes .lock
     with SweepLock(store) as lock:
         if lock.taken_over:
             _log(stream, f"lock of an earlier run that ended without releasing it taken over "
@@ -132,15 +133,19 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
                 address: str | None, force: bool, stream: TextIO,
                 verbose: bool, t0: float) -> RunSummary:
     try:
+        meta = store.read_meta() or {}  # first: a damaged one stops the run before any change
+        finished = finish_interrupted(store)  # a compact killed among its deletes
         gone = store.remove_temporaries()  # left by writers killed in an earlier run
         if force and store.compacted_ids():  # a rerun's rows replace one file per trial
             _log(stream, f"expanded {expand(store)} compacted trial(s) back into their own files")
         rows = store.read_trials().to_pylist()
-        meta = store.read_meta() or {}
     except StoreError:
         raise
     except OSError as e:
         raise StoreError(f"cannot read the results store {store.uri}: {e}") from None
+    if finished is not None:
+        _log(stream, f"finished a compaction that was interrupted: the own files of "
+                     f"{finished} compacted trial(s) removed")
     if gone:
         _log(stream, f"removed {len(gone)} temporary file(s) left by a killed writer")
     for f, why in store.skipped.items():

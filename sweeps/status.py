@@ -6,7 +6,9 @@ from collections import Counter
 
 import pyarrow.fs as pafs
 
+from .compact import JOURNAL, finish_interrupted
 from .errors import StoreError
+from .lock import SweepLock
 from .spec import SpecError, SweepSpec, load_spec, parse_spec
 from .store import Store
 from .uri import store_hint
@@ -64,11 +66,27 @@ def open_results(results: str) -> tuple[Store, dict | None]:
 def status(results: str, spec_path: str | None = None) -> str:
     store, meta = open_results(results)
     try:
-        return _status(store, meta, spec_path)
+        note = _finish_compaction(store)
+        return _status(store, meta, spec_path) + note
     except StoreError:
         raise
     except OSError as e:
         raise StoreError(f"cannot read {results}: {e}{store_hint(results, e)}") from None
+
+
+def _finish_compaction(store: Store) -> str:
+    """Finish a compaction killed among its deletes (sweeps.compact.finish_interrupted), under
+    the sweep's lock; a line saying so, or why it was left (a run or compact holds the lock,
+    or the store is read-only: readers are right meanwhile, a raw reader sees copies)."""
+    if store.fs.get_file_info(f"{store.root}/{JOURNAL}").type == pafs.FileType.NotFound:
+        return ""
+    try:
+        with SweepLock(store):
+            n = finish_interrupted(store)
+    except StoreError as e:  # busy, or not writable
+        return (f"\n  an interrupted compaction is not finished ({e}); until it is, a raw "
+                f"reader of trials/ sees some rows twice")
+    return f"\n  finished an interrupted compaction: the own files of {n} trial(s) removed"
 
 
 def _status(store: Store, meta: dict | None, spec_path: str | None) -> str:

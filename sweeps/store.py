@@ -3,8 +3,8 @@
 A local path, a shared filesystem and ``s3://bucket/prefix`` all work (for an S3-compatible
 endpoint add ``?endpoint_override=host:port&scheme=http`` to the URI, or set AWS_ENDPOINT_URL).
 Every trial writes one Parquet file for its row and one for its curve, each whole or not at all:
-on a filesystem through a hidden temporary (``.<id>.tmp-<uuid>``, which the Parquet dataset
-reader skips) and a rename; on S3 as a single object upload, which is atomic by itself.
+on a filesystem through a hidden temporary (``.<file>.tmp-diloco-<uuid>``, which the Parquet
+dataset reader skips, and the only name ``remove_temporaries`` deletes) and a rename; on S3 as a single object upload, which is atomic by itself.
 Every read checks every trial row against its trial_id (``row_problem``) and skips, naming
 it in ``Store.skipped``, a file that fails. Where a store may be: ``sweeps.uri``.
 """
@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
@@ -30,18 +31,26 @@ from trainer.config import TrainConfig
 from trainer.result import CURVE_COLUMNS
 
 from .columns import RUNTIME_FIELDS, TRIAL_SCHEMA
-from .errors import ForeignFileError, StoreError
+from .errors import DamagedMetaError, ForeignFileError, OutsideLinkError
 from .uri import open_fs
 from .validate import field_kind
 
 __all__ = ["Store", "trial_id", "row_trial_id", "row_problem", "TRIAL_SCHEMA", "CURVE_SCHEMA",
-           "DONE_STATUSES", "open_fs", "COMPACTED_PREFIX", "is_compacted", "curve_table"]
+           "DONE_STATUSES", "open_fs", "COMPACTED_PREFIX", "is_compacted", "curve_table",
+           "meta_problem", "META_DEPTH", "footer_problem", "MAX_FOOTER"]
 
 DONE_STATUSES = ("completed", "diverged")
 _READ_THREADS = 8  # small files on S3 are latency-bound
 COMPACTED_PREFIX = "compacted-"
 """Files of many trials' rows (or curves) that ``sweeps.compact`` merged; the others are named
 by their one trial_id."""
+
+
+_TEMP = re.compile(r"\.(?:[0-9a-f]{16}\.parquet|compacted-(?:pack-)?[0-9a-f]{16}\.parquet"
+                   r"|sweep\.json|\.compact-journal\.json)\.tmp-(?:diloco-)?[0-9a-f]{32}")
+"""The temporaries ``Store._put`` makes: ``.<file>.tmp-diloco-<uuid>`` of a file the store writes
+(a trial's, a compacted one, sweep.json, compact's journal); before the ``diloco-`` mark, ``.<file>.tmp-<uuid>``.
+Nothing else is ever deleted as a temporary."""
 
 
 def is_compacted(path: str) -> bool:
@@ -112,6 +121,67 @@ def row_problem(table: pa.Table, path: str) -> str | None:
     return None
 
 
+META_DEPTH = 64
+"""How deep sweep.json may nest (what the store writes nests about 8 deep; Python's own
+recursion limit would otherwise decide, with a RecursionError, in json or any later walk)."""
+_META_TYPES = {"runs": list, "spec": dict, "search": dict, "versions": dict}
+
+
+def meta_problem(meta: Any) -> str | None:
+    """Why ``meta`` (sweep.json as parsed) is not of the shape the store writes, or None: an
+    object, nested at most META_DEPTH deep, whose ``runs`` is a list of objects and whose
+    ``spec``, ``search`` and ``versions`` are objects (each may be absent or null)."""
+    if not isinstance(meta, dict):
+        return f"a JSON {_json_kind(meta)} where an object is expected"
+    for key, typ in _META_TYPES.items():
+        v = meta.get(key)
+        if v is not None and not isinstance(v, typ):
+            return (f"{key!r} is a JSON {_json_kind(v)} where "
+                    f"{'a list' if typ is list else 'an object'} is expected")
+    bad = next((i for i, r in enumerate(meta.get("runs") or []) if not isinstance(r, dict)), None)
+    if bad is not None:
+        return f"runs[{bad}] is a JSON {_json_kind(meta['runs'][bad])} where an object is expected"
+    level, depth = [meta], 0
+    while level:  # breadth first, no recursion: the depth is what is being checked
+        depth += 1
+        if depth > META_DEPTH:
+            return f"nested more than {META_DEPTH} deep"
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v)
+                 if isinstance(c, (dict, list))]
+    return None
+
+
+def _json_kind(v: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
+            int: "number", float: "number"}.get(type(v), type(v).__name__)
+
+
+MAX_FOOTER = 64 << 20
+"""Bytes of Parquet metadata a reader accepts (what the store writes is a few kB a file, about
+16 MB for a 10,000-trial compacted file). pyarrow allocates and reads whatever length a
+footer claims: a 2 GB sparse file claiming 2 GB cost every reader 2.4 GB."""
+
+
+def footer_problem(f: pa.NativeFile) -> str | None:
+    """Why the Parquet footer of the open file ``f`` must not be read, or None: its last 8 bytes
+    are the metadata's length (4 bytes, little-endian) and ``PAR1``; a length longer than the
+    file or than MAX_FOOTER is refused before pyarrow allocates it. Anything else (no
+    ``PAR1``: a cut-short file) is left to pyarrow, which refuses it cheaply."""
+    size = f.size()
+    if size < 12:
+        return None
+    tail = f.read_at(8, size - 8)
+    if tail[4:] != b"PAR1":
+        return None
+    n = int.from_bytes(tail[:4], "little")
+    if n > size - 12:
+        return f"its Parquet footer claims {n} bytes of metadata, more than the file's {size}"
+    if n > MAX_FOOTER:
+        return (f"its Parquet footer claims {n} bytes of metadata, more than the "
+                f"{MAX_FOOTER >> 20} MiB a results file may have; not read")
+    return None
+
+
 _CURVE_TYPES = {"outer_step": pa.int64(), "tokens": pa.int64()}
 CURVE_SCHEMA = pa.schema([pa.field("trial_id", pa.string())]
                          + [pa.field(c, _CURVE_TYPES.get(c, pa.float64())) for c in CURVE_COLUMNS])
@@ -169,7 +239,7 @@ class Store:
                 f.write(data)
             return
         self.fs.create_dir(parent, recursive=True)
-        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex}"
+        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-diloco-{uuid.uuid4().hex}"
         try:
             with self.fs.open_output_stream(tmp) as f:
                 f.write(data)
@@ -219,17 +289,26 @@ class Store:
     # ------------------------------------------------------------------ reading
     def read_meta(self) -> dict[str, Any] | None:
         """sweep.json, or None when there is none. Any other failure raises: a run must not
-        take an unreachable store for an empty one and overwrite the history of its runs."""
+        take an unreachable store for an empty one and overwrite the history of its runs.
+        DamagedMetaError (exit 2) when it is not JSON or not of the shape ``meta_problem``
+        allows: every command that reads it gives that one answer, and none writes over it."""
         try:
             with self.fs.open_input_stream(f"{self.root}/sweep.json") as f:
                 data = f.read()
         except FileNotFoundError:
             return None
         try:
-            return json.loads(data)
+            meta = json.loads(data)
+        except RecursionError:
+            why = "nested too deep to read"
         except ValueError as e:
-            raise StoreError(f"{self.uri}/sweep.json is damaged ({e}); move it aside to go "
-                             f"on (the trial rows do not depend on it)") from None
+            why = str(e)
+        else:
+            why = meta_problem(meta)
+        if why is not None:
+            raise DamagedMetaError(f"{self.uri}: damaged sweep.json ({why}); move it aside to "
+                                   f"go on (the trial rows do not depend on it)")
+        return meta
 
     def _files(self, sub: str) -> list[str]:
         sel = pafs.FileSelector(f"{self.root}/{sub}", allow_not_found=True)
@@ -283,11 +362,20 @@ class Store:
         t = pa.concat_tables(tables) if tables else schema.empty_table()
         return t.select(columns) if columns else t
 
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """One Parquet file of the store as pyarrow reads it, its footer checked first
+        (``footer_problem``; ForeignFileError): the one place the store opens a file."""
+        with self.fs.open_input_file(path) as f:
+            why = footer_problem(f)
+            if why is not None:
+                raise ForeignFileError(f"{path}: {why}")
+            return pq.read_table(f, columns=columns)
+
     def _read_file(self, path: str, schema: pa.Schema) -> pa.Table:
         """One Parquet file as ``schema``. A file with an Arrow extension type is refused
         unread: some (Ray's ``ray.data.arrow_pickled_object``, registered whenever Ray Tune
         is imported) unpickle their values when converted to Python."""
-        t = pq.read_table(path, filesystem=self.fs)
+        t = self.read_parquet(path)
         for f in t.schema:
             if _has_extension(f.type):
                 raise ForeignFileError(f"{path}: column {f.name!r} has the Arrow extension "
@@ -297,8 +385,8 @@ class Store:
         return pa.Table.from_arrays(cols, schema=schema)
 
     def remove_temporaries(self) -> list[str]:
-        """Delete hidden ``.<file>.tmp-<uuid>`` files left by killed writers (a filesystem
-        only; S3 has none), and compacted curves whose rows never landed (a pack or a
+        """Delete the temporaries ``_put`` makes (``_TEMP``) left by killed writers (a
+        filesystem only; S3 has none), and compacted curves whose rows never landed (a pack or a
         compaction killed between its two writes: its trials were not stored, and run again).
         Call it only while holding the sweep's lock, with no trial running."""
         gone = []
@@ -312,11 +400,45 @@ class Store:
         for sub in ("", "/trials", "/curves"):
             sel = pafs.FileSelector(self.root + sub, allow_not_found=True)
             for i in self.fs.get_file_info(sel):
-                if i.type == pafs.FileType.File and i.base_name.startswith(".") \
-                        and ".tmp-" in i.base_name:
+                if i.type == pafs.FileType.File and _TEMP.fullmatch(i.base_name):
                     self.fs.delete_file(i.path)
                     gone.append(i.path)
         return gone
+
+    def check_links(self) -> None:
+        """Refuse (OutsideLinkError) a sweep folder where a run would write or delete outside
+        it: ``trials/``, ``curves/``, ``sweep.json``, ``.lock`` or an entry of ``trials/`` or
+        ``curves/`` that is a symbolic link resolving outside the folder. A linked output or
+        sweep folder is fine (a scratch disk): links are resolved against the folder's own
+        real path. Call it before the lock is taken (the lock writes ``.lock``)."""
+        if self.fs.type_name != "local":
+            return
+        root = os.path.realpath(self.root)
+        bad = []
+
+        def check(path: str) -> None:
+            real = os.path.realpath(path)
+            if real != root and not real.startswith(root + os.sep):
+                bad.append((path, real))
+
+        for name in ("trials", "curves", "sweep.json", ".lock"):
+            if os.path.islink(f"{self.root}/{name}"):
+                check(f"{self.root}/{name}")
+        for sub in ("trials", "curves"):
+            folder = f"{self.root}/{sub}"
+            if not os.path.isdir(folder) or any(p == folder for p, _ in bad):
+                continue
+            with os.scandir(folder) as entries:
+                for e in entries:
+                    if e.is_symlink():
+                        check(e.path)
+        if bad:
+            (path, real), more = bad[0], len(bad) - 1
+            raise OutsideLinkError(
+                f"{path}: a symbolic link to {real}, outside the sweep folder {self.uri}"
+                + (f" (and {more} more such link(s))" if more else "")
+                + "; diloco-sweep writes and deletes only inside a sweep's folder: replace the "
+                  "link by what it points to, or link the whole sweep folder or output instead")
 
     def statuses(self) -> dict[str, str]:
         """trial_id → status of every row on disk."""
@@ -378,7 +500,7 @@ class Store:
         for f in self._files(sub):
             if is_compacted(f):
                 try:
-                    t = pq.read_table(f, filesystem=self.fs, columns=["trial_id"])
+                    t = self.read_parquet(f, columns=["trial_id"])
                 except Exception as e:  # noqa: BLE001
                     if not _damaged(e):
                         raise

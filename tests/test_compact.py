@@ -213,3 +213,87 @@ def test_compact_on_s3(s3_endpoint):
     for a, b in zip(after, before):
         pd.testing.assert_frame_equal(a, b)
     assert Store(uri, "s3sweep").done_row(trial_id(cfgs[3]))["status"] == "diverged"
+
+
+def _small(tmp_path: Path, n: int = 6) -> Path:
+    store = Store(str(tmp_path / "out"), "small")
+    for a in range(n):
+        store.write_trial(_row(TrainConfig(alpha=0.5 + a / 10)), _curve())
+    store.write_meta({"name": "small", "runs": []})
+    return tmp_path / "out" / "small"
+
+
+def _killed_mid_delete(folder: Path, tmp_path: Path) -> None:
+    """A real `python -m sweeps compact` SIGKILLed after its first delete (faults.COMPACT_ENV)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "paused"
+    p = subprocess.Popen([sys.executable, "-m", "sweeps", "compact", str(folder)], cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT),
+                              "DILOCO_FAULT_COMPACT_PAUSE": str(marker)},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not marker.exists():
+            assert p.poll() is None and time.time() < deadline, p.stdout.read()
+            time.sleep(0.05)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+
+
+@pytest.mark.parametrize("finisher", ["status", "run", "compact"])
+def test_a_compact_killed_mid_delete_is_finished_by_the_next_command(tmp_path, capsys,
+                                                                     monkeypatch, finisher):
+    """SIGKILL in compact's delete phase left both the compacted file and the trials' own
+    files: `pd.read_parquet` of trials/ returned duplicates until someone ran compact again.
+    Its journal now lets the next `status`, `run` or `compact` finish the deletes."""
+    folder = _small(tmp_path)
+    want = _by_id(pd.read_parquet(folder / "trials"))
+    _killed_mid_delete(folder, tmp_path)
+    assert (folder / ".compact-journal.json").exists()
+    raw = pd.read_parquet(folder / "trials")
+    assert len(raw) > len(want) == 6  # the fault is real: a raw reader sees copies
+    assert Store.at(str(folder)).read_trials().num_rows == 6  # the store's reader does not
+    if finisher == "status":
+        assert main(["status", str(folder)]) == 0
+        assert "finished an interrupted compaction: the own files of 6 trial(s) removed" \
+            in capsys.readouterr().out
+    elif finisher == "run":
+        monkeypatch.setattr(runner, "_tune", lambda *a, **k: pytest.fail("nothing to run"))
+        spec = parse_spec({"name": "small", "trial": {}, "space": {
+            "alpha": [0.5 + a / 10 for a in range(6)]}})
+        log = tmp_path / "log"
+        with open(log, "w") as stream:
+            run_sweep(spec, output=str(folder.parent), stream=stream)
+        assert "finished a compaction that was interrupted" in log.read_text()
+    else:
+        assert main(["compact", str(folder)]) == 0, capsys.readouterr().err
+    assert not (folder / ".compact-journal.json").exists()
+    pd.testing.assert_frame_equal(_by_id(pd.read_parquet(folder / "trials")), want)
+    assert len(pd.read_parquet(folder / "curves")) == 12
+    assert all(is_compacted(str(f)) for p in ("trials", "curves") for f in _files(folder, p))
+
+
+def test_a_journal_whose_compacted_file_is_gone_rolls_back(tmp_path, capsys):
+    """The compacted rows lost after the kill (deleted by hand): the journal names trials no
+    compacted file holds, so their own files are kept and nothing is lost."""
+    folder = _small(tmp_path)
+    want = _by_id(pd.read_parquet(folder / "trials"))
+    _killed_mid_delete(folder, tmp_path)
+    for f in _files(folder, "trials") + _files(folder, "curves"):
+        if is_compacted(str(f)):
+            f.unlink()
+    assert main(["status", str(folder)]) == 0
+    assert "the own files of 0 trial(s) removed" in capsys.readouterr().out
+    assert not (folder / ".compact-journal.json").exists()
+    left = _by_id(pd.read_parquet(folder / "trials"))
+    assert len(left) == 5 and set(left.trial_id) < set(want.trial_id)  # the one deleted before
+    (folder / ".compact-journal.json").write_text('{"trials": ["../../etc", 7, null]}')
+    assert main(["status", str(folder)]) == 0  # a journal the store did not write: no deletes
+    assert "the own files of 0 trial(s) removed" in capsys.readouterr().out
+    assert len(pd.read_parquet(folder / "trials")) == 5

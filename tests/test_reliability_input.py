@@ -256,13 +256,49 @@ def test_s3_unreachable(tmp_path, capsys, monkeypatch):
     assert time.time() - t0 < 60  # the SDK's retries, then a clear error; no hang
 
 
-def test_damaged_sweep_json_is_an_error_not_a_fresh_start(tmp_path, capsys):
+BAD_META = [
+    ("cut-short", '{"name": "rel", "runs": [', "Expecting value"),
+    ("a-list", "[]", "a JSON list where an object is expected"),
+    ("null", "null", "a JSON null where an object is expected"),
+    ("runs-a-string", '{"runs": "oops"}', "'runs' is a JSON string where a list is expected"),
+    ("run-not-an-object", '{"runs": [1]}', "runs[0] is a JSON number"),
+    ("spec-a-list", '{"spec": []}', "'spec' is a JSON list where an object is expected"),
+    ("recursion", "[" * 100_000 + "]" * 100_000, "nested too deep to read"),
+    ("deep", '{"x": ' + "[" * 100 + "]" * 100 + "}", "nested more than 64 deep"),
+]
+
+
+@pytest.mark.parametrize("text,why", [b[1:] for b in BAD_META], ids=[b[0] for b in BAD_META])
+def test_damaged_sweep_json_gets_one_answer_from_every_command(tmp_path, capsys, text, why):
+    """A sweep.json of any wrong shape (it raised AttributeError or RecursionError, and `run`
+    overwrote `[]` and `null` as a new sweep): every command that reads it refuses it with the
+    same line, exit 2, and nothing in the folder changes."""
     out = tmp_path / "out"
     folder, _ = _stored(tmp_path, out)
-    (folder / "sweep.json").write_text('{"name": "rel", "runs": [')  # cut short by hand
+    (folder / "sweep.json").write_text(text)
+    (folder / "trials" / ".x.parquet.tmp-0").write_bytes(b"left by a killed writer")
+    before = _snapshot(folder)
+    line = f"{folder}: damaged sweep.json ({why}"
     spec = _spec(tmp_path, output=out)
-    _refused(capsys, ["run", str(spec)], 1, "sweep.json is damaged")
-    assert (folder / "sweep.json").read_text() == '{"name": "rel", "runs": ['
+    for argv in (["run", str(spec)], ["run", str(spec), "--force"], ["status", str(folder)],
+                 ["show", str(folder)], ["report", str(folder), "-o", str(tmp_path / "r.html")],
+                 ["compact", str(folder)]):
+        err = _refused(capsys, argv, 2, line, "move it aside")
+        assert _snapshot(folder) == before, argv
+    assert not (tmp_path / "r.html").exists()
+    assert "move it aside" in err
+
+
+def test_damaged_sweep_json_exit_code_of_the_real_command(tmp_path):
+    out = tmp_path / "out"
+    folder, before = _stored(tmp_path, out)
+    (folder / "sweep.json").write_text("[]")
+    r = subprocess.run([sys.executable, "-m", "sweeps", "status", str(folder)], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (f"diloco-sweep: error: {folder}: damaged sweep.json (a JSON "
+                                f"list where an object is expected); move it aside to go on "
+                                f"(the trial rows do not depend on it)")
 
 
 def test_damaged_row_is_skipped_named_and_counted_missing(tmp_path, capsys):
@@ -277,6 +313,69 @@ def test_damaged_row_is_skipped_named_and_counted_missing(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "completed        1" in text and "missing          1" in text
     assert "skipped" in text and victim.name in text
+
+
+# ------------------------------------------------------------------------- links out of a sweep
+def _linked_out(tmp_path: Path, out: Path, entry: str) -> tuple[Path, Path, str]:
+    """A stored sweep where ``entry`` (trials, curves, or ``a row``: a file of trials/) is a
+    symbolic link to a folder (or file) outside it; that folder holds a temporary-looking file
+    of its own. Returns the folder, the outside one, and the entry's path in the sweep."""
+    folder, _ = _stored(tmp_path, out)
+    if entry == "a row":
+        entry = "trials/" + sorted((folder / "trials").iterdir())[0].name
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".notes.tmp-1").write_text("someone else's file")
+    target = folder / entry
+    if target.is_dir():
+        target.rename(elsewhere / entry)
+        target.symlink_to(elsewhere / entry)
+    else:
+        (elsewhere / "row.parquet").write_bytes(target.read_bytes())
+        target.unlink()
+        target.symlink_to(elsewhere / "row.parquet")
+    return folder, elsewhere, entry
+
+
+@pytest.mark.parametrize("entry", ["trials", "curves", "a row"])
+def test_a_link_out_of_the_sweep_folder_is_refused_before_anything_runs(tmp_path, capsys,
+                                                                        entry):
+    """`trials/` a link to another folder: `run` wrote its files there and deleted that
+    folder's `.notes.tmp-1`. A link out of the sweep is refused by `run` and `compact`, exit 2,
+    naming it; nothing changes on either side."""
+    out = tmp_path / "out"
+    folder, elsewhere, entry = _linked_out(tmp_path, out, entry)
+    before, theirs = _snapshot(folder), _snapshot(elsewhere)
+    spec = _spec(tmp_path, space={"seed": [0, 1, 2]}, output=out)
+    for argv in (["run", str(spec)], ["compact", str(folder)]):
+        _refused(capsys, argv, 2, f"{folder / entry}: a symbolic link to ",
+                 f"outside the sweep folder {folder}", "writes and deletes only inside")
+        assert _snapshot(folder) == before and _snapshot(elsewhere) == theirs, argv
+    assert not (folder / ".lock").exists()
+
+
+def test_a_linked_output_and_sweep_folder_are_fine_and_only_our_temporaries_go(tmp_path,
+                                                                               capsys):
+    """A scratch disk: `--output` a link, the sweep folder a link. A run there works, removes
+    the temporaries its own writers leave (`.<file>.tmp-diloco-<uuid>`, and the older
+    `.<file>.tmp-<uuid>`), and leaves every other hidden file alone."""
+    scratch = tmp_path / "scratch"
+    folder, _ = _stored(tmp_path, scratch / "out")
+    (tmp_path / "out").symlink_to(scratch / "out")
+    mine = [folder / "trials" / f".{'ab' * 8}.parquet.tmp-diloco-{'0' * 32}",
+            folder / "curves" / f".compacted-pack-{'cd' * 8}.parquet.tmp-{'1' * 32}",
+            folder / f".sweep.json.tmp-diloco-{'2' * 32}"]
+    theirs = [folder / "trials" / ".notes.tmp-1", folder / ".sweep.json.tmp-mine",
+              folder / "trials" / f".{'ab' * 8}.parquet.tmp-diloco-{'0' * 31}"]
+    for f in mine + theirs:
+        f.write_text("x")
+    spec = _spec(tmp_path, output=tmp_path / "out")
+    assert main(["run", str(spec), "--no-report"]) == 0, capsys.readouterr().err
+    assert "removed 3 temporary file(s)" in capsys.readouterr().err
+    assert [f.exists() for f in mine + theirs] == [False] * 3 + [True] * 3
+    (tmp_path / "linked").symlink_to(folder)
+    assert main(["compact", str(tmp_path / "linked")]) == 0, capsys.readouterr().err
+    assert "2 trials compacted" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------- the sweep lock

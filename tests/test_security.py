@@ -142,3 +142,75 @@ def test_cluster_yaml_opens_only_ssh_and_not_to_the_world():
     assert "0.0.0.0" not in text and "--ray-client-server-port" not in text
     for node in cfg["available_node_types"].values():  # no public-IP override of the launcher
         assert "NetworkInterfaces" not in node["node_config"]
+
+
+# ------------------------------------------------------------------------- Parquet footers
+def _crafted_footers(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A sweep with two good rows, and three files whose Parquet footers lie about their
+    metadata's length: a valid file whose length field says 4 GB (longer than the file), as a
+    trial's file and as a compacted one, and a 2 GB sparse file (no disk) claiming 2 GB."""
+    from sweeps.spec import parse_spec
+    from sweeps.space import grid_points
+    from sweeps.store import Store, trial_id
+    from sweeps.trial import trial_config
+
+    spec = parse_spec({"name": "foot", "trial": {"model": "tiny", "workers": 2},
+                       "space": {"seed": [0, 1]}})
+    store = Store(str(tmp_path / "out"), "foot")
+    for p in grid_points(spec.space):
+        cfg = trial_config(spec, p)
+        store.write_trial({"sweep": "foot", "trial_id": trial_id(cfg), **cfg.flat(),
+                           "status": "completed", "final_loss": 3.0},
+                          [{"outer_step": 0, "tokens": 1, "eval_loss": 3.0}])
+    folder = tmp_path / "out" / "foot"
+    good = sorted((folder / "trials").glob("*.parquet"))[0].read_bytes()
+    lying = good[:-8] + (0xFFFFFFF0).to_bytes(4, "little") + b"PAR1"
+    bad = [folder / "trials" / "0123456789abcdef.parquet",
+           folder / "trials" / "compacted-0123456789abcdef.parquet",
+           folder / "curves" / "compacted-0123456789abcdef.parquet",
+           folder / "trials" / "fedcba9876543210.parquet"]
+    for f in bad[:3]:
+        f.write_bytes(lying)
+    size = 2 << 30
+    with open(bad[3], "wb") as f:  # sparse: 2 GB long, 8 bytes on disk
+        f.truncate(size - 8)
+        f.seek(size - 8)
+        f.write((size - 100).to_bytes(4, "little") + b"PAR1")
+    return folder, bad
+
+
+def test_a_parquet_footer_claiming_gigabytes_is_refused_before_it_is_read(tmp_path, capsys):
+    """A footer's length field decides what pyarrow allocates and reads: a 2 GB sparse file
+    claiming 2 GB of metadata cost every reader 2.4 GB. Every reader refuses it from its last
+    8 bytes, skips the file naming it, and keeps the good rows."""
+    import resource
+    import time
+
+    import analysis
+    from sweeps.store import Store
+
+    folder, bad = _crafted_footers(tmp_path)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    t0 = time.time()
+    store = Store(str(tmp_path / "out"), "foot")
+    assert store.read_trials().num_rows == 2
+    assert store.read_curves().num_rows == 2
+    assert sorted(store.skipped) == sorted(str(f) for f in bad)
+    assert "more than the file's" in store.skipped[str(bad[0])]
+    assert "more than the 64 MiB" in store.skipped[str(bad[3])]
+    assert store.read_row("fedcba9876543210") is None
+    assert store.compacted_ids()[str(bad[1])] == set()
+    with pytest.warns(UserWarning) as seen:
+        assert len(analysis.load_trials(folder)) == 2
+        assert len(analysis.load_curves(folder)) == 2
+    text = "\n".join(str(w.message) for w in seen)
+    for f in bad:
+        assert f"skipped {f}: its Parquet footer claims" in text, text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["status", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "completed        2" in out and bad[3].name in out
+    assert time.time() - t0 < 30
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
+    assert grown < 512 * 1024, f"the readers' peak memory grew by {grown} KiB"
