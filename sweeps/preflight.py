@@ -19,6 +19,7 @@ Refusals are SpecErrors (exit code 2) naming the key and the numbers.
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 from typing import Any
@@ -27,7 +28,7 @@ from trainer.config import ConfigError, TrainConfig
 
 from .spec import SpecError, SweepSpec
 
-__all__ = ["preflight", "check_resources", "check_corpora", "local_cpus", "memory_limit",
+__all__ = ["preflight", "check_resources", "cuda_gpus", "check_corpora", "local_cpus", "memory_limit",
            "largest_configs", "MEM_KEYS", "ENV_LIMIT"]
 
 ENV_LIMIT = "DILOCO_MEMORY_LIMIT_BYTES"
@@ -92,11 +93,8 @@ def check_memory_fits(spec: SweepSpec, local: bool) -> None:
     device = _device(cfg, spec)
     free = limit
     if free is None:
-        if device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                return  # the trials' GPUs are elsewhere
+        if device == "cuda" and not cuda_gpus():
+            return  # the trials' GPUs are elsewhere
         free = available_memory(device)
         if free is None:
             return
@@ -110,6 +108,16 @@ def check_memory_fits(spec: SweepSpec, local: bool) -> None:
         largest = f" (the largest configuration of the spec: {swept})" if swept else ""
         raise SpecError(f"trial memory: {e}{largest}; checked against {where} "
                         f"({free / GiB:.2f} GiB) before starting Ray") from None
+
+
+def cuda_gpus() -> int:
+    """CUDA devices torch sees here; 0 without importing torch (seconds) where no NVIDIA driver
+    is loaded, as on a CPU machine, so `check` of a GPU spec stays fast there."""
+    if not glob.glob("/dev/nvidia[0-9]*") and not os.path.isdir("/proc/driver/nvidia/gpus"):
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def local_cpus() -> int:
@@ -128,9 +136,7 @@ def check_resources(spec: SweepSpec) -> None:
                         f"machine has {cpus}; a local run would wait for ever. Use cpu <= {cpus}, "
                         f"or run against a cluster (--address) that has nodes that big")
     if spec.resources.gpu > 0:
-        import torch
-
-        gpus = torch.cuda.device_count()
+        gpus = cuda_gpus()
         if spec.resources.gpu > gpus:
             raise SpecError(f"resources.gpu: each trial asks for {spec.resources.gpu:g} GPUs but "
                             f"this machine has {gpus}; a local run would wait for ever")
