@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from trainer.result import curve_rise, end_rise
+from trainer.result import curve_rise, end_rises
 
 __all__ = ["load_trials", "load_curves", "load_sweep_meta", "curve_stats", "fill_from_curves",
            "fill_end_rise",
@@ -263,18 +263,16 @@ def fill_from_curves(trials: pd.DataFrame, read_curves) -> pd.DataFrame:
 
 
 def fill_end_rise(trials: pd.DataFrame) -> pd.DataFrame:
-    """``trials`` with ``end_rise`` (trainer.result.end_rise: final / best - 1) computed from the
+    """``trials`` with ``end_rise`` (trainer.result.end_rises: final / best - 1) computed from the
     row's own final_loss and best_loss where a row lacks it (rows written before the column
     existed): no curves needed."""
     if "end_rise" not in trials:
         trials["end_rise"] = np.nan
     missing = pd.to_numeric(trials["end_rise"], errors="coerce").isna()
     if missing.any() and {"final_loss", "best_loss"} <= set(trials.columns):
-        trials.loc[missing, "end_rise"] = [
-            end_rise(f, b) for f, b in zip(pd.to_numeric(trials.loc[missing, "final_loss"],
-                                                         errors="coerce").astype(float),
-                                           pd.to_numeric(trials.loc[missing, "best_loss"],
-                                                         errors="coerce").astype(float))]
+        final, best = (pd.to_numeric(trials.loc[missing, c], errors="coerce").to_numpy(float)
+                       for c in ("final_loss", "best_loss"))
+        trials.loc[missing, "end_rise"] = end_rises(final, best)
     trials["end_rise"] = pd.to_numeric(trials["end_rise"], errors="coerce").astype(float)
     return trials
 

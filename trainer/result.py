@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["TrainResult", "CURVE_COLUMNS", "STATUSES", "OUTCOMES", "RISE", "curve_rise",
-           "curve_rises", "end_rise", "first_spike_round", "outcome", "spiked"]
+           "curve_rises", "end_rise", "end_rises", "first_spike_round", "outcome", "spiked"]
 
 STATUSES = ("completed", "diverged", "failed")
 OUTCOMES = ("stable", "stalled", "blew_up", "diverged", "failed")
@@ -96,10 +96,15 @@ def curve_rises(losses: np.ndarray) -> np.ndarray:
 def end_rise(final_loss: Any, best_loss: Any) -> float:
     """final / best - 1, the ``end_rise`` column; NaN when either is unknown, not finite, or
     best is not positive. Stored rows that lack the column get it from these two columns."""
-    final, best = _num(final_loss), _num(best_loss)
-    if not (math.isfinite(final) and math.isfinite(best) and best > 0):
-        return math.nan
-    return final / best - 1.0
+    return float(end_rises(np.array([_num(final_loss)]), np.array([_num(best_loss)]))[0])
+
+
+def end_rises(final: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """``end_rise`` of each element of two float arrays (K trials, or a column of rows)."""
+    final, best = np.asarray(final, dtype=np.float64), np.asarray(best, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.isfinite(final) & np.isfinite(best) & (best > 0),
+                        final / best - 1.0, np.nan)
 
 
 def first_spike_round(losses: list[float], threshold: float) -> int | None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .config import TrainConfig
-from .result import TrainResult, curve_rises
+from .result import TrainResult, curve_rises, end_rises
 
 __all__ = ["TrialTracker", "train_divergence"]
 
@@ -187,16 +187,14 @@ class TrialTracker:
                 pos[idx] += 1
         first = evals[:, 0]
         best = np.where(self.rows > 0, self.best, self.initial)
-        with np.errstate(invalid="ignore", divide="ignore"):  # result.end_rise, as arrays
-            end = np.where(np.isfinite(self.last) & np.isfinite(best) & (best > 0),
-                           self.last / best - 1.0, np.nan)
         return {"status": list(self.status), "initial_loss": self.initial,
                 "final_loss": self.last, "best_loss": best,
                 "peak_loss": np.where(self.rows > 1, self.peak,
                                       np.where(self.rows == 1, first, self.initial)),
                 "outer_steps_done": self.rows.copy(), "tokens": self.tokens.copy(),
                 "wall_s": self.wall_s.copy(), "n_params": np.full(self.K, self.n_params),
-                "reason": list(self.reason), "rise": curve_rises(evals), "end_rise": end}
+                "reason": list(self.reason), "rise": curve_rises(evals),
+                "end_rise": end_rises(self.last, best)}
 
     def summaries(self) -> list[dict[str, Any]]:
         """``summary`` trial by trial: what ``TrainResult.summary()`` of each trial gives."""
