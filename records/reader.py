@@ -137,7 +137,7 @@ def _read_one(fs: pafs.FileSystem, path: str, part: Part) -> tuple[pa.Table | No
     except Exception as e:  # noqa: BLE001 - sorted out by damaged()
         if not damaged(e):
             raise
-        return None, str(e).splitlines()[0][:300]
+        return None, str(e).splitlines()[0].removeprefix(f"{path}: ")[:300]
     if part == "trials":
         why = row_problem(table, path)
         if why is not None:

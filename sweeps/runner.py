@@ -36,7 +36,7 @@ from .search import Plan
 from .spec import SpecError, SweepSpec
 from .store import Store, now, trial_id
 from .trainable import failed_row, make_trainable
-from .trial import display_id, pack_configs, trial_config
+from .trial import display_id, pack_configs
 from .uri import check_uri, with_endpoint
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command", "runs_locally"]
@@ -225,7 +225,7 @@ def resume_command(spec: SweepSpec, out: str) -> str:
 
 def _planned_ids(spec: SweepSpec, p: Plan) -> list[str]:
     """trial_ids this run set out to store (a grid's points; other kinds choose as they go)."""
-    return [trial_id(trial_config(spec, pt)) for pt in p.todo] if spec.search_kind.grid else []
+    return list(p.ids) if spec.search_kind.grid else []
 
 
 def _store_failures(spec: SweepSpec, store: Store, errors: list[tuple[Any, str]]

@@ -24,6 +24,11 @@ if TYPE_CHECKING:  # types only: the spec imports the search kinds, which import
 
 __all__ = ["make_trainable", "result_row", "failed_row"]
 
+_REPORTED = ("initial_loss", "final_loss", "best_loss", "peak_loss", "end_rise",
+             "outer_steps_done", "wall_s")
+"""What a trial's last report carries beside its status: what the progress line, the loggers
+and the boundary search's judgement of the probe (trainer.result.outcome) read."""
+
 def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Callable[[dict], None]:
     """A Tune function trainable for ``spec`` writing to ``output`` (an absolute path or URI)."""
     metric = spec.search.metric
@@ -38,7 +43,7 @@ def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Calla
         if "pack" in config:
             return _packed_trial(spec, output, force, config["pack"])
         cfg = trial_config(spec, config)
-        tid = trial_id(cfg)
+        tid = config.get("trial_id") or trial_id(cfg)  # the planner's, where it named it
         store = Store(output, spec.name)
         node = ray.get_runtime_context().get_node_id()
         base = {"sweep_trial_id": tid, "node_id": node}
@@ -47,6 +52,7 @@ def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Calla
             row = store.done_row(tid)
             if row is not None:
                 tune.report({**base, "status": row["status"], "skipped": True,
+                             **{k: row[k] for k in _REPORTED if finite(row.get(k))},
                              OBJECTIVE: objective(row["status"], row[metric],
                                                   row["initial_loss"], cfg.diverge_factor)})
                 return
@@ -77,8 +83,7 @@ def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Calla
         if not _stored(store, row, result.curve, base):
             return
         tune.report({**base, "status": result.status, "skipped": False,
-                     **{k: s[k] for k in ("initial_loss", "final_loss", "best_loss", "peak_loss",
-                                          "outer_steps_done", "wall_s") if finite(s.get(k))},
+                     **{k: s[k] for k in _REPORTED if finite(s.get(k))},
                      OBJECTIVE: objective(result.status, s.get(metric), s.get("initial_loss"),
                                           cfg.diverge_factor)})
 

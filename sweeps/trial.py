@@ -71,7 +71,7 @@ def display_id(spec: "SweepSpec", tune_config: dict[str, Any]) -> str:
     """What the progress line calls a Tune trial: its trial_id, or 'pack of N'."""
     if "pack" in tune_config:
         return f"pack of {len(tune_config['pack'])}"
-    return trial_id(trial_config(spec, tune_config))
+    return tune_config.get("trial_id") or trial_id(trial_config(spec, tune_config))
 
 
 def pack_configs(spec: "SweepSpec", tune_config: dict[str, Any]) -> list[TrainConfig]:

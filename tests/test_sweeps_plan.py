@@ -135,6 +135,27 @@ def test_a_100k_grid_plans_in_seconds_and_hands_tune_one_point_at_a_time(tmp_pat
     sizes = [len(cloudpickle.dumps(make_trainable(s, str(tmp_path)))) for s in (small, big)]
     assert sizes[1] - sizes[0] < 4096, sizes     # the spec's axes, not its points
     first = setup.searcher.suggest("t0")
-    assert first == {"params": plan.todo[0]} and len(repr(first)) < 200
+    assert first == {"params": plan.todo[0], "trial_id": plan.ids[0]} and len(repr(first)) < 200
     assert setup.searcher.save(str(tmp_path / "ckpt")) is None   # no copy of the list on disk
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_grid_trial_is_built_and_hashed_once_and_its_id_travels_to_tune(monkeypatch):
+    """Planning builds each point's TrainConfig and hashes it once; the id goes to Tune in the
+    trial's config (the trainable, the progress line and the run's list of planned ids take it
+    from there instead of building and hashing the trial again)."""
+    import sweeps.search.grid as grid
+    from sweeps.trial import display_id
+
+    spec = parse_spec(GRID)
+    hashes, builds = [], []
+    real_id, real_cfg = grid.trial_id, grid.trial_config
+    monkeypatch.setattr(grid, "trial_id", lambda c: hashes.append(1) or real_id(c))
+    monkeypatch.setattr(grid, "trial_config", lambda s, p: builds.append(1) or real_cfg(s, p))
+    p = spec.search_kind.plan(spec, [], False)
+    assert len(hashes) == len(builds) == p.total == 4
+    assert p.ids == [trial_id(trial_config(spec, pt)) for pt in p.todo]
+    setup = spec.search_kind.tune(spec, p, "/tmp/unused")
+    units = [setup.searcher.suggest(str(i)) for i in range(p.to_sample)]
+    assert [u["trial_id"] for u in units] == p.ids
+    assert [display_id(spec, u) for u in units] == p.ids

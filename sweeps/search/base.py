@@ -30,6 +30,9 @@ class Plan:
     """Trials the spec asks for (for an adaptive search: its most)."""
     todo: list[dict[str, Any]] = field(default_factory=list)
     """Points known now to run (grid: all of them; a sampler: its starting points)."""
+    ids: list[str] = field(default_factory=list)
+    """The trial_id of each point of ``todo`` where the kind knows it (a grid): hashed once,
+    here, and carried through Tune in the trial's config (``trial_id``)."""
     to_sample: int = 0
     """Trials this run will start at most."""
     done: int = 0

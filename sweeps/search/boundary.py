@@ -29,7 +29,7 @@ from trainer.config import TrainConfig
 from trainer.result import RISE, outcome
 
 from ..space import iter_points
-from ..store import DONE_STATUSES, Store, trial_id
+from ..store import DONE_STATUSES, trial_id
 from ..trial import trial_config
 from ..validate import SpecError, at, field_kind, int_at_least, show, trial_check
 from .base import Plan, SearchKind, TuneSetup
@@ -233,15 +233,17 @@ class Boundary(SearchKind):
                     if (i, a) not in pending:
                         pending.add((i, a))
                         turn[0] = i + 1
-                        return {"params": {**lines[i].point, s.axis: a}, "line": i}
+                        params = {**lines[i].point, s.axis: a}
+                        return {"params": params, "line": i,
+                                "trial_id": trial_id(trial_config(spec, params))}
             return None if pending else "finished"
 
-        store = Store(out, spec.name)
-
         def landed(config: dict[str, Any], result: dict | None, error: bool) -> None:
+            # the trial's last report carries what its stored row says (status, losses,
+            # end_rise): judged here as the plan judges the row, with no read of the store
             i, a = config["line"], config["params"][s.axis]
-            row = None if error else store.done_row(trial_id(trial_config(spec, config)))
-            lines[i].seen[a] = word_of_row(row, s.rise)
+            done = not error and result and result.get("status") in DONE_STATUSES
+            lines[i].seen[a] = word_of_row(result if done else None, s.rise)
             pending.discard((i, a))
 
         n = max(plan.to_sample, 1)

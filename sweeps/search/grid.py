@@ -57,12 +57,15 @@ class Grid(SearchKind):
 
     def plan(self, spec: "SweepSpec", rows: list[dict[str, Any]], force: bool) -> Plan:
         done = stored_ids(rows, force)
-        total, todo = 0, []
+        total, todo, ids = 0, [], []
         for point in iter_points(spec.space):
             total += 1
-            if trial_id(trial_config(spec, point)) not in done:
+            tid = trial_id(trial_config(spec, point))  # the one build and hash of a trial
+            if tid not in done:
                 todo.append(point)
-        return Plan(total=total, todo=todo, to_sample=len(todo), done=total - len(todo))
+                ids.append(tid)
+        return Plan(total=total, todo=todo, ids=ids, to_sample=len(todo),
+                    done=total - len(todo))
 
     def tune(self, spec: "SweepSpec", plan: Plan, out: str) -> TuneSetup:
         from .tune_searchers import PointSearcher  # imports Ray: only when a run starts
@@ -70,7 +73,7 @@ class Grid(SearchKind):
         if spec.resources.pack > 1:
             units = [{"pack": g} for g in packs(spec, plan.todo, spec.resources.pack)]
         else:
-            units = [{"params": p} for p in plan.todo]
+            units = [{"params": p, "trial_id": tid} for p, tid in zip(plan.todo, plan.ids)]
         return TuneSetup(searcher=PointSearcher(units),
                          num_samples=len(units), n_tune=len(units))
 
