@@ -111,7 +111,13 @@ def test_a_new_outer_rule_is_one_registry_entry(monkeypatch):
     from analysis.theory import has_theory
     from analysis.theory_report import toy_overlay
 
-    sign = OuterRule("sign", lambda delta, m, beta: [x.sign() for x in m], None, "θ ← θ − α·sign(m)")
+    def update(delta, state, hp):
+        for m, d, b in zip(state["m"], delta, hp["beta"]):
+            m.mul_(b).add_(d)
+        return [m.sign() for m in state["m"]]
+
+    sign = OuterRule("sign", init=lambda zeros: {"m": zeros()}, update=update, restart=("m",),
+                     matrix=None, summary="θ ← θ − α·sign(m)")
     monkeypatch.setitem(OUTER_RULES, "sign", sign)
     r = train(TrainConfig(kind="toy", outer="sign", alpha=0.01, beta=0.5, H=2, outer_steps=4,
                           toy_dim=20))

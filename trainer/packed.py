@@ -1,12 +1,12 @@
 """Packed trials: K trials of one shape trained in one process as one stacked computation.
 
-The K trials share everything but α, β, R, the seed and the divergence factor (PACKABLE). A
-stack holds their global θ as (K, *shape) tensors and their K·M workers as its slots: an LM
-stack (trainer.batched.StackedLM) or a toy stack (trainer.toy_stack.ToyStack), one entry each
-of ``STACKS``. Each trial keeps its own α, β and restarts (one stacked outer optimizer, per-trial
-coefficients), its own eval loss, curve and result; the loop is trainer.loop's, and one
-``TrialTracker`` holds the bookkeeping of all K, so each result matches the same config run
-alone (tests/test_packed.py).
+The K trials share everything but α, β (and an outer rule's other settings), R, the seed and
+the divergence factor (PACKABLE). A stack holds their global θ as (K, *shape) tensors and their
+K·M workers as its slots: an LM stack (trainer.batched.StackedLM) or a toy stack
+(trainer.toy_stack.ToyStack), one entry each of ``STACKS``. Each trial keeps its own α, β and
+restarts (one stacked outer optimizer, per-trial coefficients), its own eval loss, curve and
+result; the loop is trainer.loop's, and one ``TrialTracker`` holds the bookkeeping of all K, so
+each result matches the same config run alone (tests/test_packed.py).
 
 A trial that diverges is finished at once, with the reason the single-trial loop would give,
 and its M slots are dropped from the stack (mid-round when an inner loss shows it), so it
@@ -32,6 +32,7 @@ from .lm import LMProblem, init_model
 from .loop import inner_lr
 from .memory import check_memory
 from .outer import OuterOptimizer, pseudo_gradient
+from .outer_rules import rule_settings
 from .registry import Registry
 from .result import TrainResult
 from .toy_stack import ToyStack
@@ -40,9 +41,11 @@ from .tracker import TrialTracker
 __all__ = ["train_packed", "run_packed", "check_packable", "PACKABLE", "STACKS", "Stack",
            "LMStack"]
 
-PACKABLE = ("alpha", "beta", "R", "seed", "diverge_factor", "batched")
-"""The settings packed trials may differ in (batched is moot: packing always stacks).
-The outer rule is shared: a pack takes one stacked outer step."""
+PACKABLE = tuple(dict.fromkeys(("alpha", "beta", "R", "seed", "diverge_factor", "batched")
+                               + rule_settings()))
+"""The settings packed trials may differ in (batched is moot: packing always stacks): α, R and
+every setting an outer rule reads (β...) are per trial. The outer rule is shared: a pack takes
+one stacked outer step."""
 
 
 def check_packable(configs: list[TrainConfig]) -> None:
@@ -185,8 +188,7 @@ def _run(configs: list[TrainConfig], on_round, t0: float) -> TrialTracker:
     cfg = configs[0]
     stack = STACKS.lookup(cfg.kind)(configs)
     M, theta = cfg.workers, stack.theta
-    outer = OuterOptimizer.stacked(theta, [c.alpha for c in configs], [c.beta for c in configs],
-                                   cfg.outer, [c.R for c in configs])
+    outer = OuterOptimizer.for_pack(theta, configs)
     track = TrialTracker(configs, np.asarray(stack.evaluate(theta)), stack.n_params,
                          stack.tokens_per_step, t0)
     idx = np.arange(len(configs))
