@@ -197,7 +197,9 @@ def test_stored_curve_guards_numeric_drift():
 @pytest.mark.parametrize("field,value,allowed", [
     ("beta", 1.0, "[0, 1)"), ("beta", -0.1, "[0, 1)"), ("alpha", 0.0, "> 0"),
     ("alpha", float("nan"), "> 0"), ("H", 0, ">= 1"), ("workers", 0, ">= 1"), ("R", -1, ">= 0"),
-    ("outer", "adam", "nesterov, heavy_ball"), ("H", 2.5, "integer"),
+    ("outer", "lion", "nesterov, heavy_ball, adam"), ("H", 2.5, "integer"),
+    ("outer_beta2", 1.0, "[0, 1)"), ("outer_eps", 0.0, "> 0"),
+    ("outer_eps", float("inf"), "> 0"),
 ])
 def test_bad_settings_name_field_and_allowed(field, value, allowed):
     with pytest.raises(ConfigError, match=rf"^{field}: .*{__import__('re').escape(allowed)}"):

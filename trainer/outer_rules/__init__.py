@@ -13,7 +13,7 @@ module here that defines ``RULE`` and its line below (plus a TrainConfig field p
 from __future__ import annotations
 
 from ..registry import Registry
-from . import heavy_ball, nesterov
+from . import adam, heavy_ball, nesterov
 from .rule import Hyper, OuterRule, State, linear_map
 
 __all__ = ["OuterRule", "State", "Hyper", "OUTER_RULES", "register_outer_rule", "outer_rule",
@@ -26,7 +26,7 @@ register_outer_rule = OUTER_RULES.register
 outer_rule = OUTER_RULES.lookup
 """The registered rule called ``name``; ValueError naming the known ones otherwise."""
 
-for _module in (nesterov, heavy_ball):      # the order of --help and of the docs
+for _module in (nesterov, heavy_ball, adam):      # the order of --help and of the docs
     register_outer_rule(_module.RULE)
 
 
