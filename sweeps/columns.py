@@ -24,7 +24,8 @@ import pyarrow as pa
 from trainer.config import TrainConfig
 from trainer.result import TrainResult
 
-from .validate import field_kind
+from records.identity import RUNTIME_FIELDS
+from records.identity import setting_kind as field_kind
 
 __all__ = ["Role", "ROLES", "ROLE_KEY", "AXES", "RUNTIME_FIELDS", "TRIAL_COLUMNS",
            "TRIAL_SCHEMA", "trial_roles"]
@@ -33,9 +34,6 @@ Role = Literal["axis", "setting", "runtime", "result", "bookkeeping"]
 ROLES: tuple[Role, ...] = ("axis", "setting", "runtime", "result", "bookkeeping")
 ROLE_KEY = b"role"
 AXES = ("alpha", "beta", "seed")
-RUNTIME_FIELDS = ("batched", "threads", "device")
-"""Settings left out of trial_id: batched and sequential workers do the same math, and a thread
-count or device choice must not make a finished trial look missing on rerun."""
 
 _KIND_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(),
                "model": pa.string()}

@@ -12,7 +12,6 @@ it in ``Store.skipped``, a file that fails. Where a store may be: ``sweeps.uri``
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import io
 import json
 import os
@@ -30,10 +29,11 @@ import pyarrow.parquet as pq
 from trainer.config import TrainConfig
 from trainer.result import CURVE_COLUMNS
 
+from records.identity import row_trial_id, trial_id
+
 from .columns import RUNTIME_FIELDS, TRIAL_SCHEMA
 from .errors import DamagedMetaError, ForeignFileError, OutsideLinkError
 from .uri import open_fs
-from .validate import field_kind
 
 __all__ = ["Store", "trial_id", "row_trial_id", "row_problem", "TRIAL_SCHEMA", "CURVE_SCHEMA",
            "DONE_STATUSES", "open_fs", "COMPACTED_PREFIX", "is_compacted", "curve_table",
@@ -55,45 +55,6 @@ Nothing else is ever deleted as a temporary."""
 
 def is_compacted(path: str) -> bool:
     return path.rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX)
-
-
-def trial_id(config: TrainConfig) -> str:
-    """Stable id of a trial: sha256 of the canonical JSON of its config, 16 hex digits.
-
-    Every field counts (seed included) except RUNTIME_FIELDS.
-    """
-    return _settings_id(config.to_dict())
-
-
-def row_trial_id(row: dict[str, Any]) -> str:
-    """The trial_id a stored row's own settings hash to (``trial_id`` of its configuration).
-
-    The row's TrainConfig columns, a model mapping read back from its JSON text. A column that
-    is null (a file written before the setting existed) is left out, as the writing version
-    left it out of its hash."""
-    fields = {k: row.get(k) for k in TrainConfig.field_names()}
-    model = fields.get("model")
-    if isinstance(model, str) and model.startswith("{"):
-        try:
-            fields["model"] = json.loads(model)
-        except ValueError:
-            pass
-    return _settings_id(fields)
-
-
-def _settings_id(fields: dict[str, Any]) -> str:
-    canon = {}
-    for k, v in fields.items():
-        if k in RUNTIME_FIELDS or v is None:
-            continue
-        kind = field_kind(k)  # 1 and 1.0 are one α: Parquet gives back the column's type
-        if kind == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
-            v = float(v)
-        elif kind == "int" and isinstance(v, float) and v.is_integer():
-            v = int(v)
-        canon[k] = v
-    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def row_problem(table: pa.Table, path: str) -> str | None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("trainer", "sweeps", "analysis", "benchmarks")
+PACKAGES = ("trainer", "records", "sweeps", "analysis", "benchmarks")
 
 
 def _modules() -> dict[str, Path]:
@@ -108,4 +108,16 @@ def test_every_module_imports_first() -> None:
         "sys.exit(1 if bad else 0)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+
+
+def test_records_layer_loads_no_torch_ray_optuna_or_plotly() -> None:
+    """records/ is what every reader shares (docs/architecture.md): a pandas user reading a
+    store pays for pyarrow, never for torch, Ray, Optuna or plotly, nor for sweeps or analysis."""
+    mods = sorted(n for n in _modules() if n.split(".")[0] == "records")
+    code = (f"import importlib, sys\nfor m in {mods!r}: importlib.import_module(m)\n"
+            "heavy = sorted(m for m in ('torch', 'ray', 'optuna', 'plotly', 'sweeps', 'analysis')"
+            " if m in sys.modules)\nprint(heavy)\nsys.exit(1 if heavy else 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
