@@ -161,3 +161,20 @@ def test_adam_has_no_theory_model():
 
     assert OUTER_RULES["adam"].matrix is None
     assert not has_theory("adam") and "adam" not in OUTER_KINDS
+
+
+@pytest.mark.parametrize("settings,expected", [
+    (dict(), "dc3aa0ff00bba19c"),
+    (dict(kind="toy", outer="heavy_ball", alpha=0.5, beta=0.8, R=3, seed=2), "e5a51d696bc44b7e"),
+])
+def test_adams_settings_leave_every_earlier_trial_id_alone(settings, expected):
+    """The hex of sweeps.store.trial_id before outer_beta2 and outer_eps existed (written out,
+    never regenerated): a setting added at its default keeps a stored trial's id."""
+    from records.identity import row_trial_id, trial_id
+
+    cfg = TrainConfig(**settings)
+    assert trial_id(cfg) == row_trial_id(cfg.flat()) == expected
+    assert trial_id(cfg.replace(outer_beta2=0.999, outer_eps=1e-8)) == expected
+    adam = cfg.replace(outer="adam")
+    assert len({trial_id(adam), trial_id(adam.replace(outer_beta2=0.99)),
+                trial_id(adam.replace(outer_eps=1e-6)), expected}) == 4
