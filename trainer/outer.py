@@ -115,10 +115,6 @@ class OuterOptimizer:
         self._coef()
 
     @property
-    def beta(self) -> np.ndarray:
-        return self.settings["beta"]
-
-    @property
     def m(self) -> list[torch.Tensor]:
         """The state entry the curve reports as the momentum (the rule's ``momentum``)."""
         return self.state[self.rule.momentum]

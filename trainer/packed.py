@@ -1,12 +1,12 @@
 """Packed trials: K trials of one shape trained in one process as one stacked computation.
 
-The K trials share everything but α, β (and an outer rule's other settings), R, the seed and
-the divergence factor (PACKABLE). A stack holds their global θ as (K, *shape) tensors and their
-K·M workers as its slots: an LM stack (trainer.batched.StackedLM) or a toy stack
-(trainer.toy_stack.ToyStack), one entry each of ``STACKS``. Each trial keeps its own α, β and
-restarts (one stacked outer optimizer, per-trial coefficients), its own eval loss, curve and
-result; the loop is trainer.loop's, and one ``TrialTracker`` holds the bookkeeping of all K, so
-each result matches the same config run alone (tests/test_packed.py).
+The K trials share everything but α, β, R, the seed and the divergence factor (PACKABLE). A
+stack holds their global θ as (K, *shape) tensors and their K·M workers as its slots: an LM
+stack (trainer.batched.StackedLM) or a toy stack (trainer.toy_stack.ToyStack), one entry each
+of ``STACKS``. Each trial keeps its own α, β and restarts (one stacked outer optimizer, per-trial
+coefficients), its own eval loss, curve and result; the loop is trainer.loop's, and one
+``TrialTracker`` holds the bookkeeping of all K, so each result matches the same config run
+alone (tests/test_packed.py).
 
 A trial that diverges is finished at once, with the reason the single-trial loop would give,
 and its M slots are dropped from the stack (mid-round when an inner loss shows it), so it
