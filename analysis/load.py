@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import posixpath
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -27,6 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from records.columns import column_roles
+from records.reader import read_part
 from trainer.result import curve_rise, end_rises
 
 __all__ = ["load_trials", "load_curves", "load_sweep_meta", "curve_stats", "fill_from_curves",
@@ -37,7 +38,6 @@ Filters = Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None
 """A mapping column -> value (or list of values), or pyarrow-style ``[(col, op, value), ...]``."""
 
 _PARTS = ("trials", "curves")
-_READ_THREADS = 8  # small files on S3 are latency-bound; threads overlap the round trips
 
 
 def _filesystem(path: str | Path) -> tuple[pafs.FileSystem, str]:
@@ -74,96 +74,15 @@ def _data_dir(fs: pafs.FileSystem, base: str, part: str) -> str | None:
     return None if children & {*_PARTS, "sweep.json"} else base
 
 
-def _parquet_files(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
-    """Parquet files under ``folder`` (recursive), temporaries left out, oldest first."""
-    infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True))
-    keep = []
-    for info in infos:
-        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
-            continue
-        rel = posixpath.relpath(info.path, folder)
-        if any(part.startswith((".", "_")) for part in rel.split("/")):
-            continue
-        keep.append(info)
-    # oldest first: when a trial was written twice (a rerun), the later file wins the dedup
-    keep.sort(key=lambda i: (i.mtime_ns or 0, i.path))
-    return keep
-
-
-def _read_all(fs: pafs.FileSystem, files: list[pafs.FileInfo],
-              filter_expr: pc.Expression | None = None) -> pa.Table | None:
-    """Read each file alone; warn about and skip those that do not read."""
-
-    def read(info: pafs.FileInfo) -> pa.Table | None:
-        try:
-            with fs.open_input_file(info.path) as f:
-                why = _footer_problem(f)
-                if why is not None:
-                    warnings.warn(f"analysis: skipped {info.path}: {why}", stacklevel=4)
-                    return None
-                table = pq.read_table(f)
-        except Exception as exc:  # a truncated file raises ArrowInvalid/OSError; any is a skip
-            warnings.warn(f"analysis: skipped unreadable Parquet file {info.path}: {exc}",
-                          stacklevel=4)
-            return None
-        foreign = [f.name for f in table.schema if _has_extension(f.type)]
-        if foreign:  # never convert: Ray's arrow_pickled_object type unpickles its values
-            warnings.warn(f"analysis: skipped {info.path}: column {foreign[0]!r} has an Arrow "
-                          f"extension type; not a diloco-sweep results file", stacklevel=4)
-            return None
-        return table
-
-    if len(files) > 4:
-        with ThreadPoolExecutor(_READ_THREADS) as pool:
-            tables = list(pool.map(read, files))
-    else:
-        tables = [read(f) for f in files]
-    tables = [t for t in tables if t is not None]
-    if not tables:
-        return None
-    schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
-    table = pa.concat_tables([_conform(t, schema) for t in tables])
-    # filtered after unifying, so a column an older file lacks is null there and never matches
-    return table if filter_expr is None else table.filter(filter_expr)
-
-
-_MAX_FOOTER = 64 << 20  # bytes of Parquet metadata; sweeps.store.MAX_FOOTER says why
-
-
-def _footer_problem(f: pa.NativeFile) -> str | None:
-    """sweeps.store.footer_problem, for readers without the sweep service: a footer claiming
-    more metadata than the file holds or than _MAX_FOOTER is refused before pyarrow
-    allocates it."""
-    size = f.size()
-    if size < 12:
-        return None
-    tail = f.read_at(8, size - 8)
-    n = int.from_bytes(tail[:4], "little")
-    if tail[4:] != b"PAR1":
-        return None
-    if n > size - 12:
-        return f"its Parquet footer claims {n} bytes of metadata, more than the file's {size}"
-    if n > _MAX_FOOTER:
-        return (f"its Parquet footer claims {n} bytes of metadata, more than the "
-                f"{_MAX_FOOTER >> 20} MiB a results file may have; not read")
-    return None
-
-
-def _has_extension(typ: pa.DataType) -> bool:
-    if isinstance(typ, pa.BaseExtensionType):
-        return True
-    return any(_has_extension(typ.field(i).type) for i in range(typ.num_fields))
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with every column of ``schema`` (missing ones null), in its order and types."""
-    cols = []
-    for field in schema:
-        if field.name in table.column_names:
-            cols.append(table[field.name].cast(field.type))
-        else:
-            cols.append(pa.nulls(len(table), field.type))
-    return pa.Table.from_arrays(cols, schema=schema)
+def _read(fs: pafs.FileSystem, folder: str, part: str, exclude: Iterable[str] = (),
+          trial_ids: Iterable[str] | None = None) -> tuple[pa.Table, dict[str, str]]:
+    """``records.reader.read_part``, the one reader of a store (the service's too), recursive
+    for a plain folder of files: every file it leaves out is named in a warning with why."""
+    read = read_part(fs, folder, part, recursive=True, exclude=exclude,  # type: ignore[arg-type]
+                     trial_ids=None if trial_ids is None else {str(t) for t in trial_ids})
+    for path, why in read.skipped.items():
+        warnings.warn(f"analysis: skipped {path}: {why}", stacklevel=3)
+    return read.table, read.skipped
 
 
 def _filter_expression(filters: Filters) -> pc.Expression | None:
@@ -189,26 +108,25 @@ def load_trials(path: str | Path, filters: Filters = None,
     ``filters`` keeps matching rows only: ``{"H": 64, "R": [0, 4]}`` or
     ``[("H", "==", 64), ("alpha", "<", 2.0)]``. When a trial appears in several files (a rerun
     after a failure), the newest row that did not fail is kept. Returns an empty frame when
-    there is nothing to read. ``exclude`` names files to leave out (file names, or paths
-    ending in them): the ``diloco-sweep`` command line passes the files its store skipped as
-    not trustworthy (a row whose settings do not hash to its trial_id, a foreign table).
+    there is nothing to read. The rows are read by ``records.reader``, as every command of
+    ``diloco-sweep`` reads them: a file it does not trust (a row whose settings do not hash to
+    its trial_id, a foreign table, a damaged file) is left out with a warning naming it, and
+    ``df.attrs["skipped"]`` maps each such path to why. ``exclude`` names files to leave out
+    unread (file names, or paths ending in them).
     """
     fs, base = _filesystem(path)
     folder = _data_dir(fs, base, "trials")
     if folder is None:
         return pd.DataFrame()
-    skip = {posixpath.basename(str(e)) for e in exclude}
-    files = [f for f in _parquet_files(fs, folder) if f.base_name not in skip]
-    table = _read_all(fs, files, _filter_expression(filters))
-    if table is None:
+    table, skipped = _read(fs, folder, "trials", exclude)
+    expr = _filter_expression(filters)
+    if expr is not None:
+        table = table.filter(expr)
+    if not table.num_rows:
         return pd.DataFrame()
     df = table.to_pandas()
     df.attrs["roles"] = column_roles(table.schema)
-    if "trial_id" in df.columns and len(df):
-        failed = df["status"].eq("failed") if "status" in df.columns else False
-        # stable sort on "failed" keeps file order among equals: the last row is the newest
-        df = (df.assign(_failed=failed).sort_values("_failed", ascending=False, kind="stable")
-              .drop_duplicates("trial_id", keep="last").drop(columns="_failed"))
+    df.attrs["skipped"] = skipped
     order = [c for c in ("H", "R", "alpha", "beta", "seed") if c in df.columns]
     if order:
         df = df.sort_values(order, kind="stable")
@@ -216,13 +134,6 @@ def load_trials(path: str | Path, filters: Filters = None,
     if not len(df):
         return df
     return fill_end_rise(fill_from_curves(df, lambda ids: load_curves(path, trial_ids=ids)))
-
-
-def column_roles(schema: pa.Schema) -> dict[str, str]:
-    """Column -> role (axis, setting, runtime, result, bookkeeping) from the Parquet field
-    metadata the store writes; columns of files written before roles existed have none."""
-    return {f.name: f.metadata[b"role"].decode() for f in schema
-            if f.metadata and b"role" in f.metadata}
 
 
 _FROM_CURVES = ("rise", "peak_loss")
@@ -287,11 +198,8 @@ def load_curves(path: str | Path, trial_ids: Iterable[str] | None = None) -> pd.
     folder = _data_dir(fs, base, "curves")
     if folder is None:
         return pd.DataFrame()
-    expr = None
-    if trial_ids is not None:
-        expr = pc.field("trial_id").isin([str(t) for t in trial_ids])
-    table = _read_all(fs, _parquet_files(fs, folder), expr)
-    if table is None:
+    table, _ = _read(fs, folder, "curves", trial_ids=trial_ids)
+    if not table.num_rows:
         return pd.DataFrame()
     df = table.to_pandas()
     keys = [c for c in ("trial_id", "outer_step") if c in df.columns]

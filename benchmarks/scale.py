@@ -9,7 +9,9 @@ Lines, each ending in a ratio against a baseline run in the same invocation:
   the window W from the first trial's start to the last one's end, the trials' own compute C
   (their ``wall_s``; a pack's, its longest member's), S = 2 slots: service per trial = (W·S − C) / N, slots busy = C / (W·S).
   The ratio is packed service against one-trial-per-Ray-trial service;
-- the driver at 100,000 points: ``benchmarks.grid_start`` (first trial stored, peak memory).
+- the driver at 100,000 points: ``benchmarks.grid_start`` (first trial stored, peak memory);
+- reading a store of one file per trial (4,096 trials): ``diloco-sweep status`` against
+  ``pd.read_parquet`` of its ``trials/`` folder (goal: within 3x; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,7 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["main", "plan_seconds", "service"]
+__all__ = ["main", "plan_seconds", "service", "store_read"]
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = {"kind": "toy", "toy_dim": 4000, "lr": 0.5, "H": 4, "workers": 4, "outer_steps": 100,
@@ -83,12 +86,52 @@ def service(n: int, pack: int) -> dict[str, float]:
             "busy": compute / (window * slots)}
 
 
+def store_read(n: int) -> dict[str, float]:
+    """Seconds for ``status`` (in process, the command's own code) and for ``pd.read_parquet``
+    of ``trials/``, on a fresh store of n toy trials, one file each as the store writes them."""
+    import pandas as pd
+
+    from sweeps.status import status
+    from sweeps.store import Store, trial_id
+    from trainer.config import TrainConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(tmp, "read")
+        for i in range(n):
+            cfg = TrainConfig(**{**TOY, "alpha": round(0.05 + 0.01 * (i % 100), 4),
+                                 "seed": i // 100})
+            store.write_trial({"sweep": "read", "trial_id": trial_id(cfg), **cfg.flat(),
+                               "status": "completed", "initial_loss": 5.0, "final_loss": 3.0,
+                               "best_loss": 3.0, "peak_loss": 3.5, "rise": 0.0,
+                               "end_rise": 0.0, "outer_steps_done": 100, "tokens": 0,
+                               "wall_s": 0.05},
+                              [{"outer_step": t, "tokens": 0, "eval_loss": 3.0}
+                               for t in range(3)])
+        store.write_meta({"name": "read", "runs": []})
+        folder = f"{tmp}/read"
+        t0 = time.perf_counter()
+        rows = len(pd.read_parquet(f"{folder}/trials"))
+        raw = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        text = status(folder)
+        ours = time.perf_counter() - t0
+    assert rows == n and re.search(rf"completed\s+{n}\n", text), text
+    return {"trials": n, "pandas_s": raw, "status_s": ours}
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(prog="python -m benchmarks scale")
     ap.add_argument("--points", type=int, default=100_000, help="the large grid")
     ap.add_argument("--trials", type=int, default=200, help="toy trials of the service lines")
     ap.add_argument("--no-driver", action="store_true", help="skip the 100k driver line")
+    ap.add_argument("--store-trials", type=int, default=4096,
+                    help="trials (one file each) of the store-read line")
     args = ap.parse_args(argv)
+
+    r = store_read(args.store_trials)
+    print(f"scale store read, {r['trials']:,} trials one file each: status "
+          f"{r['status_s']:.1f} s, pd.read_parquet of trials/ {r['pandas_s']:.1f} s; ratio "
+          f"{r['status_s'] / r['pandas_s']:.2f}x (goal <= 3x)", flush=True)
 
     small, n_small = plan_seconds(1_000)
     big, n_big = plan_seconds(args.points)
@@ -105,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               f"{s['total_s']:.1f} s)", flush=True)
     ratio = packed["service_s"] / one["service_s"] if one["service_s"] > 0 else float("nan")
     print(f"scale service: packed / one per Ray trial ratio {ratio:.3f}", flush=True)
-    out = {"plan_ratio": per_big / per_small, "plan_us_per_point": per_big * 1e6,
+    out = {"store_read_ratio": r["status_s"] / r["pandas_s"], "plan_ratio": per_big / per_small, "plan_us_per_point": per_big * 1e6,
            "service_s": one["service_s"], "busy": one["busy"],
            "packed_service_s": packed["service_s"], "packed_busy": packed["busy"]}
     if not args.no_driver:

@@ -3,6 +3,8 @@ except the bad input of BadUriError, DamagedMetaError and OutsideLinkError (exit
 
 from __future__ import annotations
 
+from records.trust import ForeignFileError
+
 __all__ = ["StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError", "BadUriError",
            "DamagedMetaError", "OutsideLinkError"]
 
@@ -33,10 +35,6 @@ class UnwrittenError(StoreError):
         first = items[0][1] if items else ""
         super().__init__(f"{uri}: {'; '.join(parts)} ({first}); a rerun of the same spec runs "
                          f"the missing trials again")
-
-
-class ForeignFileError(ValueError):
-    """A file in the store that diloco-sweep did not write (and will not convert)."""
 
 
 class BadUriError(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .compact import JOURNAL, finish_interrupted
@@ -16,9 +17,11 @@ from .uri import store_hint
 __all__ = ["status", "counts", "require_sweep", "open_results"]
 
 
-def counts(store: Store, spec: SweepSpec | None) -> dict[str, int]:
-    """completed / diverged / failed among the spec's trials, missing, and other rows."""
-    rows = store.read_trials().to_pylist()
+def counts(store: Store, spec: SweepSpec | None,
+           table: pa.Table | None = None) -> dict[str, int]:
+    """completed / diverged / failed among the spec's trials, missing, and other rows
+    (``table``: the store's trial rows when already read)."""
+    rows = (store.read_trials() if table is None else table).to_pylist()
     c = Counter(r["status"] for r in rows)
     out = {"completed": c.get("completed", 0), "diverged": c.get("diverged", 0),
            "failed": c.get("failed", 0)}
@@ -40,6 +43,7 @@ def counts(store: Store, spec: SweepSpec | None) -> dict[str, int]:
 def open_results(results: str) -> tuple[Store, dict | None]:
     """The store of a RESULTS argument and its sweep.json, with its trial rows read once (so
     ``store.skipped`` names every file left out); the one answer of status, show and report.
+    ``store.rows`` holds what was read.
 
     SpecError (exit 2) when it is no sweep: not a sweep's folder, or a folder with neither a
     sweep.json nor one trustworthy trial row (the skipped files are named). StoreError when
@@ -51,7 +55,8 @@ def open_results(results: str) -> tuple[Store, dict | None]:
         raise SpecError(str(e)) from None
     try:
         meta = store.read_meta()
-        rows = store.read_trials(columns=["trial_id"]).num_rows
+        store.rows = store.read_trials()
+        rows = store.rows.num_rows
     except StoreError:
         raise
     except OSError as e:
@@ -96,7 +101,7 @@ def _status(store: Store, meta: dict | None, spec_path: str | None) -> str:
         spec = parse_spec(meta["spec"], where=f"{store.uri}/sweep.json")
     else:
         spec = None
-    c = counts(store, spec)
+    c = counts(store, spec, store.rows)
     lines = [f"sweep {store.name} at {store.uri}"]
     if spec is not None:
         lines.append(f"  spec: {spec.describe()}")

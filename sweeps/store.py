@@ -5,8 +5,9 @@ endpoint add ``?endpoint_override=host:port&scheme=http`` to the URI, or set AWS
 Every trial writes one Parquet file for its row and one for its curve, each whole or not at all:
 on a filesystem through a hidden temporary (``.<file>.tmp-diloco-<uuid>``, which the Parquet
 dataset reader skips, and the only name ``remove_temporaries`` deletes) and a rename; on S3 as a single object upload, which is atomic by itself.
-Every read checks every trial row against its trial_id (``row_problem``) and skips, naming
-it in ``Store.skipped``, a file that fails. Where a store may be: ``sweeps.uri``.
+Reading is ``records.reader``'s, the one reader (``analysis.load_trials`` reads there too): it
+checks every trial row against its trial_id (``records.trust.row_problem``) and skips, named in
+``Store.skipped``, a file that fails. Where a store may be: ``sweeps.uri``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import json
 import os
 import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
 import numpy as np
@@ -26,13 +26,13 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from trainer.config import TrainConfig
-from trainer.result import CURVE_COLUMNS
-
+from records.columns import CURVE_SCHEMA, TRIAL_SCHEMA
 from records.identity import row_trial_id, trial_id
+from records.reader import list_parquet, read_parquet, read_part
+from records.trust import (COMPACTED_PREFIX, MAX_FOOTER, damaged, footer_problem, is_compacted,
+                           row_problem)
 
-from .columns import RUNTIME_FIELDS, TRIAL_SCHEMA
-from .errors import DamagedMetaError, ForeignFileError, OutsideLinkError
+from .errors import DamagedMetaError, OutsideLinkError
 from .uri import open_fs
 
 __all__ = ["Store", "trial_id", "row_trial_id", "row_problem", "TRIAL_SCHEMA", "CURVE_SCHEMA",
@@ -40,46 +40,11 @@ __all__ = ["Store", "trial_id", "row_trial_id", "row_problem", "TRIAL_SCHEMA", "
            "meta_problem", "META_DEPTH", "footer_problem", "MAX_FOOTER"]
 
 DONE_STATUSES = ("completed", "diverged")
-_READ_THREADS = 8  # small files on S3 are latency-bound
-COMPACTED_PREFIX = "compacted-"
-"""Files of many trials' rows (or curves) that ``sweeps.compact`` merged; the others are named
-by their one trial_id."""
-
-
 _TEMP = re.compile(r"\.(?:[0-9a-f]{16}\.parquet|compacted-(?:pack-)?[0-9a-f]{16}\.parquet"
                    r"|sweep\.json|\.compact-journal\.json)\.tmp-(?:diloco-)?[0-9a-f]{32}")
 """The temporaries ``Store._put`` makes: ``.<file>.tmp-diloco-<uuid>`` of a file the store writes
 (a trial's, a compacted one, sweep.json, compact's journal); before the ``diloco-`` mark, ``.<file>.tmp-<uuid>``.
 Nothing else is ever deleted as a temporary."""
-
-
-def is_compacted(path: str) -> bool:
-    return path.rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX)
-
-
-def row_problem(table: pa.Table, path: str) -> str | None:
-    """Why a file of ``trials/`` is not trustworthy, or None when it is.
-
-    The one rule every reader of the store applies (docs/reliability.md): each row's settings
-    hash to its trial_id, and a file that holds one row is named ``<trial_id>.parquet`` (the
-    store writes one file per trial; a merged table such as docs/results/restart-toy's
-    ``all.parquet`` holds many). A row edited by hand (another α, another loss, the id kept),
-    a copy under another trial's name, or a foreign table fails it: the whole file is skipped,
-    and its trials count as missing and run again."""
-    settings = [k for k in TrainConfig.field_names() if k not in RUNTIME_FIELDS]
-    if not any(k in table.column_names and table[k].null_count < len(table) for k in settings):
-        return "not a diloco-sweep trial row: it has none of the settings columns"
-    rows = table.to_pylist()
-    stem = path.rsplit("/", 1)[-1].removesuffix(".parquet")
-    if len(rows) == 1 and not is_compacted(path) and rows[0].get("trial_id") != stem:
-        return f"its trial_id {rows[0].get('trial_id')!r} is not its file name {stem!r}"
-    for i, row in enumerate(rows):
-        tid, actual = row.get("trial_id"), row_trial_id(row)
-        if actual != tid:
-            where = f"row {i}: " if len(rows) > 1 else ""
-            return (f"{where}its settings hash to {actual}, not to its trial_id {tid}: the row "
-                    f"was edited or belongs to another configuration")
-    return None
 
 
 META_DEPTH = 64
@@ -117,37 +82,6 @@ def _json_kind(v: Any) -> str:
             int: "number", float: "number"}.get(type(v), type(v).__name__)
 
 
-MAX_FOOTER = 64 << 20
-"""Bytes of Parquet metadata a reader accepts (what the store writes is a few kB a file, about
-16 MB for a 10,000-trial compacted file). pyarrow allocates and reads whatever length a
-footer claims: a 2 GB sparse file claiming 2 GB cost every reader 2.4 GB."""
-
-
-def footer_problem(f: pa.NativeFile) -> str | None:
-    """Why the Parquet footer of the open file ``f`` must not be read, or None: its last 8 bytes
-    are the metadata's length (4 bytes, little-endian) and ``PAR1``; a length longer than the
-    file or than MAX_FOOTER is refused before pyarrow allocates it. Anything else (no
-    ``PAR1``: a cut-short file) is left to pyarrow, which refuses it cheaply."""
-    size = f.size()
-    if size < 12:
-        return None
-    tail = f.read_at(8, size - 8)
-    if tail[4:] != b"PAR1":
-        return None
-    n = int.from_bytes(tail[:4], "little")
-    if n > size - 12:
-        return f"its Parquet footer claims {n} bytes of metadata, more than the file's {size}"
-    if n > MAX_FOOTER:
-        return (f"its Parquet footer claims {n} bytes of metadata, more than the "
-                f"{MAX_FOOTER >> 20} MiB a results file may have; not read")
-    return None
-
-
-_CURVE_TYPES = {"outer_step": pa.int64(), "tokens": pa.int64()}
-CURVE_SCHEMA = pa.schema([pa.field("trial_id", pa.string())]
-                         + [pa.field(c, _CURVE_TYPES.get(c, pa.float64())) for c in CURVE_COLUMNS])
-
-
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -163,6 +97,8 @@ class Store:
         self.is_s3 = self.fs.type_name == "s3"
         self.skipped: dict[str, str] = {}
         """Files a read skipped as damaged or foreign, with the reason."""
+        self.rows: pa.Table | None = None
+        """The trial rows as a command read them once (``sweeps.status.open_results``)."""
 
     @classmethod
     def at(cls, folder: str) -> "Store":
@@ -272,75 +208,34 @@ class Store:
         return meta
 
     def _files(self, sub: str) -> list[str]:
-        sel = pafs.FileSelector(f"{self.root}/{sub}", allow_not_found=True)
-        return sorted(i.path for i in self.fs.get_file_info(sel)
-                      if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-                      and not i.base_name.startswith((".", "_")))
+        return [i.path for i in list_parquet(self.fs, f"{self.root}/{sub}")[0]]
 
     def read_trials(self, columns: list[str] | None = None) -> pa.Table:
-        """Every trial row, with TRIAL_SCHEMA (an empty table when there is none)."""
+        """Every trusted trial row, with TRIAL_SCHEMA (an empty table when there is none)."""
         return self._read("trials", TRIAL_SCHEMA, columns)
 
     def read_curves(self) -> pa.Table:
         return self._read("curves", CURVE_SCHEMA, None)
 
     def _read(self, sub: str, schema: pa.Schema, columns: list[str] | None) -> pa.Table:
-        """Every file of ``sub`` read on its own (threads overlap S3 round trips); a damaged,
-        foreign or (in ``trials/``) untrustworthy file is skipped and named in ``skipped``: its
-        trial counts as missing and runs again, which replaces the file."""
-        files = self._without_copies(self._files(sub))  # a trial compacted: its copy left out
-        check = sub == "trials"
-
-        def one(f: str) -> tuple[str, pa.Table | None, str | None]:
-            try:
-                t = self._read_file(f, schema)
-            except Exception as e:  # noqa: BLE001 - sorted out by _damaged
-                if not _damaged(e):
-                    raise
-                return f, None, str(e).splitlines()[0][:300]
-            why = row_problem(t, f) if check else None
-            return f, (None if why else t), why
-
-        if len(files) > 4 and self.is_s3:
-            with ThreadPoolExecutor(_READ_THREADS) as pool:
-                results = list(pool.map(one, files))
-        else:
-            results = [one(f) for f in files]
-        tables, seen = [], set()
-        newest = {i.path: i.mtime_ns or 0 for i in self.fs.get_file_info(
-            [f for f, t, _ in results if t is not None and is_compacted(f)])}
-        # a trial two compacted files hold is read from the newest, as analysis.load does
-        results.sort(key=lambda r: -newest.get(r[0], 0))
-        for f, t, why in results:
-            if why is not None:
-                self.skipped[f] = why
-                continue
-            if is_compacted(f):
-                if seen:
-                    t = t.filter(pc.invert(pc.is_in(t["trial_id"], pa.array(sorted(seen)))))
-                seen.update(pc.unique(t["trial_id"]).to_pylist())
-            tables.append(t)
-        t = pa.concat_tables(tables) if tables else schema.empty_table()
+        """``records.reader.read_part``, the one reader: a damaged, foreign or (in ``trials/``)
+        untrustworthy file is skipped and named in ``skipped``: its trial counts as missing
+        and runs again, which replaces the file."""
+        read = read_part(self.fs, f"{self.root}/{sub}", sub)  # type: ignore[arg-type]
+        self.skipped.update(read.skipped)
+        t = read.table
+        t = pa.Table.from_arrays([t[f.name] if f.name in t.column_names
+                                  else pa.nulls(len(t), f.type) for f in schema], schema=schema)
         return t.select(columns) if columns else t
 
     def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
-        """One Parquet file of the store as pyarrow reads it, its footer checked first
-        (``footer_problem``; ForeignFileError): the one place the store opens a file."""
-        with self.fs.open_input_file(path) as f:
-            why = footer_problem(f)
-            if why is not None:
-                raise ForeignFileError(f"{path}: {why}")
-            return pq.read_table(f, columns=columns)
+        """One Parquet file of the store (``records.reader.read_parquet``: footer checked,
+        extension types refused)."""
+        return read_parquet(self.fs, path, columns)
 
     def _read_file(self, path: str, schema: pa.Schema) -> pa.Table:
-        """One Parquet file as ``schema``. A file with an Arrow extension type is refused
-        unread: some (Ray's ``ray.data.arrow_pickled_object``, registered whenever Ray Tune
-        is imported) unpickle their values when converted to Python."""
+        """One Parquet file as ``schema``."""
         t = self.read_parquet(path)
-        for f in t.schema:
-            if _has_extension(f.type):
-                raise ForeignFileError(f"{path}: column {f.name!r} has the Arrow extension "
-                                       f"type {f.type}; not a diloco-sweep results file")
         cols = [t[f.name].cast(f.type) if f.name in t.column_names else pa.nulls(len(t), f.type)
                 for f in schema]
         return pa.Table.from_arrays(cols, schema=schema)
@@ -463,20 +358,11 @@ class Store:
                 try:
                     t = self.read_parquet(f, columns=["trial_id"])
                 except Exception as e:  # noqa: BLE001
-                    if not _damaged(e):
+                    if not damaged(e):
                         raise
                     t = pa.table({"trial_id": pa.array([], pa.string())})
                 out[f] = set(t.column("trial_id").to_pylist())
         return out
-
-    def _without_copies(self, files: list[str]) -> list[str]:
-        packed = [f for f in files if is_compacted(f)]
-        if not packed:
-            return files
-        sub = files[0].rsplit("/", 2)[-2]
-        held = set().union(*self.compacted_ids(sub).values())
-        return [f for f in files if is_compacted(f)
-                or f.rsplit("/", 1)[-1].removesuffix(".parquet") not in held]
 
     def _compacted_row(self, tid: str) -> dict[str, Any] | None:
         for f, ids in self.compacted_ids().items():
@@ -522,22 +408,6 @@ def curve_table(ids: list[str], trial: Any, columns: dict[str, Any]) -> pa.Table
         arrays.append(arr)
         fields.append(pa.field(name, arr.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def _has_extension(typ: pa.DataType) -> bool:
-    if isinstance(typ, pa.BaseExtensionType):
-        return True
-    return any(_has_extension(typ.field(i).type) for i in range(typ.num_fields))
-
-
-def _damaged(e: BaseException) -> bool:
-    """A file that cannot be read as ours (skip it), not a store that cannot be reached."""
-    if isinstance(e, (ForeignFileError, pa.ArrowInvalid, pa.ArrowTypeError,
-                      pa.ArrowNotImplementedError)):
-        return True
-    text = str(e)
-    return isinstance(e, OSError) and not isinstance(e, FileNotFoundError) \
-        and "Parquet" in text and "AWS Error" not in text
 
 
 def _cast(v: Any, typ: pa.DataType) -> Any:

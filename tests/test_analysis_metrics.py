@@ -24,6 +24,7 @@ from analysis import (answer_sentence, cells, label, load_trials, render_show, r
                       sign_test, slice_keys, summarize)
 from analysis.load import curve_stats
 from analysis.stability import wilson
+from records.identity import row_trial_id
 from trainer.result import curve_rise
 
 ALPHAS = [0.5, 1.0, 2.0, 4.0]
@@ -56,8 +57,11 @@ def _rows(f: Trial, alphas=ALPHAS, betas=BETAS, seeds=(0, 1)) -> list[dict]:
 def _store(tmp_path: Path, rows: list[dict], drop: tuple[str, ...] = ()) -> Path:
     folder = tmp_path / "hand" / "trials"
     folder.mkdir(parents=True)
-    for r in rows:
-        r = {k: v for k, v in r.items() if k not in drop}
+    for row in rows:
+        # stored under an honest id (a stored row must hash to it: records.trust), which the
+        # caller's row then carries too
+        row["trial_id"] = row_trial_id(row)
+        r = {k: v for k, v in row.items() if k not in drop}
         pq.write_table(pa.Table.from_pylist([r]), folder / f"{r['trial_id']}.parquet")
     return tmp_path / "hand"
 
@@ -246,6 +250,7 @@ def test_rise_from_curves_matches_the_trainer(tmp_path: Path) -> None:
     curves = []
     for r in rows:
         ev = list(3 + rng.random(8))
+        r["trial_id"] = row_trial_id(r)  # the id it is stored under, which the curves carry
         r["rise"], r["peak_loss"] = curve_rise(ev), max(ev[1:])
         curves += [{"trial_id": r["trial_id"], "outer_step": t, "eval_loss": v}
                    for t, v in enumerate(ev)]

@@ -25,6 +25,7 @@ from plotly.offline import get_plotlyjs
 
 from analysis import PngExportError, cells, load_trials, render_show, write_report
 from analysis.figures import NEAR, OUTLINE, facet_figures
+from records.identity import row_trial_id
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ALPHAS = [0.25, 0.5, 1.0, 2.0, 4.0]
@@ -92,8 +93,9 @@ def write_synthetic_sweep(root: Path, search: str = "grid", Hs=(10, 50), Rs=(0, 
                 points = [(float(2 ** rng.uniform(-2, 2)), float(rng.uniform(0.8, 0.97)), 0)
                           for _ in range(n_points)]
             for a, b, s in points:
-                tid = f"{H}-{R}-{a:.4g}-{b:.4g}-{s}"
-                _trial_files(sweep, tid, *_trial(tid, a, b, H, R, s, T, search, extra))
+                row, ev, cos = _trial("", a, b, H, R, s, T, search, extra)
+                row["trial_id"] = tid = row_trial_id(row)  # honest: records.trust checks it
+                _trial_files(sweep, tid, row, ev, cos)
     spec = dict(name=name, description="A made-up sweep whose description is one long line of "
                 "free text, " * 8, trial=dict(kind="lm", workers=4, outer_steps=T),
                 space=dict(alpha=ALPHAS, beta=BETAS, H=list(Hs), R=list(Rs), seed=list(seeds)),

@@ -33,7 +33,7 @@ SLOW = {
     "sweep_overhead": ["--trials", "1"],
     "boundary": ["--resolution", "0.5"],
     "grid_start": ["--points", "1000", "--baseline", "1000"],
-    "scale": ["--points", "1000", "--trials", "4", "--no-driver"],
+    "scale": ["--points", "1000", "--trials", "4", "--no-driver", "--store-trials", "50"],
 }
 ELSEWHERE = {"gpu", "gpu_mfu", "gpu_sweep"}  # tests/test_benchmarks_gpu.py
 

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import analysis
-from sweeps.columns import AXES, RUNTIME_FIELDS, TRIAL_SCHEMA, trial_roles
+from records.columns import AXES, RUNTIME_FIELDS, TRIAL_SCHEMA, trial_roles
+from records.identity import row_trial_id
 from sweeps.store import Store, trial_id
 from trainer import TrainConfig, TrainResult
 
@@ -55,8 +56,9 @@ def test_the_file_carries_the_roles_and_analysis_reads_them(tmp_path) -> None:
 def test_a_column_the_names_do_not_know_is_judged_by_its_role(tmp_path) -> None:
     """A result column analysis has never heard of: its role keeps it out of the slice keys;
     the same column without a role (a file from before roles) is taken for a setting."""
-    rows = [dict(trial_id=f"t{s}", alpha=1.0, beta=0.9, seed=s, H=4, R=0, status="completed",
+    rows = [dict(alpha=1.0, beta=0.9, seed=s, H=4, R=0, status="completed",
                  initial_loss=5.0, final_loss=3.0 + s, grad_noise=0.1 * s) for s in (0, 1)]
+    rows = [{"trial_id": row_trial_id(r), **r} for r in rows]
     table = pa.Table.from_pylist(rows)
     marked = table.schema.set(table.schema.get_field_index("grad_noise"),
                               table.schema.field("grad_noise").with_metadata({b"role": b"result"}))

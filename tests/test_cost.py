@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sweeps.cli import main
-from sweeps.columns import trial_roles
+from records.columns import trial_roles
 from sweeps.cost import CARDS, row_flops, sweep_cost, trial_cost
 from sweeps.spec import load_spec, parse_spec
 from sweeps.store import trial_id

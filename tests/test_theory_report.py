@@ -8,6 +8,7 @@ import pytest
 
 from analysis import write_report
 from analysis.theory import power_law_spectrum, predicted_stable
+from records.identity import trial_id
 from trainer import TrainConfig, train
 
 ALPHAS, BETAS = [0.5, 1.0, 1.5, 2.0, 3.0], [0.0, 0.5, 0.9]
@@ -23,7 +24,7 @@ def toy_sweep(tmp_path_factory):
         cfg = TrainConfig(kind="toy", toy_dim=300, lr=0.5, H=H, R=R, alpha=a, beta=b,
                           workers=1, outer_steps=20, diverge_factor=1e6)
         r = train(cfg)
-        tid = f"{H}-{R}-{a}-{b}"
+        tid = trial_id(cfg)
         trials.append({"sweep": "toy-mini", "trial_id": tid, **cfg.flat(), **r.summary(), "error": None})
         curves += [{"trial_id": tid, **row} for row in r.curve]
     pd.DataFrame(trials).to_parquet(root / "trials" / "all.parquet")

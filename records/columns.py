@@ -22,13 +22,12 @@ from typing import Literal
 import pyarrow as pa
 
 from trainer.config import TrainConfig
-from trainer.result import TrainResult
+from trainer.result import CURVE_COLUMNS, TrainResult
 
-from records.identity import RUNTIME_FIELDS
-from records.identity import setting_kind as field_kind
+from .identity import RUNTIME_FIELDS, setting_kind
 
 __all__ = ["Role", "ROLES", "ROLE_KEY", "AXES", "RUNTIME_FIELDS", "TRIAL_COLUMNS",
-           "TRIAL_SCHEMA", "trial_roles"]
+           "TRIAL_SCHEMA", "CURVE_SCHEMA", "trial_roles", "column_roles"]
 
 Role = Literal["axis", "setting", "runtime", "result", "bookkeeping"]
 ROLES: tuple[Role, ...] = ("axis", "setting", "runtime", "result", "bookkeeping")
@@ -49,7 +48,7 @@ def _field(name: str, typ: pa.DataType, role: Role) -> pa.Field:
 def _config_columns() -> list[pa.Field]:
     names = sorted(TrainConfig.field_names(),
                    key=lambda n: (n not in _LEAD, _LEAD.index(n) if n in _LEAD else 0))
-    return [_field(n, _KIND_TYPES[field_kind(n)], "axis" if n in AXES else
+    return [_field(n, _KIND_TYPES[setting_kind(n)], "axis" if n in AXES else
                    "runtime" if n in RUNTIME_FIELDS else "setting") for n in names]
 
 
@@ -79,3 +78,17 @@ TRIAL_SCHEMA = pa.schema(TRIAL_COLUMNS)
 def trial_roles() -> dict[str, Role]:
     """Column name -> role, as the store writes it."""
     return {f.name: f.metadata[ROLE_KEY].decode() for f in TRIAL_COLUMNS}  # type: ignore[misc]
+
+
+def column_roles(schema: pa.Schema) -> dict[str, str]:
+    """Column -> role from a table's Parquet field metadata, as the store writes it; columns of
+    files written before roles existed have none."""
+    return {f.name: f.metadata[ROLE_KEY].decode() for f in schema
+            if f.metadata and ROLE_KEY in f.metadata}
+
+
+_CURVE_TYPES = {"outer_step": pa.int64(), "tokens": pa.int64()}
+CURVE_SCHEMA = pa.schema([pa.field("trial_id", pa.string())]
+                         + [pa.field(c, _CURVE_TYPES.get(c, pa.float64())) for c in CURVE_COLUMNS])
+"""One row per trial and outer step (trainer.result.CURVE_COLUMNS); a problem's own columns
+(the toy's mode_idx, mode_err) follow, typed from their values."""
