@@ -15,6 +15,11 @@ SHAPE = dict(model="tiny", batch_size=4, seq_len=32, eval_batches=1, warmup_step
              workers=2, H=3, outer_steps=4)
 
 
+ALPHA_SCALE = {"adam": 0.01}
+"""α of a rule whose step is per coordinate (Adam moves each weight by about α) is that much
+smaller on the LM, so the three trials below train rather than blow up at once."""
+
+
 def cfg(**kw) -> TrainConfig:
     return TrainConfig(**{**SHAPE, **kw})
 
@@ -32,9 +37,10 @@ def assert_same(p, a):
 
 @pytest.mark.parametrize("outer", list(OUTER_RULES))
 def test_packed_equals_one_by_one(outer):
-    configs = [cfg(alpha=0.7, beta=0.9, R=0, seed=0, outer=outer),
-               cfg(alpha=1.0, beta=0.5, R=2, seed=1, outer=outer),
-               cfg(alpha=0.4, beta=0.95, R=1, seed=0, outer=outer)]
+    a = ALPHA_SCALE.get(outer, 1.0)
+    configs = [cfg(alpha=0.7 * a, beta=0.9, R=0, seed=0, outer=outer),
+               cfg(alpha=1.0 * a, beta=0.5, R=2, seed=1, outer=outer),
+               cfg(alpha=0.4 * a, beta=0.95, R=1, seed=0, outer=outer)]
     rows = []
     results = train_packed(configs, on_step=lambda k, row: rows.append((k, row["outer_step"])))
     for p, c in zip(results, configs):

@@ -111,7 +111,13 @@ def test_a_new_outer_rule_is_one_registry_entry(monkeypatch):
     from analysis.theory import has_theory
     from analysis.theory_report import toy_overlay
 
-    sign = OuterRule("sign", lambda delta, m, beta: [x.sign() for x in m], None, "θ ← θ − α·sign(m)")
+    def update(delta, state, hp):
+        for m, d, b in zip(state["m"], delta, hp["beta"]):
+            m.mul_(b).add_(d)
+        return [m.sign() for m in state["m"]]
+
+    sign = OuterRule("sign", init=lambda zeros: {"m": zeros()}, update=update, restart=("m",),
+                     matrix=None, summary="θ ← θ − α·sign(m)")
     monkeypatch.setitem(OUTER_RULES, "sign", sign)
     r = train(TrainConfig(kind="toy", outer="sign", alpha=0.01, beta=0.5, H=2, outer_steps=4,
                           toy_dim=20))
@@ -191,7 +197,9 @@ def test_stored_curve_guards_numeric_drift():
 @pytest.mark.parametrize("field,value,allowed", [
     ("beta", 1.0, "[0, 1)"), ("beta", -0.1, "[0, 1)"), ("alpha", 0.0, "> 0"),
     ("alpha", float("nan"), "> 0"), ("H", 0, ">= 1"), ("workers", 0, ">= 1"), ("R", -1, ">= 0"),
-    ("outer", "adam", "nesterov, heavy_ball"), ("H", 2.5, "integer"),
+    ("outer", "lion", "nesterov, heavy_ball, adam"), ("H", 2.5, "integer"),
+    ("outer_beta2", 1.0, "[0, 1)"), ("outer_eps", 0.0, "> 0"),
+    ("outer_eps", float("inf"), "> 0"),
 ])
 def test_bad_settings_name_field_and_allowed(field, value, allowed):
     with pytest.raises(ConfigError, match=rf"^{field}: .*{__import__('re').escape(allowed)}"):

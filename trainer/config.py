@@ -70,7 +70,14 @@ class TrainConfig:
     """Seeds the model init and every worker's data stream."""
     outer: str = "nesterov"
     """Outer update rule, a name in trainer.outer_rules.OUTER_RULES: nesterov (torch SGD
-    nesterov=True convention) or heavy_ball, or any rule registered there."""
+    nesterov=True convention), heavy_ball, adam (Adam on Δ, β as its β1), or any rule
+    registered there."""
+    outer_beta2: float = 0.999
+    """β₂ of outer=adam, the decay of its second moment, in [0, 1); default 0.999, torch
+    Adam's. The other rules ignore it."""
+    outer_eps: float = 1e-8
+    """ε of outer=adam, added to √v̂ (outside the root, as torch), a finite number > 0; default
+    1e-8, torch Adam's. The other rules ignore it."""
 
     # --- what is trained ---
     kind: str = "lm"
@@ -157,6 +164,8 @@ class TrainConfig:
         _check_int(self, "outer_steps", 1)
         _check_int(self, "seed", 0, SEED_MAX)
         _check_choice(self, "outer", tuple(OUTER_RULES))  # the registry, read when checked
+        _check_number(self, "outer_beta2", lambda v: 0 <= v < 1, "a number in [0, 1)")
+        _check_number(self, "outer_eps", lambda v: v > 0, "a finite number > 0")
         _check_choice(self, "kind", TRIAL_KINDS)
         _check_choice(self, "split", SPLITS)
         _check_choice(self, "device", DEVICES)

@@ -1,8 +1,8 @@
 """The DiLoCo trial loop of docs/design.md, over any `Problem` (the LM, or the toy regression).
 
-    θ ← init(seed);  m ← 0;  each worker keeps its own inner-optimizer state across rounds
+    θ ← init(seed);  outer state ← 0;  each worker keeps its own inner-optimizer state
     for t = 0 .. T-1:
-        if R > 0 and t % R == 0:  m ← 0
+        if R > 0 and t % R == 0:  m ← 0   (what the outer rule's restart resets)
         for each worker i:  θ_i ← θ;  H inner steps on worker i's data
         Δ ← θ − mean_i(θ_i);  outer step (trainer.outer)
         eval θ; stop at once if diverged
@@ -104,7 +104,7 @@ def run_diloco(problem: Problem, cfg: TrainConfig,
     """Run one trial; divergence ends it with status 'diverged' (a result, never raised)."""
     t_start = time.perf_counter() if t_start is None else t_start
     theta = problem.params
-    outer = OuterOptimizer(theta, cfg.alpha, cfg.beta, cfg.outer, cfg.R)
+    outer = OuterOptimizer.for_trial(theta, cfg)
     make_group = getattr(problem, "make_group", None)
     group = make_group() if make_group else SequentialGroup(
         [problem.make_worker(i) for i in range(cfg.workers)])

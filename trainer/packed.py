@@ -32,6 +32,7 @@ from .lm import LMProblem, init_model
 from .loop import inner_lr
 from .memory import check_memory
 from .outer import OuterOptimizer, pseudo_gradient
+from .outer_rules import rule_settings
 from .registry import Registry
 from .result import TrainResult
 from .toy_stack import ToyStack
@@ -40,9 +41,11 @@ from .tracker import TrialTracker
 __all__ = ["train_packed", "run_packed", "check_packable", "PACKABLE", "STACKS", "Stack",
            "LMStack"]
 
-PACKABLE = ("alpha", "beta", "R", "seed", "diverge_factor", "batched")
-"""The settings packed trials may differ in (batched is moot: packing always stacks).
-The outer rule is shared: a pack takes one stacked outer step."""
+PACKABLE = tuple(dict.fromkeys(("alpha", "beta", "R", "seed", "diverge_factor", "batched")
+                               + rule_settings()))
+"""The settings packed trials may differ in (batched is moot: packing always stacks): α, R and
+every setting an outer rule reads (β...) are per trial. The outer rule is shared: a pack takes
+one stacked outer step."""
 
 
 def check_packable(configs: list[TrainConfig]) -> None:
@@ -185,8 +188,7 @@ def _run(configs: list[TrainConfig], on_round, t0: float) -> TrialTracker:
     cfg = configs[0]
     stack = STACKS.lookup(cfg.kind)(configs)
     M, theta = cfg.workers, stack.theta
-    outer = OuterOptimizer.stacked(theta, [c.alpha for c in configs], [c.beta for c in configs],
-                                   cfg.outer, [c.R for c in configs])
+    outer = OuterOptimizer.for_pack(theta, configs)
     track = TrialTracker(configs, np.asarray(stack.evaluate(theta)), stack.n_params,
                          stack.tokens_per_step, t0)
     idx = np.arange(len(configs))

@@ -1,0 +1,35 @@
+"""Outer optimizers: a registry of rules, each one module with its state beside its theory.
+
+A rule (``OuterRule``, in ``rule.py``) is an ``init`` for its state, an ``update(Δ, state, hp)``
+that returns the direction u of θ ← θ − α·u (docs/design.md, "One trial"), the state entries a
+restart zeroes, the TrainConfig settings it reads, and its linear theory matrix where it has
+one (``analysis.theory``). trainer.outer steps any of them, for one trial or a pack.
+
+Numbers only: the rules use tensor methods, so this package imports neither torch nor anything
+of the trainer, and ``analysis`` can read the matrices without loading torch. A new rule is one
+module here that defines ``RULE`` and its line below (plus a TrainConfig field per new setting).
+"""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from . import adam, heavy_ball, nesterov
+from .rule import Hyper, OuterRule, State, linear_map
+
+__all__ = ["OuterRule", "State", "Hyper", "OUTER_RULES", "register_outer_rule", "outer_rule",
+           "rule_settings", "linear_map"]
+
+OUTER_RULES: Registry[OuterRule] = Registry(
+    "outer rule", lambda name, known: ValueError(f"outer: expected one of {', '.join(known)}, "
+                                                 f"got {name!r}"))
+register_outer_rule = OUTER_RULES.register
+outer_rule = OUTER_RULES.lookup
+"""The registered rule called ``name``; ValueError naming the known ones otherwise."""
+
+for _module in (nesterov, heavy_ball, adam):      # the order of --help and of the docs
+    register_outer_rule(_module.RULE)
+
+
+def rule_settings() -> tuple[str, ...]:
+    """Every setting some registered rule reads per trial, in registry order, once each."""
+    return tuple(dict.fromkeys(s for rule in OUTER_RULES.values() for s in rule.settings))
