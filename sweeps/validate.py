@@ -8,8 +8,8 @@ allowed, and gives the YAML line when it is known (see docs/design.md, "The swee
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import typing
 from typing import Any
 
 from trainer.config import ConfigError, TrainConfig, nearest
@@ -93,16 +93,24 @@ def int_at_least(d: dict, key: str, low: int, prefix: str, optional: bool = Fals
 
 
 # ---------------------------------------------------------------------------- trainer settings
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+def _kind_of(name: str, annotation: Any) -> str:
+    args = [t for t in typing.get_args(annotation) if t is not type(None)]  # T | None: a T
+    if dict in args:
+        return "model"  # a name or a mapping (the LM's model), stored as text
+    kind = {int: "int", float: "float", str: "str"}.get(args[0] if len(args) == 1 else annotation)
+    if kind is None:
+        raise TypeError(f"TrainConfig.{name}: type {annotation} has no column type; use int, "
+                        f"float, str (or one of them | None), or str | dict")
+    return kind
+
+
+_FIELD_KINDS = {name: _kind_of(name, t) for name, t in TrainConfig.field_types().items()}
 
 
 def field_kind(name: str) -> str:
-    """'int', 'float', 'str' or 'model' for a TrainConfig field."""
-    if name == "model":
-        return "model"
-    d = _DEFAULTS[name]
-    return "int" if isinstance(d, int) and not isinstance(d, bool) else \
-        "float" if isinstance(d, float) else "str"
+    """'int', 'float', 'str' or 'model' (a preset name or a mapping) for a TrainConfig field,
+    from its annotation."""
+    return _FIELD_KINDS[name]
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -146,6 +154,6 @@ def setting(trial: dict[str, Any], key: str, value: Any, prefix: str, where: str
     if nonfinite_anywhere(value):
         raise SpecError(f"{prefix}{key}: NaN and infinity are not allowed{where}")
     trial_check(trial, key, plain(value), prefix, where)
-    if key == "model":
+    if field_kind(key) == "model":
         check_model(value, f"{prefix}{key}", where)
     return coerce(key, plain(value))
