@@ -97,15 +97,21 @@ class TrialSettings:
         _check_int(self, "diverge_check_every", 0)
 
 
-_SECTIONS: tuple[type, ...] = (TrialSettings, *(k.settings for k in TRIAL_KINDS.values()))
-"""TrainConfig's sections, in its field order: the common part, then each kind's settings."""
-_seen: dict[str, type] = {}
-for _section in _SECTIONS:
-    for _f in dataclasses.fields(_section):
-        if _f.name in _seen:
-            raise TypeError(f"{_section.__name__}.{_f.name}: {_seen[_f.name].__name__} has a "
-                            f"setting of that name already; a TrainConfig field has one owner")
-        _seen[_f.name] = _section
+def _sections() -> tuple[type, ...]:
+    """TrainConfig's sections, in its field order: the common part, then each kind's settings;
+    a name in two sections is refused (a flat field has one owner)."""
+    sections = (TrialSettings, *(k.settings for k in TRIAL_KINDS.values()))
+    owner: dict[str, type] = {}
+    for section in sections:
+        for f in dataclasses.fields(section):
+            if f.name in owner:
+                raise TypeError(f"{section.__name__}.{f.name}: {owner[f.name].__name__} has a "
+                                f"setting of that name already; a TrainConfig field has one owner")
+            owner[f.name] = section
+    return sections
+
+
+_SECTIONS = _sections()
 
 
 @dataclass
