@@ -3,8 +3,9 @@
 Everything here is *predicted* unless its name says measured: the boundary comes from
 `analysis.theory` for a spectrum, never from trials. The measured per-step contraction of a toy
 trial comes from its curves' `mode_err` (the signed error of a few tracked modes, see
-trainer/toy.py), and the prediction beside it from the trial's own η = lr, H, α, β, R, outer
-and λ = (mode_idx + 1)^−toy_power.
+trainer/toy.py), and the prediction beside it from the trial's own H, α, β, R, outer and what
+its kind's linear model (``TrialKind.linear_model``, trainer/kinds/) reads from its settings:
+for the toy, η = lr and λ = (mode_idx + 1)^−toy_power.
 """
 
 from __future__ import annotations
@@ -17,10 +18,28 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from trainer.kinds import TRIAL_KINDS
+
 from .theory import effective_mu, restart_rate
 
 __all__ = ["boundary_traces", "theory_figure", "measured_rates", "contraction_figure",
-           "contraction_trials", "MAX_ROWS", "MAX_COLOURS"]
+           "contraction_trials", "linear_model", "theory_keys", "MAX_ROWS", "MAX_COLOURS"]
+
+
+def linear_model(settings: Mapping[str, Any], modes: Any = None) -> tuple[np.ndarray, float] | None:
+    """The linearized theory's (λ, η) for a trial of these settings (a row, with its ``kind``),
+    as its kind gives them (at the 0-based ``modes``, or all); None for a kind without a
+    known spectrum (the LM) or one this version does not know."""
+    kind = TRIAL_KINDS.get(str(settings.get("kind")))
+    return None if kind is None else kind.linear_model(settings, modes)
+
+
+def theory_keys(trials: pd.DataFrame) -> list[str]:
+    """The settings the linear models of the frame's kinds read (for the toy: lr, toy_dim,
+    toy_power)."""
+    kinds = trials["kind"].dropna().unique() if "kind" in trials else []
+    return list(dict.fromkeys(k for name in kinds if name in TRIAL_KINDS
+                              for k in TRIAL_KINDS[name].theory_keys))
 
 RATE_CAP = 2.0  # rates above this are drawn at the cap: "unstable" is all that matters there
 
@@ -105,16 +124,16 @@ def _measured_rate(err: np.ndarray, R: int) -> float:
 def measured_rates(trials_df: pd.DataFrame, curves_df: pd.DataFrame) -> pd.DataFrame:
     """One row per (toy trial, tracked mode): mode_idx, lam, mu, predicted, measured.
 
-    Needs the trial columns alpha, beta, H, R, outer, lr, toy_power and the curve columns
-    trial_id, outer_step, mode_idx, mode_err; trials without mode_err are skipped.
+    Needs the trial columns kind, alpha, beta, H, R, outer and what the kind's linear model
+    reads (``theory_keys``: the toy's lr, toy_dim, toy_power), and the curve columns trial_id,
+    outer_step, mode_idx, mode_err; trials without mode_err, or of a kind without a linear
+    model (the LM: no modes to compare), are skipped.
     """
-    cols = ["trial_id", "alpha", "beta", "H", "R", "outer", "lr", "toy_power"]
+    cols = ["trial_id", "kind", "alpha", "beta", "H", "R", "outer", *theory_keys(trials_df)]
     rows: list[dict[str, Any]] = []
     if "mode_err" not in curves_df or curves_df.empty or not set(cols) <= set(trials_df):
         return pd.DataFrame(columns=cols + ["mode", "mode_idx", "lam", "mu", "predicted",
                                             "measured"])
-    if "kind" in trials_df:                                # an LM trial has no modes to compare
-        trials_df = trials_df[trials_df["kind"] == "toy"]
     by_trial = {tid: c.sort_values("outer_step") for tid, c in curves_df.groupby("trial_id")}
     for t in trials_df[cols].itertuples(index=False):
         c = by_trial.get(t.trial_id)
@@ -122,9 +141,12 @@ def measured_rates(trials_df: pd.DataFrame, curves_df: pd.DataFrame) -> pd.DataF
             continue
         c = c[c["mode_err"].notna()]
         idx = np.asarray(c["mode_idx"].iloc[0], dtype=int)
+        model = linear_model(t._asdict(), idx)
+        if model is None:
+            continue
+        lam, eta = model
         err = np.stack([np.asarray(v, dtype=float) for v in c["mode_err"]])   # (steps, modes)
-        lam = (idx + 1.0) ** -float(t.toy_power)
-        mu = effective_mu(lam, float(t.lr), int(t.H))
+        mu = effective_mu(lam, eta, int(t.H))
         pred = restart_rate(mu, t.alpha, t.beta, int(t.R), t.outer)
         for k in range(idx.size):
             rows.append({**t._asdict(), "mode": k, "mode_idx": int(idx[k]), "lam": lam[k],

@@ -1,8 +1,9 @@
 """The theory in the report: a predicted boundary over each (H, R) facet, never passed off as measured.
 
-A toy sweep carries everything the prediction needs in its own rows (η = lr, H, R, outer and
-the power-law spectrum of toy_dim and toy_power), so its report gets the boundary and the
-predicted-against-measured contraction figure by itself. An LM sweep has no known spectrum:
+A toy sweep carries everything the prediction needs in its own rows (H, R, outer, and what its
+kind's linear model reads: η = lr and the power-law spectrum of toy_dim and toy_power; see
+``TrialKind.linear_model``), so its report gets the boundary and the predicted-against-measured
+contraction figure by itself. An LM sweep has no known spectrum:
 it gets a boundary only when the user gives one (`--theory-spectrum`, `--theory-eta`), and the
 legend says whose assumption it is.
 """
@@ -15,9 +16,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from trainer.kinds import TRIAL_KINDS
+
 from .figures import Overlay
-from .theory import has_theory, parse_spectrum, power_law_spectrum, predicted_stable
-from .theory_plots import boundary_traces, contraction_figure, contraction_trials
+from .theory import has_theory, parse_spectrum, predicted_stable
+from .theory_plots import (boundary_traces, contraction_figure, contraction_trials, linear_model,
+                           theory_keys)
 
 __all__ = ["is_toy", "toy_overlay", "spectrum_overlay", "toy_theory_figure", "toy_agreement",
            "FINE", "FINE_MAX"]
@@ -28,7 +32,12 @@ MAX_MODES = 256    # modes kept of a long spectrum: log-spaced, first and last i
 
 
 def is_toy(trials: pd.DataFrame) -> bool:
-    return "kind" in trials and len(trials) > 0 and bool((trials["kind"] == "toy").all())
+    """Whether every trial's kind gives the linear theory's inputs from its own settings (the
+    toy's does; the LM's spectrum is unknown): the report then draws the prediction itself."""
+    if "kind" not in trials or not len(trials) or trials["kind"].isna().any():
+        return False
+    return all(name in TRIAL_KINDS and TRIAL_KINDS[name].theory_keys
+               for name in trials["kind"].unique())
 
 
 def _thin(lams: np.ndarray) -> np.ndarray:
@@ -74,12 +83,11 @@ def _overlay(spectrum_of: Callable[[dict], tuple[np.ndarray, float]], name: str)
 
 def toy_overlay(trials: pd.DataFrame) -> Overlay:
     """Predicted boundary for each toy facet, from that facet's own settings."""
-    fixed = {k: trials[k].iloc[0] for k in ("lr", "toy_dim", "toy_power", "outer", "H", "R")
+    fixed = {k: trials[k].iloc[0] for k in ("kind", *theory_keys(trials), "outer", "H", "R")
              if k in trials}
 
     def spectrum_of(settings: dict) -> tuple[np.ndarray, float]:
-        s = {**fixed, **settings}
-        return power_law_spectrum(int(s["toy_dim"]), float(s["toy_power"])), float(s["lr"])
+        return linear_model({**fixed, **settings})
 
     return _overlay(spectrum_of, "predicted boundary (linearized theory)")
 
@@ -90,21 +98,22 @@ def toy_agreement(cell_table: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFram
     label, stable or not, is the predicted one). Cells of an outer rule without a linear model
     are left out. The full spectrum is used up to 10,000 cells, a log-spaced subset of its
     modes above (the worst rate moves continuously with μ)."""
-    fixed = {k: trials[k].iloc[0] for k in ("lr", "toy_dim", "toy_power", "outer", "H", "R")
+    fixed = {k: trials[k].iloc[0] for k in ("kind", *theory_keys(trials), "outer", "H", "R")
              if k in trials}
-    keys = [k for k in ("H", "R", "outer", "lr", "toy_dim", "toy_power") if k in cell_table]
+    keys = [k for k in ("H", "R", "outer", *theory_keys(trials), "kind") if k in cell_table]
     parts = []
     groups = cell_table.groupby(keys, dropna=False, sort=True) if keys else [((), cell_table)]
     for key, sl in groups:
         s = {**fixed, **dict(zip(keys, key if isinstance(key, tuple) else (key,)))}
         outer = str(s.get("outer", "nesterov"))
-        if not has_theory(outer):
+        model = linear_model(s)
+        if not has_theory(outer) or model is None:
             continue
-        lams = power_law_spectrum(int(s["toy_dim"]), float(s["toy_power"]))
+        lams, eta = model
         if len(cell_table) > 10_000:
             lams = _thin(lams)
         a, b = np.sort(sl["alpha"].unique()), np.sort(sl["beta"].unique())
-        grid = predicted_stable(a, b, lams, float(s["lr"]), int(s.get("H", 1)),
+        grid = predicted_stable(a, b, lams, eta, int(s.get("H", 1)),
                                 int(s.get("R", 0)), outer)
         pred = grid[np.searchsorted(b, sl["beta"].to_numpy()),
                     np.searchsorted(a, sl["alpha"].to_numpy())]

@@ -47,13 +47,18 @@ Do not add to it: a setting added later enters an id only when it is not at its 
 
 @lru_cache(maxsize=None)
 def _kinds() -> dict[str, SettingKind]:
-    hints = typing.get_type_hints(TrainConfig)
-    out: dict[str, SettingKind] = {}
-    for name in TrainConfig.field_names():
-        t = hints[name]
-        out[name] = "int" if t is int else "float" if t is float else "str" if t is str \
-            else "model"
-    return out
+    return {name: _kind_of(name, t) for name, t in TrainConfig.field_types().items()}
+
+
+def _kind_of(name: str, annotation: Any) -> SettingKind:
+    args = [t for t in typing.get_args(annotation) if t is not type(None)]  # T | None: a T
+    if dict in args:
+        return "model"  # a name or a mapping (the LM's model), stored as text
+    kind = {int: "int", float: "float", str: "str"}.get(args[0] if len(args) == 1 else annotation)
+    if kind is None:
+        raise TypeError(f"TrainConfig.{name}: type {annotation} has no column type; use int, "
+                        f"float, str (or one of them | None), or str | dict")
+    return kind  # type: ignore[return-value]
 
 
 def setting_kind(name: str) -> SettingKind:

@@ -3,7 +3,8 @@
 ``diloco-sweep check`` prints it; each trial row carries the same estimate, for what the trial
 actually ran, as ``flops`` (so measured MFU is ``flops / (wall_s * peak)``).
 
-The model (docs/sweeps.md, "Cost before launch"), per LM trial:
+Each trial kind models its own FLOPs (``TrialKind.flops``, trainer/kinds/). The LM's model
+(docs/sweeps.md, "Cost before launch"), per trial:
 
 - training FLOPs per token = 6·N + 12·L·d·T, the "model FLOPs" of PaLM (Chowdhery et al. 2022,
   appendix B): 6·N for the weight matmuls forward and backward, 12·L·d·T for attention scores
@@ -17,8 +18,8 @@ The model (docs/sweeps.md, "Cost before launch"), per LM trial:
   and the data pipeline;
 - GPU-hours = FLOPs / (peak · MFU), at a named card's dense bf16 peak and a stated MFU.
 
-Toy trials (``kind: toy``, the linear-regression model) get no estimate: their ``flops`` is
-null; they take seconds on a CPU.
+A kind without a FLOP model, such as the toy (``kind: toy``, the linear-regression model,
+seconds on a CPU), gets no estimate: its rows' ``flops`` is null.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
-from trainer.config import TrainConfig
-from trainer.model_config import count_params, resolve_model
+from trainer.config import TRIAL_KINDS, TrainConfig
 
 from .spec import SweepSpec
+from .validate import field_kind
 
 __all__ = ["Card", "CARDS", "DEFAULT_CARD", "DEFAULT_MFU", "TrialCost", "SweepCost",
            "trial_cost", "row_flops", "sweep_cost", "format_cost", "COST_FIELDS"]
@@ -56,9 +57,10 @@ DEFAULT_MFU = 0.4
 """Model FLOPs utilization assumed for GPU-hours: a well-fed ~150M-parameter model at
 sequence length 1024 on one card; `check --mfu` states another."""
 
-COST_FIELDS = ("kind", "model", "vocab_size", "seq_len", "batch_size", "H", "workers",
-               "outer_steps", "eval_batches")
-"""The TrainConfig fields the estimate depends on; trials equal in these cost the same."""
+COST_FIELDS = tuple(dict.fromkeys(["kind", *(k for kind in TRIAL_KINDS.values()
+                                             for k in kind.cost_keys)]))
+"""The TrainConfig fields the estimate depends on (the kind, and what each kind's FLOP model
+reads); trials equal in these cost the same."""
 
 
 @dataclass(frozen=True)
@@ -90,21 +92,16 @@ class TrialCost:
 def trial_cost(cfg: TrainConfig, tokens: int | None = None,
                rounds: int | None = None) -> TrialCost | None:
     """The estimate for ``cfg`` (all its rounds, or ``tokens`` and ``rounds`` as run); None for
-    a toy trial."""
-    if cfg.kind != "lm":
+    a trial whose kind has no FLOP model (the toy)."""
+    f = cfg.trial_kind.flops(cfg)
+    if f is None:
         return None
-    m = resolve_model(cfg.model, cfg.vocab_size)
-    n = count_params(m, non_embedding=True)
-    if m.tie_embeddings:
-        n += m.vocab_size * m.d_model  # the head multiplies by the shared embedding matrix
-    attn = m.n_layer * m.d_model * cfg.seq_len  # L·d·T
     rounds = cfg.outer_steps if rounds is None else rounds
     if tokens is None:
-        tokens = cfg.workers * cfg.H * rounds * cfg.batch_size * cfg.seq_len
-    eval_tokens = cfg.eval_batches * cfg.batch_size * cfg.seq_len
-    return TrialCost(params=count_params(m), flop_params=n, tokens=int(tokens),
-                     train_flops_per_token=6.0 * n + 12.0 * attn,
-                     eval_flops=(2.0 * n + 4.0 * attn) * eval_tokens, evals=rounds + 1)
+        tokens = f.tokens_per_round * rounds
+    return TrialCost(params=f.params, flop_params=f.flop_params, tokens=int(tokens),
+                     train_flops_per_token=f.train_flops_per_token, eval_flops=f.eval_flops,
+                     evals=rounds + 1)
 
 
 def row_flops(cfg: TrainConfig, tokens: int, outer_steps_done: int) -> float | None:
@@ -169,8 +166,7 @@ def sweep_cost(spec: SweepSpec) -> SweepCost:
 
 
 def _int_if_whole(name: str, v: Any) -> Any:
-    return int(v) if name in ("H", "workers", "outer_steps", "batch_size", "seq_len",
-                              "eval_batches", "vocab_size") and isinstance(v, float) else v
+    return int(v) if field_kind(name) == "int" and isinstance(v, float) else v
 
 
 def _si(x: float) -> str:

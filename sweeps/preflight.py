@@ -24,7 +24,7 @@ import itertools
 import os
 from typing import Any
 
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import TRIAL_KINDS, ConfigError, TrainConfig
 
 from .spec import SpecError, SweepSpec
 
@@ -32,9 +32,9 @@ __all__ = ["preflight", "check_resources", "cuda_gpus", "check_corpora", "local_
            "largest_configs", "MEM_KEYS", "ENV_LIMIT"]
 
 ENV_LIMIT = "DILOCO_MEMORY_LIMIT_BYTES"
-MEM_KEYS = ("kind", "model", "vocab_size", "workers", "batch_size", "seq_len", "batched",
-            "device", "toy_dim", "toy_batch")
-"""The settings the memory estimate depends on."""
+MEM_KEYS = tuple(dict.fromkeys(["kind", *(k for kind in TRIAL_KINDS.values()
+                                          for k in kind.memory_keys)]))
+"""The settings the memory estimate depends on (the kind, and what each kind's model reads)."""
 
 
 def _values(spec: SweepSpec, key: str) -> list[Any]:
@@ -180,6 +180,7 @@ def preflight(spec: SweepSpec, local: bool) -> None:
     """Refuse, before Ray starts, a spec whose trials cannot fit or cannot read their corpus."""
     if local:
         check_resources(spec)
-    if spec.base.kind == "lm" or "kind" in spec.space:
-        check_corpora(spec, local)
+    kinds = _values(spec, "kind") or [spec.base.kind]
+    if any("corpus" in TRIAL_KINDS[k].fields() for k in kinds if k in TRIAL_KINDS):
+        check_corpora(spec, local)  # a kind the spec runs reads a corpus
     check_memory_fits(spec, local)

@@ -8,10 +8,10 @@ allowed, and gives the YAML line when it is known (see docs/design.md, "The swee
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
+from records.identity import setting_kind
 from trainer.config import ConfigError, TrainConfig, nearest
 from trainer.model_config import PRESETS, resolve_model
 
@@ -93,16 +93,8 @@ def int_at_least(d: dict, key: str, low: int, prefix: str, optional: bool = Fals
 
 
 # ---------------------------------------------------------------------------- trainer settings
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-
-
-def field_kind(name: str) -> str:
-    """'int', 'float', 'str' or 'model' for a TrainConfig field."""
-    if name == "model":
-        return "model"
-    d = _DEFAULTS[name]
-    return "int" if isinstance(d, int) and not isinstance(d, bool) else \
-        "float" if isinstance(d, float) else "str"
+field_kind = setting_kind
+"""'int', 'float', 'str' or 'model' for a TrainConfig field (records.identity.setting_kind)."""
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -146,6 +138,6 @@ def setting(trial: dict[str, Any], key: str, value: Any, prefix: str, where: str
     if nonfinite_anywhere(value):
         raise SpecError(f"{prefix}{key}: NaN and infinity are not allowed{where}")
     trial_check(trial, key, plain(value), prefix, where)
-    if key == "model":
+    if field_kind(key) == "model":
         check_model(value, f"{prefix}{key}", where)
     return coerce(key, plain(value))

@@ -24,13 +24,17 @@ follow without being rebuilt. tests/test_batched.py holds both copies equal to t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
-from .config import TrainConfig
 from .data import Sampler
 from .device import autocast_for
 from .model import GPT, _rope
+
+if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which build this
+    from .config import TrainConfig
 
 __all__ = ["stacked_loss", "clip_per_slot_", "StackedAdamW",
            "StackedLM", "BatchedGroup"]

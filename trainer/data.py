@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError
+from .checks import ConfigError
 
 __all__ = ["Corpus", "load_corpus", "stdlib_files", "cache_dir", "Sampler", "eval_batches"]
 

@@ -7,10 +7,14 @@ Whether workers run stacked is ``TrainConfig.batched_on``, which the memory esti
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import torch
 
-from .config import ConfigError, TrainConfig
+from .checks import ConfigError
+
+if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which build this
+    from .config import TrainConfig
 
 __all__ = ["resolve_device", "autocast_for"]
 

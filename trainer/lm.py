@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 
 from .batched import BatchedGroup
-from .config import TrainConfig
 from .data import Sampler, eval_batches, load_corpus
 from .device import autocast_for, resolve_device
 from .memory import check_memory
 from .model import GPT
 from .model_config import resolve_model
+
+if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which build this
+    from .config import TrainConfig
 
 __all__ = ["LMProblem", "LMWorker", "adamw_for", "init_model"]
 

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 import torch
 
-from .config import TrainConfig
 from .outer import OuterOptimizer, average, pseudo_gradient
 from .result import TrainResult
 from .tracker import TrialTracker
+
+if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which build this
+    from .config import TrainConfig
 
 __all__ = ["Problem", "Worker", "WorkerGroup", "SequentialGroup", "run_diloco", "inner_lr"]
 

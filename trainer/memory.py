@@ -1,19 +1,19 @@
 """Memory a trial will need, estimated before anything is allocated, and a refusal with numbers.
 
-fp32 state per parameter: the global θ, the outer momentum m, Δ and the workers' mean
-(4 copies), plus per worker θ_i, its gradient and AdamW's two moments (4 copies each).
-Activations kept for backward, per worker and per layer, for B sequences of T tokens:
-about 10·d + 4·d_ff floats per token, plus the n_head·T² attention probabilities of the
-math attention kernel; and 3·V floats per token for the logits and their softmax grad.
+Each trial kind models its own (``TrialKind.memory`` in ``trainer/kinds/``: the LM's state
+and activations, the toy's vectors); this module asks it and compares with the free memory.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .config import ConfigError, TrainConfig
-from .model_config import count_params, resolve_model
+from .checks import ConfigError
+
+if TYPE_CHECKING:  # types only: the kinds' memory models build a MemoryEstimate
+    from .config import TrainConfig
 
 __all__ = ["MemoryEstimate", "estimate_memory", "available_memory", "check_memory"]
 
@@ -41,20 +41,8 @@ class MemoryEstimate:
 
 
 def estimate_memory(cfg: TrainConfig, device: str = "cpu") -> MemoryEstimate:
-    if cfg.kind == "toy":
-        n = cfg.toy_dim
-        return MemoryEstimate(n, 8 * n * (4 + 4 * cfg.workers), 8 * n * max(cfg.toy_batch, 1))
-    m = resolve_model(cfg.model, cfg.vocab_size)
-    p = count_params(m)
-    state = 4 * p * (4 + 4 * cfg.workers)
-    tokens = cfg.batch_size * cfg.seq_len
-    per_layer = tokens * (10 * m.d_model + 4 * m.d_ff)
-    if device != "cuda":  # CUDA's fused attention kernels never store the T x T probabilities
-        per_layer += cfg.batch_size * m.n_head * cfg.seq_len ** 2
-    per_worker = 4 * (m.n_layer * per_layer + 3 * tokens * m.vocab_size)
-    # batched workers hold every worker's activations at once; sequential ones, one at a time
-    at_once = cfg.workers if cfg.batched_on(device) else 1
-    return MemoryEstimate(p, state, per_worker * at_once)
+    """The trial's kind's estimate, on a device of this type ('cpu', 'cuda')."""
+    return cfg.trial_kind.memory(cfg, device)
 
 
 def available_memory(device: str) -> int | None:
@@ -83,9 +71,8 @@ def check_memory(cfg: TrainConfig, device: str = "cpu", available: int | None = 
     est = estimate_memory(cfg, device)
     free = available_memory(device) if available is None else available
     if free is not None and est.total_bytes > headroom * free:
+        what, smaller = cfg.trial_kind.too_big(cfg)
         raise ConfigError(
-            f"model: {cfg.model!r} with workers={cfg.workers}, batch_size={cfg.batch_size}, "
-            f"seq_len={cfg.seq_len} needs about {est.total_bytes / GiB:.2f} GiB ({est.describe()}), "
-            f"but {device} has {free / GiB:.2f} GiB free; use a smaller model, fewer workers, "
-            f"a smaller batch_size or seq_len, or a bigger machine")
+            f"{what} needs about {est.total_bytes / GiB:.2f} GiB ({est.describe()}), "
+            f"but {device} has {free / GiB:.2f} GiB free; use {smaller}, or a bigger machine")
     return est

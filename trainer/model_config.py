@@ -13,7 +13,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .config import INT_MAX, ConfigError, nearest
+from .checks import INT_MAX, ConfigError, nearest
 
 __all__ = ["ModelConfig", "PRESETS", "resolve_model", "count_params"]
 

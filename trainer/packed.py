@@ -2,9 +2,10 @@
 
 The K trials share everything but α, β, R, the seed and the divergence factor (PACKABLE). A
 stack holds their global θ as (K, *shape) tensors and their K·M workers as its slots: an LM
-stack (trainer.batched.StackedLM) or a toy stack (trainer.toy_stack.ToyStack), one entry each
-of ``STACKS``. Each trial keeps its own α, β and restarts (one stacked outer optimizer, per-trial
-coefficients), its own eval loss, curve and result; the loop is trainer.loop's, and one
+stack (``LMStack`` below, over trainer.batched.StackedLM) or a toy stack
+(trainer.toy_stack.ToyStack), each its trial kind's ``stack()`` (trainer/kinds/). Each trial
+keeps its own α, β and restarts (one stacked outer optimizer, per-trial coefficients), its own
+eval loss, curve and result; the loop is trainer.loop's, and one
 ``TrialTracker`` holds the bookkeeping of all K, so each result matches the same config run
 alone (tests/test_packed.py).
 
@@ -19,13 +20,13 @@ costs nothing from then on while the others go on.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 
 from .batched import StackedLM
-from .config import ConfigError, TrainConfig
+from .checks import ConfigError
 from .data import Sampler
 from .device import autocast_for, resolve_device
 from .lm import LMProblem, init_model
@@ -33,12 +34,13 @@ from .loop import inner_lr
 from .memory import check_memory
 from .outer import OuterOptimizer, pseudo_gradient
 from .outer_rules import rule_settings
-from .registry import Registry
 from .result import TrainResult
-from .toy_stack import ToyStack
 from .tracker import TrialTracker
 
-__all__ = ["train_packed", "run_packed", "check_packable", "PACKABLE", "STACKS", "Stack",
+if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which build this
+    from .config import TrainConfig
+
+__all__ = ["train_packed", "run_packed", "check_packable", "PACKABLE", "Stack",
            "LMStack"]
 
 PACKABLE = tuple(dict.fromkeys(("alpha", "beta", "R", "seed", "diverge_factor", "batched")
@@ -53,13 +55,13 @@ def check_packable(configs: list[TrainConfig]) -> None:
     if not configs:
         raise ConfigError("configs: expected at least one trial to pack")
     for k, c in enumerate(configs):
-        if c.kind not in STACKS:
-            raise ConfigError(f"kind: packed trials must be {' or '.join(STACKS)} trials; "
-                              f"trial {k} has {c.kind!r}")
+        if c.trial_kind.stack() is None:
+            raise ConfigError(f"kind: {c.kind} trials do not pack (their kind has no stack); "
+                              f"trial {k} is one")
     base = configs[0].to_dict()
     for k, c in enumerate(configs[1:], start=1):
         d = c.to_dict()
-        for name in TrainConfig.field_names():
+        for name in base:
             if name not in PACKABLE and d[name] != base[name]:
                 raise ConfigError(
                     f"{name}: packed trials must share it, but trial 0 has {base[name]!r} and "
@@ -70,7 +72,7 @@ class Stack(Protocol):
     """K trials' global θ and their workers as the slots of one computation."""
 
     name: str
-    """The trial kind (TrainConfig.kind) it trains."""
+    """The trial kind (TrainConfig.kind) it trains; ``TrialKind.stack`` returns the class."""
     theta: list[torch.Tensor]
     """The initial global parameters of the K trials, (K, *shape) each."""
     n_params: int
@@ -98,12 +100,6 @@ class Stack(Protocol):
 
     # optional: trials_per_stack(cfg) -> int, the most trials one stack takes (a larger pack
     # runs as several stacks, one after another); else the whole pack is one stack
-
-
-STACKS: Registry[Callable[[list[TrainConfig]], Stack]] = Registry(
-    "packed trial kind", lambda name, known: ConfigError(
-        f"kind: packed trials must be {' or '.join(known)} trials, got {name!r}"))
-"""Trial kind -> the stack that trains K trials of it at once."""
 
 
 class LMStack:
@@ -137,10 +133,6 @@ class LMStack:
         return None
 
 
-STACKS.register(LMStack)
-STACKS.register(ToyStack)
-
-
 def train_packed(configs: list[TrainConfig],
                  on_step: Callable[[int, dict[str, Any]], None] | None = None) -> list[TrainResult]:
     """Train K trials of one shape together; results[k] is trial k's, as train(configs[k]) gives.
@@ -169,7 +161,7 @@ def run_packed(configs: list[TrainConfig],
     `on_round(t, idx, tracker)` is called after round t with the trials (of that stack) that
     took it. Settings that differ outside PACKABLE raise ConfigError before anything runs."""
     check_packable(configs)
-    per = getattr(STACKS.lookup(configs[0].kind), "trials_per_stack", None)
+    per = getattr(configs[0].trial_kind.stack(), "trials_per_stack", None)
     size = per(configs[0]) if per is not None else len(configs)
     for start in range(0, len(configs), size):
         t0 = time.perf_counter()
@@ -186,7 +178,7 @@ def run_packed(configs: list[TrainConfig],
 def _run(configs: list[TrainConfig], on_round, t0: float) -> TrialTracker:
     """trainer.loop.run_diloco over the stack: the same steps, each trial's own bookkeeping."""
     cfg = configs[0]
-    stack = STACKS.lookup(cfg.kind)(configs)
+    stack = cfg.trial_kind.stack()(configs)
     M, theta = cfg.workers, stack.theta
     outer = OuterOptimizer.for_pack(theta, configs)
     track = TrialTracker(configs, np.asarray(stack.evaluate(theta)), stack.n_params,

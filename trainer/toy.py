@@ -17,12 +17,14 @@ Inner optimizer: plain GD at constant step η = cfg.lr (``scheduled = False``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from .config import TrainConfig
+if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which build this
+    from .config import TrainConfig
+
 
 __all__ = ["ToyProblem", "ToyWorker", "tracked_modes", "N_TRACKED"]
 

@@ -17,13 +17,15 @@ the eval and train losses may differ from a trial run alone in the last bits, θ
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from .config import TrainConfig
 from .toy import ToyProblem, _stream
+
+if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which build this
+    from .config import TrainConfig
 
 __all__ = ["ToyStack"]
 

@@ -21,12 +21,14 @@ Means are summed left to right, loss by loss, as a Python ``sum`` over the round
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import TrainConfig
 from .result import TrainResult, curve_rises, end_rises
+
+if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which build this
+    from .config import TrainConfig
 
 __all__ = ["TrialTracker", "train_divergence"]
 

@@ -1,27 +1,24 @@
-"""`train(config)`: one trial of docs/design.md, on the LM or the toy problem."""
+"""`train(config)`: one trial of docs/design.md, on the Problem its kind builds (trainer/kinds/)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from .config import TrainConfig
 from .loop import run_diloco
 from .result import TrainResult
+
+if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which build this
+    from .config import TrainConfig
 
 __all__ = ["train", "build_problem"]
 
 
 def build_problem(cfg: TrainConfig):
-    if cfg.kind == "toy":
-        from .toy import ToyProblem
-
-        return ToyProblem(cfg)
-    from .lm import LMProblem
-
-    return LMProblem(cfg)
+    """The trial as a Problem: its kind's (trainer/kinds/) builds it."""
+    return cfg.trial_kind.problem(cfg)
 
 
 def train(config: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
