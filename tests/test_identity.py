@@ -28,6 +28,8 @@ PINNED = [
     (dict(kind="toy", toy_dim=64, lr=0.5, H=4, outer_steps=30, alpha=2.0, beta=0.9, R=2, seed=1),
      "5990514baca399f3"),
     (dict(device="cpu", threads=1, batched="off"), "dc3aa0ff00bba19c"),  # runtime: same trial
+    (dict(kind="toy", toy_dim=16, alpha=0.5), "ab55a6ba42978b8e"),
+    (dict(model={"preset": "tiny", "d_model": 32}, seq_len=32, lr=1e-3), "d42dea1955d2d7c2"),
 ]
 
 

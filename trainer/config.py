@@ -2,7 +2,7 @@
 
 Field names follow the words of docs/design.md: alpha, beta, H, R, workers, outer_steps, seed.
 A config is flat on purpose: one trial row in Parquet carries every field as a column. It is
-put together from sections: ``TrialSettings`` below (what every trial kind reads) and each
+put together from sections: ``trainer.settings.TrialSettings`` (what every trial kind reads) and each
 trial kind's own settings dataclass (``trainer/kinds/``), whose fields it takes as its own, so
 a spec writes ``seq_len: 64`` and a row has a ``seq_len`` column whatever the kind.
 """
@@ -18,10 +18,8 @@ from typing import Any
 
 from .checks import INT_MAX, SEED_MAX, ConfigError, nearest
 from .checks import check_choice as _check_choice
-from .checks import check_int as _check_int
-from .checks import check_number as _check_number
 from .kinds import TRIAL_KINDS, TrialKind
-from .outer_rules import OUTER_RULES
+from .settings import DEVICES, TrialSettings
 
 __all__ = ["TrainConfig", "TrialSettings", "ConfigError", "INT_MAX", "SEED_MAX", "TRIAL_KINDS",
            "KIND_ONLY", "DEVICES", "BATCHED_ON_CPU", "nearest"]
@@ -29,81 +27,9 @@ __all__ = ["TrainConfig", "TrialSettings", "ConfigError", "INT_MAX", "SEED_MAX",
 KIND_ONLY: dict[str, tuple[str, ...]] = {k.name: k.fields() for k in TRIAL_KINDS.values()}
 """Fields only one trial kind reads (its settings dataclass); the other kinds ignore them, so a
 report of a sweep of one kind does not list the other's."""
-DEVICES = ("auto", "cpu", "cuda")
 BATCHED_ON_CPU = True
 """batched=auto on CPU: stacked M=4 tiny workers measured 1.17-1.49x the sequential inner-step
 rate on 2 cores (docs/performance.md), never slower; flip here if a machine says otherwise."""
-
-
-@dataclass
-class TrialSettings:
-    """What every trial kind reads: the DiLoCo loop of docs/design.md, its inner learning rate,
-    divergence, and where it runs."""
-
-    # --- the outer loop (swept) ---
-    alpha: float = 0.7
-    """α, outer learning rate (> 0)."""
-    beta: float = 0.9
-    """β, outer momentum, in [0, 1)."""
-    H: int = 10
-    """Inner AdamW steps per outer step (communication period), >= 1."""
-    R: int = 0
-    """Restart period of the outer momentum in outer steps; 0 means never."""
-    workers: int = 4
-    """M, number of DiLoCo workers, >= 1."""
-    outer_steps: int = 15
-    """T, outer steps (rounds) per trial, >= 1."""
-    seed: int = 0
-    """Seeds the model init and every worker's data stream."""
-    outer: str = "nesterov"
-    """Outer update rule, a name in trainer.outer_rules.OUTER_RULES: nesterov (torch SGD
-    nesterov=True convention), heavy_ball, adam (Adam on Δ, β as its β1), or any rule
-    registered there."""
-    outer_beta2: float = 0.999
-    """β₂ of outer=adam, the decay of its second moment, in [0, 1); default 0.999, torch
-    Adam's. The other rules ignore it."""
-    outer_eps: float = 1e-8
-    """ε of outer=adam, added to √v̂ (outside the root, as torch), a finite number > 0; default
-    1e-8, torch Adam's. The other rules ignore it."""
-
-    # --- what is trained ---
-    kind: str = "lm"
-    """A name in trainer.kinds.TRIAL_KINDS: lm, the transformer LM trial; toy, the
-    linear-regression model of the theory."""
-
-    # --- the inner optimizer ---
-    lr: float = 3e-3
-    """Peak inner learning rate (the LM's AdamW warmup+cosine schedule); the toy's GD step."""
-    diverge_factor: float = 2.0
-    """Diverged when eval loss exceeds diverge_factor * initial loss (or is non-finite)."""
-    diverge_check_every: int = 0
-    """Also diverged, mid-round, when the workers' mean train loss over the last k inner steps
-    exceeds diverge_factor * initial loss, checked every k steps (0: off). Free: reuses losses."""
-
-    # --- runtime ---
-    device: str = "auto"
-    """auto (CUDA when available), cpu or cuda."""
-    threads: int = 0
-    """torch intra-op threads for this trial; 0 leaves torch's default."""
-
-    def check(self) -> None:
-        """Raise ConfigError naming the first of these settings that is out of range."""
-        _check_number(self, "alpha", lambda v: v > 0, "a finite number > 0")
-        _check_number(self, "beta", lambda v: 0 <= v < 1, "a number in [0, 1)")
-        _check_int(self, "H", 1)
-        _check_int(self, "R", 0)
-        _check_int(self, "workers", 1)
-        _check_int(self, "outer_steps", 1)
-        _check_int(self, "seed", 0, SEED_MAX)
-        _check_choice(self, "outer", tuple(OUTER_RULES))  # the registry, read when checked
-        _check_number(self, "outer_beta2", lambda v: 0 <= v < 1, "a number in [0, 1)")
-        _check_number(self, "outer_eps", lambda v: v > 0, "a finite number > 0")
-        _check_choice(self, "kind", tuple(TRIAL_KINDS))
-        _check_choice(self, "device", DEVICES)
-        _check_number(self, "lr", lambda v: v > 0, "a finite number > 0")
-        _check_number(self, "diverge_factor", lambda v: v > 1, "a number > 1")
-        _check_int(self, "threads", 0)
-        _check_int(self, "diverge_check_every", 0)
 
 
 def _sections() -> tuple[type, ...]:
@@ -152,6 +78,7 @@ class TrainConfig(*reversed(_SECTIONS)):  # type: ignore[misc]
     def validate(self) -> None:
         """Raise ConfigError naming the first field that is out of range: every section's
         (a trial carries, and its id hashes, every kind's settings, so all must be valid)."""
+        _check_choice(self, "kind", tuple(TRIAL_KINDS))
         for section in _SECTIONS:
             section.check(self)
 

@@ -18,17 +18,21 @@ pack.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from .settings import TrialSettings
+
+if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which import this
+    from .config import TrainConfig
 from .outer_rules import outer_rule
 
 __all__ = ["OuterOptimizer", "pseudo_gradient", "average"]
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialSettings)}
+"""The outer rules' settings are TrialSettings' (β, adam's outer_beta2 and outer_eps)."""
 
 
 @torch.no_grad()
@@ -101,7 +105,7 @@ class OuterOptimizer:
         self.rule = outer_rule(kind)
         unknown = sorted(set(settings) - set(_DEFAULTS))
         if unknown:
-            raise TypeError(f"OuterOptimizer: {', '.join(unknown)} not a TrainConfig setting")
+            raise TypeError(f"OuterOptimizer: {', '.join(unknown)} not a TrialSettings setting")
         self.params = params
         k = params[0].shape[0]
         self.alpha = _per_trial(alpha, k)
