@@ -1,6 +1,7 @@
 """``diloco-sweep``: run, check and inspect sweeps; train one trial; report on results.
 
-Exit codes: 0 success, 2 bad input (a refused spec, a wrong argument), 1 any other error.
+Exit codes: 0 success, 2 bad input (a refused spec, a wrong argument), 1 any other error,
+130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
 Errors are one line on stderr; set DILOCO_SWEEP_DEBUG=1 for the traceback.
 Ray, Optuna, torch and the analysis code are imported only by the commands that need them.
 """
@@ -134,6 +135,7 @@ def _main(argv: list[str] | None, started: float) -> int:
     ap = build_parser(argv)
     args = ap.parse_args(argv)  # argparse exits 2 on a usage error
     from .errors import BadUriError, DamagedMetaError, OutsideLinkError, StoreError
+    from .signals import Terminated
     from .spec import SpecError
     from .yamlmarks import YamlError
 
@@ -146,6 +148,9 @@ def _main(argv: list[str] | None, started: float) -> int:
     except StoreError as e:  # not writable, full, unreachable, busy: the message says which
         _fail(e)
         return 1
+    except Terminated as e:  # SIGTERM (Kubernetes) or SIGHUP: as Ctrl-C, exit 128 + signal
+        print(f"{PROG}: interrupted by {e.name}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

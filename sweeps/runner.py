@@ -33,6 +33,7 @@ from .progress import hms, make_progress, make_store_guard
 from .ray_private import AUTH_LOGGER, loopback_only
 from .redact import redact, redact_data
 from .search import Plan
+from .signals import StopSignals, Terminated, reinstall, stop_signals
 from .spec import SpecError, SweepSpec
 from .store import Store, now, trial_id
 from .trainable import failed_row, make_trainable
@@ -121,17 +122,18 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     check_loggers(spec, out, SpecError)
     store = Store(out, spec.name)
     store.check_links()  # before the lock: it writes .lock
-    with SweepLock(store) as lock:
+    # SIGTERM (Kubernetes) and SIGHUP end the run as Ctrl-C does (sweeps/signals.py)
+    with stop_signals() as stop, SweepLock(store) as lock:
         if lock.taken_over:
             _log(stream, f"lock of an earlier run that ended without releasing it taken over "
                          f"(pid {lock.taken_over.get('pid')} on {lock.taken_over.get('host')})")
         return _run_locked(spec, store, out, max_concurrent, address, force, stream, verbose,
-                           started)
+                           started, stop)
 
 
 def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | None,
                 address: str | None, force: bool, stream: TextIO,
-                verbose: bool, t0: float) -> RunSummary:
+                verbose: bool, t0: float, stop: StopSignals) -> RunSummary:
     try:
         meta = store.read_meta() or {}  # first: a damaged one stops the run before any change
         finished = finish_interrupted(store)  # a compact killed among its deletes
@@ -185,9 +187,15 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
                                address, force, stream, guard, t0)
     except KeyboardInterrupt:
         interrupted = True
-    except BaseException as e:  # Ray itself failed: record the run's end, then say why
-        _end_run(store, meta, run_info, summary, t0, [], stream, outcome=_one_line(e))
-        raise
+    except BaseException as e:
+        if stop.signum is None:  # Ray itself failed: record the run's end, then say why
+            _end_run(store, meta, run_info, summary, t0, [], stream, outcome=_one_line(e))
+            raise
+        interrupted = True  # Ray went down with the signal sent to the whole process group
+    stop.armed = False  # from here a SIGTERM or SIGHUP is only noted: the end gets recorded
+    interrupted = interrupted or stop.signum is not None
+    if stop.signum is not None:
+        run_info["signal"] = Terminated(stop.signum).name
     unwritten = [] if interrupted else _store_failures(spec, store, errors)
     lost = list(guard.failures) if guard is not None else []
     if lost:  # the store failed: the trials never started after it are missing too
@@ -202,9 +210,11 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
             missing = str(spec.search_kind.plan(spec, rows, False).to_sample)
         except Exception:  # noqa: BLE001 - the store is unreadable: say so, still resumable
             missing = "an unknown number of (the store cannot be read)"
-        _log(stream, f"sweep {spec.name} interrupted after {hms(summary.wall_s)}: {missing} "
+        by = f" by {run_info['signal']}" if stop.signum is not None else ""
+        _log(stream, f"sweep {spec.name} interrupted{by} after {hms(summary.wall_s)}: {missing} "
                      f"of {summary.total} trials missing; what is stored is kept. Resume (runs "
                      f"only the missing ones): {resume_command(spec, out)}")
+        stop.raise_if_stopped()
         raise KeyboardInterrupt
     _log(stream, f"sweep {spec.name} {'stopped' if lost else 'finished'} in "
                  f"{hms(summary.wall_s)}: "
@@ -349,6 +359,7 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative corpus paths keep working
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = _init_ray(address)
+    reinstall()  # ray.init sets its own SIGTERM handler (sys.exit, then a C++ abort)
     if started:  # the first minute of a run on a busy laptop: say where it went
         _log(stream, f"Ray is up after {hms(time.time() - t0)}")
     import ray
