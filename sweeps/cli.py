@@ -26,6 +26,11 @@ class UsageError(Exception):
     """Bad input from the user: exit code 2."""
 
 
+ALLOW_FLAG = "--allow-other-settings"  # sweeps.history.ALLOW_FLAG, without importing the spec
+ALLOW_HELP = ("add this spec's trials to a stored sweep of the same name whose fixed trial "
+              "settings (those no axis sweeps) differ; without it such a spec is refused "
+              "(exit 2), as its trials would mix with another experiment's (docs/sweeps.md)")
+
 RISE_HELP = ("threshold: a trial that ended more than this above its best eval loss blew "
              "up; a stable one that rose more than this on the way spiked (default 0.1; "
              "docs/design.md, \"Stable\", says why)")
@@ -43,6 +48,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an "
                    "embedded local Ray)")
     p.add_argument("--force", action="store_true", help="rerun trials that are already stored")
+    p.add_argument(ALLOW_FLAG, dest="allow_other_settings", action="store_true",
+                   help=ALLOW_HELP)
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="at the end, print only the counts: no metrics table, no report.html")
     p.add_argument("--verbose", "-v", action="store_true",
@@ -58,6 +65,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="model FLOPs utilization assumed for GPU-hours (default 0.4)")
     p.add_argument("--address", help="check as a run against this Ray cluster would (default: "
                    "$RAY_ADDRESS, else as a local run: this machine's CPUs, GPUs and files)")
+    p.add_argument("--output", "-o", help="compare with the sweep stored here, as `run "
+                   "--output` would (default: the spec's output)")
+    p.add_argument(ALLOW_FLAG, dest="allow_other_settings", action="store_true",
+                   help=ALLOW_HELP)
 
     p = sub.add_parser("status", help="count completed, diverged, failed and missing trials")
     p.add_argument("results", help="a sweep's folder: <output>/<name> (path or s3:// URI)")
@@ -176,13 +187,14 @@ def _dispatch(args: argparse.Namespace, started: float) -> Any:
         spec = load_spec(args.spec)
         s = run_sweep(spec, output=args.output, max_concurrent=args.max_concurrent,
                       address=args.address, force=args.force, verbose=args.verbose,
-                      started=started)
+                      started=started, allow_other_settings=args.allow_other_settings)
         print(f"{s.store_uri}: " + ", ".join(f"{v} {k}" for k, v in s.counts.items()))
         if args.report:
             _finish_report(s.folder or s.store_uri)
         return 0
     if cmd == "check":
-        return _check(args.spec, args.address, args.card, args.mfu)
+        return _check(args.spec, args.address, args.card, args.mfu, args.output,
+                      args.allow_other_settings)
     if cmd == "status":
         from .status import status
 
@@ -289,7 +301,8 @@ def _check_rise(rise: float | None) -> None:
                          f"best), got {rise}")
 
 
-def _check(path: str, address: str | None = None, card: str = "h100", mfu: float = 0.4) -> int:
+def _check(path: str, address: str | None = None, card: str = "h100", mfu: float = 0.4,
+           output: str | None = None, allow_other_settings: bool = False) -> int:
     """Every check `run` makes before Ray starts (the same functions), and nothing written."""
     import yaml
 
@@ -301,7 +314,12 @@ def _check(path: str, address: str | None = None, card: str = "h100", mfu: float
 
     spec = load_spec(path)
     spec.search_kind.check(spec)
-    check_loggers(spec, resolve_output(spec.output), SpecError)
+    out = resolve_output(output or spec.output)
+    check_loggers(spec, out, SpecError)
+    from .history import check_stored  # run's refusal of another experiment under this name
+
+    for note in check_stored(spec, out, allow_other_settings):
+        print(f"# note: {note}", file=sys.stderr)
     local = runs_locally(address)
     try:
         preflight(spec, local=local)

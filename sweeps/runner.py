@@ -26,6 +26,7 @@ from typing import Any, Iterator, TextIO
 
 from .compact import expand, finish_interrupted
 from .errors import StoreError, UnwrittenError
+from .history import ALLOW_FLAG, check_settings, record_spec
 from .lock import SweepLock
 from .loggers import check_loggers, logger_callbacks
 from .preflight import preflight
@@ -102,8 +103,11 @@ def _log(stream: TextIO, msg: str) -> None:
 def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | None = None,
               address: str | None = None, force: bool = False,
               stream: TextIO | None = None, verbose: bool = False,
-              started: float | None = None) -> RunSummary:
+              started: float | None = None, allow_other_settings: bool = False) -> RunSummary:
     """Run every trial of ``spec`` not yet stored (all with ``force``); return the counts.
+
+    A spec whose fixed trial settings differ from those of every spec the stored sweep has
+    run is refused (SpecError) unless ``allow_other_settings`` (sweeps/history.py).
 
     ``verbose`` lets Ray Tune's and Optuna's own log lines through in an embedded run (a run
     against a cluster always shows them). ``started``: when the command began (time.time();
@@ -128,14 +132,17 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
             _log(stream, f"lock of an earlier run that ended without releasing it taken over "
                          f"(pid {lock.taken_over.get('pid')} on {lock.taken_over.get('host')})")
         return _run_locked(spec, store, out, max_concurrent, address, force, stream, verbose,
-                           started, stop)
+                           started, stop, allow_other_settings)
 
 
 def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | None,
                 address: str | None, force: bool, stream: TextIO,
-                verbose: bool, t0: float, stop: StopSignals) -> RunSummary:
+                verbose: bool, t0: float, stop: StopSignals,
+                allow_other_settings: bool = False) -> RunSummary:
     try:
         meta = store.read_meta() or {}  # first: a damaged one stops the run before any change
+        # another experiment under this name is refused here, before anything changes
+        changes = check_settings(spec, meta, store.uri, allow_other_settings)
         finished = finish_interrupted(store)  # a compact killed among its deletes
         gone = store.remove_temporaries()  # left by writers killed in an earlier run
         if force and store.compacted_ids():  # a rerun's rows replace one file per trial
@@ -150,6 +157,9 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
                      f"{finished} compacted trial(s) removed")
     if gone:
         _log(stream, f"removed {len(gone)} temporary file(s) left by a killed writer")
+    if changes:
+        _log(stream, f"adding trials with other fixed settings to this sweep ({ALLOW_FLAG}): "
+                     + "; ".join(f"{k}: stored {old!r}, now {new!r}" for k, old, new in changes))
     for f, why in store.skipped.items():
         _log(stream, f"skipped a file that is not a trustworthy trial row (its trial runs "
                      f"again): {f}: {why}")
@@ -160,8 +170,8 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
     run_info = {"started_at": now(), "ended_at": None, "force": force,
                 "planned": p.to_sample, "skipped": p.done, "argv": redact_data(sys.argv),
                 "search": spec.search_kind.about(spec)}
-    meta.update(name=spec.name, spec=redact_data(spec.to_dict()), spec_file=spec.source,
-                search=spec.search_kind.about(spec),
+    run_info["spec"] = record_spec(meta, redact_data(spec.to_dict()))  # every spec run kept
+    meta.update(name=spec.name, spec_file=spec.source, search=spec.search_kind.about(spec),
                 versions=versions(), git_commit=git_commit())
     meta.setdefault("created_at", run_info["started_at"])
     meta["runs"] = (meta.get("runs") or []) + [run_info]
