@@ -307,6 +307,7 @@ def _check(path: str, address: str | None = None, card: str = "h100", mfu: float
     import yaml
 
     from .cost import format_cost, sweep_cost
+    from .cpu_time import cpu_time
     from .loggers import check_loggers
     from .preflight import preflight
     from .runner import resolve_output, runs_locally
@@ -335,7 +336,13 @@ def _check(path: str, address: str | None = None, card: str = "h100", mfu: float
     print(f"# {spec.describe()}")
     if not 0 < mfu <= 1:
         raise UsageError(f"--mfu: expected a fraction in (0, 1] such as 0.4, got {mfu}")
-    print(format_cost(sweep_cost(spec), card, mfu, gpu=spec.resources.gpu))
+    sc = sweep_cost(spec)
+    print(format_cost(sc, card, mfu, gpu=spec.resources.gpu))
+    est = cpu_time(spec, sc, max_concurrent=spec.search.max_concurrent) if local else None
+    if est is not None:
+        print(est.line())
+        if est.long:
+            print(f"# WARNING: {est.warning()}", file=sys.stderr)
     corpus = spec.base.corpus
     if isinstance(corpus, str) and corpus != "stdlib" and "://" not in corpus \
             and not os.path.exists(corpus):

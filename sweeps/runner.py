@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any, Iterator, TextIO
 
 from .compact import expand, finish_interrupted
+from .cpu_time import long_run_warning
 from .errors import StoreError, UnwrittenError
 from .history import ALLOW_FLAG, check_settings, record_spec
 from .lock import SweepLock
@@ -182,6 +183,10 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
 
     _log(stream, f"sweep {spec.name}: {p.total} trials, {p.done} already stored, "
                  f"{p.to_sample} to run → {store.uri}")
+    long = runs_locally(address) and long_run_warning(
+        spec, p.to_sample, rows, max_concurrent or spec.search.max_concurrent)
+    if long:  # a CPU sweep of days (sweeps/cpu_time.py): said before it starts
+        _log(stream, long)
     # Ctrl-C reaches us as KeyboardInterrupt instead of Tune's own handler, which would end
     # the run as if it had finished and point at a Tuner.restore folder deleted a moment later
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
