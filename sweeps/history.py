@@ -134,9 +134,12 @@ def _canon(d: dict[str, Any]) -> str:
 def check_stored(spec: SweepSpec, out: str, allow: bool = False) -> list[str]:
     """`check`'s side of `run`'s refusal: compare ``spec`` with the sweep stored under
     ``out`` (SpecError as `run` raises it); return notes to print: the changes added with
-    ``allow``, or that the store could not be read here (`run` says what is wrong with it)."""
+    ``allow``, or that the store could not be read here (`run` says what is wrong with it).
+    A remote store (s3://) is left to `run`: `check` stays offline and quick."""
     from .store import Store
 
+    if "://" in out and not out.startswith("file://"):
+        return []
     try:
         store = Store(out, spec.name)
         meta = store.read_meta()

@@ -160,3 +160,12 @@ def test_the_real_command_exits_2(tmp_path, capsys):
                        capture_output=True, text=True, timeout=120,
                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 2 and "outer_steps: stored 3, this spec 5" in r.stderr, r.stderr
+
+
+def test_check_leaves_a_remote_store_to_run():
+    """`check` stays offline: a sweep on S3 is compared by `run` (it used to make `check` of
+    paper_lm.yaml wait seconds for an S3 endpoint)."""
+    from sweeps.history import check_stored
+
+    spec = parse_spec({"name": "s", "trial": TINY, "space": {"seed": [0]}})
+    assert check_stored(spec, "s3://no-such-bucket/x?endpoint_override=127.0.0.1:9") == []
