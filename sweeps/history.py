@@ -26,7 +26,7 @@ from .spec import SpecError, SweepSpec, parse_spec
 from .space import SpaceAxis
 
 __all__ = ["ALLOW_FLAG", "check_settings", "check_stored", "setting_changes", "stored_specs",
-           "record_spec", "fixed_settings"]
+           "record_spec", "fixed_settings", "describe_changes"]
 
 ALLOW_FLAG = "--allow-other-settings"
 """The `run` and `check` option that adds a spec with other fixed settings anyway."""
@@ -96,6 +96,11 @@ def _show(v: Any) -> str:
     return v if isinstance(v, str) and v.startswith("swept over") else repr(v)
 
 
+def describe_changes(changes: list[Change]) -> str:
+    """'outer_steps: stored 3, this spec 5; ...' for a message."""
+    return "; ".join(f"{k}: stored {_show(old)}, this spec {_show(new)}" for k, old, new in changes)
+
+
 def check_settings(spec: SweepSpec, meta: dict[str, Any] | None, where: str,
                    allow: bool = False) -> list[Change]:
     """Refuse (SpecError, exit 2) a spec whose fixed settings differ from those of every spec
@@ -106,10 +111,8 @@ def check_settings(spec: SweepSpec, meta: dict[str, Any] | None, where: str,
         return []
     if allow:
         return changes
-    listed = "; ".join(f"{k}: stored {_show(old)}, this spec {_show(new)}"
-                       for k, old, new in changes)
     raise SpecError(f"trial settings: this spec's differ from those of the sweep stored at "
-                    f"{where} ({listed}); its trials would mix with the stored ones under one "
+                    f"{where} ({describe_changes(changes)}); its trials would mix with the stored ones under one "
                     f"name. Give it another name or output, or pass {ALLOW_FLAG} to add them "
                     f"to this sweep anyway")
 
@@ -147,5 +150,5 @@ def check_stored(spec: SweepSpec, out: str, allow: bool = False) -> list[str]:
         raise
     except (OSError, ValueError) as e:
         return [f"the stored sweep could not be read to compare its settings ({e})"]
-    return [f"{k}: stored {_show(old)}, this spec {_show(new)}; added to the sweep ({ALLOW_FLAG})"
-            for k, old, new in check_settings(spec, meta, store.uri, allow)]
+    changes = check_settings(spec, meta, store.uri, allow)
+    return [f"{describe_changes(changes)}; added to the sweep ({ALLOW_FLAG})"] if changes else []

@@ -27,7 +27,7 @@ from typing import Any, Iterator, TextIO
 from .compact import expand, finish_interrupted
 from .cpu_time import long_run_warning
 from .errors import StoreError, UnwrittenError
-from .history import ALLOW_FLAG, check_settings, record_spec
+from .history import ALLOW_FLAG, check_settings, describe_changes, record_spec
 from .lock import SweepLock
 from .loggers import check_loggers, logger_callbacks
 from .preflight import preflight
@@ -160,7 +160,7 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
         _log(stream, f"removed {len(gone)} temporary file(s) left by a killed writer")
     if changes:
         _log(stream, f"adding trials with other fixed settings to this sweep ({ALLOW_FLAG}): "
-                     + "; ".join(f"{k}: stored {old!r}, now {new!r}" for k, old, new in changes))
+                     f"{describe_changes(changes)}")
     for f, why in store.skipped.items():
         _log(stream, f"skipped a file that is not a trustworthy trial row (its trial runs "
                      f"again): {f}: {why}")
