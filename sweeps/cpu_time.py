@@ -83,14 +83,14 @@ class CpuTime:
 
     def line(self) -> str:
         """What `check` prints: a comment."""
-        return (f"# CPU time: {self._about()} {duration(self.wall_s)} on this machine ({self.slots} "
-                f"trial(s) at once, the longest trial {duration(self.trial_s)}), at "
+        return (f"# CPU time: {self._about()} {duration(self.wall_s)} on this machine "
+                f"({self.slots} trial(s) at once, the longest trial {duration(self.trial_s)}), at "
                 f"{self.source()}")
 
     def warning(self) -> str:
         """The warning of a long estimate (`check` and `run` print it on stderr)."""
-        return (f"this CPU sweep would take {self._about()} {duration(self.wall_s)} on this machine "
-                f"({self.slots} trial(s) at once; the longest trial about "
+        return (f"this CPU sweep would take {self._about()} {duration(self.wall_s)} on this "
+                f"machine ({self.slots} trial(s) at once; the longest trial about "
                 f"{duration(self.trial_s)}), more than {LONG_S / 3600:g} hours: {self.flops:.3g} "
                 f"FLOP at {self.source()}. Lower H, outer_steps, batch_size or the model, or "
                 f"give the trials GPUs (resources.gpu)")

@@ -112,9 +112,9 @@ def check_settings(spec: SweepSpec, meta: dict[str, Any] | None, where: str,
     if allow:
         return changes
     raise SpecError(f"trial settings: this spec's differ from those of the sweep stored at "
-                    f"{where} ({describe_changes(changes)}); its trials would mix with the stored ones under one "
-                    f"name. Give it another name or output, or pass {ALLOW_FLAG} to add them "
-                    f"to this sweep anyway")
+                    f"{where} ({describe_changes(changes)}); its trials would mix with the "
+                    f"stored ones under one name. Give it another name or output, or pass "
+                    f"{ALLOW_FLAG} to add them to this sweep anyway")
 
 
 def record_spec(meta: dict[str, Any], spec_dict: dict[str, Any]) -> int:

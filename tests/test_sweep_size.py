@@ -68,7 +68,8 @@ def test_every_kind_refuses_more_than_the_limit():
         parse_spec({"name": "g", "trial": TINY, "space": space})
     lines = {k: v for k, v in space.items() if k != "alpha"}  # 160,000 lines × 12 probes
     with pytest.raises(SpecError, match=r"^space: 160,000 lines × at most \d+ probes"):
-        parse_spec({"name": "b", "trial": TINY, "space": lines, "search": {"kind": "boundary", "low": 0.1, "high": 10}})
+        parse_spec({"name": "b", "trial": TINY, "space": lines,
+                    "search": {"kind": "boundary", "low": 0.1, "high": 10}})
     with pytest.raises(SpecError, match=r"^search.num_samples: num_samples = 2,000,000 trials"):
         parse_spec({"name": "o", "trial": TINY, "space": {"alpha": {"low": 0.1, "high": 2}},
                     "search": {"kind": "optuna", "num_samples": 2_000_000}})
