@@ -35,7 +35,7 @@ from .progress import hms, make_progress, make_store_guard
 from .ray_private import AUTH_LOGGER, loopback_only
 from .redact import redact, redact_data
 from .search import Plan
-from .signals import StopSignals, Terminated, reinstall, stop_signals
+from .signals import StopSignals, Terminated, defer_if_stopping, reinstall, stop_signals
 from .spec import SpecError, SweepSpec
 from .store import Store, now, trial_id
 from .trainable import failed_row, make_trainable
@@ -411,7 +411,9 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
         return errors
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        if started:
+        # after SIGTERM or SIGHUP the end is recorded first: shutting Ray down can outlast the
+        # 30 s before Kubernetes' SIGKILL when its processes got the signal too
+        if started and not defer_if_stopping(ray.shutdown):
             ray.shutdown()
 
 

@@ -15,16 +15,24 @@ only be called there).
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from types import FrameType
-from typing import Iterator
+from typing import Callable, Iterator
 
-__all__ = ["Terminated", "StopSignals", "stop_signals", "reinstall", "STOP_SIGNALS"]
+__all__ = ["Terminated", "StopSignals", "stop_signals", "reinstall", "defer_if_stopping",
+           "STOP_SIGNALS", "SHUTDOWN_S"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """The signals that end a run as Ctrl-C does (SIGINT is Python's own KeyboardInterrupt)."""
+SHUTDOWN_S = 15.0
+"""How long Ray's shutdown may take after a stop signal before the driver exits anyway.
+With its processes already sent SIGTERM (a signal to the process group) ``ray.shutdown``
+waits on each in turn: 8 s on a 2-core VM at load 10, over a minute at load 18. The end is
+recorded before it starts, and Kubernetes' SIGKILL comes 30 s after the SIGTERM."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -50,6 +58,8 @@ class StopSignals:
     def __init__(self) -> None:
         self.signum: int | None = None
         self.armed = True
+        self.deferred: list[Callable[[], object]] = []
+        """Work put off until the run's end is recorded (Ray's shutdown)."""
         self._saved: dict[int, object] = {}
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
@@ -73,9 +83,28 @@ class StopSignals:
         self._saved.clear()
 
     def raise_if_stopped(self) -> None:
-        """Raise ``Terminated`` for a signal taken while disarmed (the run ends as stopped)."""
-        if self.signum is not None:
-            raise Terminated(self.signum)
+        """After a stop signal: run the deferred work (Ray's shutdown), then raise
+        ``Terminated``. Should it outlast SHUTDOWN_S, a watchdog ends the process with the
+        same exit code (the end is recorded already; Kubernetes would SIGKILL it soon)."""
+        if self.signum is None:
+            return
+        work, self.deferred = self.deferred, []
+        code, finished = 128 + self.signum, threading.Event()
+
+        def watchdog() -> None:
+            if not finished.wait(SHUTDOWN_S):
+                print(f"[diloco-sweep] Ray's shutdown took more than {SHUTDOWN_S:g} s; exiting "
+                      f"without it (its processes end with the driver)", file=sys.stderr,
+                      flush=True)
+                os._exit(code)
+
+        threading.Thread(target=watchdog, name="diloco-sweep-shutdown", daemon=True).start()
+        try:
+            for fn in work:
+                fn()
+        finally:
+            finished.set()
+        raise Terminated(self.signum)
 
 
 _active: StopSignals | None = None
@@ -93,6 +122,15 @@ def stop_signals() -> Iterator[StopSignals]:
     finally:
         _active = outer
         stop.restore()
+
+
+def defer_if_stopping(fn: Callable[[], object]) -> bool:
+    """Put ``fn`` off until the run's end is recorded when a stop signal has come (True);
+    False when none has (the caller runs it now)."""
+    if _active is None or _active.signum is None:
+        return False
+    _active.deferred.append(fn)
+    return True
 
 
 def reinstall() -> None:
