@@ -1,6 +1,7 @@
 """``diloco-sweep``: run, check and inspect sweeps; train one trial; report on results.
 
-Exit codes: 0 success, 2 bad input (a refused spec, a wrong argument), 1 any other error.
+Exit codes: 0 success, 2 bad input (a refused spec, a wrong argument), 1 any other error,
+130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
 Errors are one line on stderr; set DILOCO_SWEEP_DEBUG=1 for the traceback.
 Ray, Optuna, torch and the analysis code are imported only by the commands that need them.
 """
@@ -25,6 +26,11 @@ class UsageError(Exception):
     """Bad input from the user: exit code 2."""
 
 
+ALLOW_FLAG = "--allow-other-settings"  # sweeps.history.ALLOW_FLAG, without importing the spec
+ALLOW_HELP = ("add this spec's trials to a stored sweep of the same name whose fixed trial "
+              "settings (those no axis sweeps) differ; without it such a spec is refused "
+              "(exit 2), as its trials would mix with another experiment's (docs/sweeps.md)")
+
 RISE_HELP = ("threshold: a trial that ended more than this above its best eval loss blew "
              "up; a stable one that rose more than this on the way spiked (default 0.1; "
              "docs/design.md, \"Stable\", says why)")
@@ -42,6 +48,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an "
                    "embedded local Ray)")
     p.add_argument("--force", action="store_true", help="rerun trials that are already stored")
+    p.add_argument(ALLOW_FLAG, dest="allow_other_settings", action="store_true",
+                   help=ALLOW_HELP)
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="at the end, print only the counts: no metrics table, no report.html")
     p.add_argument("--verbose", "-v", action="store_true",
@@ -57,6 +65,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="model FLOPs utilization assumed for GPU-hours (default 0.4)")
     p.add_argument("--address", help="check as a run against this Ray cluster would (default: "
                    "$RAY_ADDRESS, else as a local run: this machine's CPUs, GPUs and files)")
+    p.add_argument("--output", "-o", help="compare with the sweep stored here, as `run "
+                   "--output` would (default: the spec's output)")
+    p.add_argument(ALLOW_FLAG, dest="allow_other_settings", action="store_true",
+                   help=ALLOW_HELP)
 
     p = sub.add_parser("status", help="count completed, diverged, failed and missing trials")
     p.add_argument("results", help="a sweep's folder: <output>/<name> (path or s3:// URI)")
@@ -134,6 +146,7 @@ def _main(argv: list[str] | None, started: float) -> int:
     ap = build_parser(argv)
     args = ap.parse_args(argv)  # argparse exits 2 on a usage error
     from .errors import BadUriError, DamagedMetaError, OutsideLinkError, StoreError
+    from .signals import Terminated
     from .spec import SpecError
     from .yamlmarks import YamlError
 
@@ -146,6 +159,13 @@ def _main(argv: list[str] | None, started: float) -> int:
     except StoreError as e:  # not writable, full, unreachable, busy: the message says which
         _fail(e)
         return 1
+    except Terminated as e:  # SIGTERM (Kubernetes) or SIGHUP: as Ctrl-C, exit 128 + signal
+        print(f"{PROG}: interrupted by {e.name}", file=sys.stderr)
+        # the end is recorded and Ray shut down; the interpreter's teardown (Ray's and Tune's
+        # threads: 4 s at load 19 on 2 cores) would only eat into Kubernetes' 30 s grace
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(e.exit_code)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -171,13 +191,14 @@ def _dispatch(args: argparse.Namespace, started: float) -> Any:
         spec = load_spec(args.spec)
         s = run_sweep(spec, output=args.output, max_concurrent=args.max_concurrent,
                       address=args.address, force=args.force, verbose=args.verbose,
-                      started=started)
+                      started=started, allow_other_settings=args.allow_other_settings)
         print(f"{s.store_uri}: " + ", ".join(f"{v} {k}" for k, v in s.counts.items()))
         if args.report:
             _finish_report(s.folder or s.store_uri)
         return 0
     if cmd == "check":
-        return _check(args.spec, args.address, args.card, args.mfu)
+        return _check(args.spec, args.address, args.card, args.mfu, args.output,
+                      args.allow_other_settings)
     if cmd == "status":
         from .status import status
 
@@ -284,11 +305,13 @@ def _check_rise(rise: float | None) -> None:
                          f"best), got {rise}")
 
 
-def _check(path: str, address: str | None = None, card: str = "h100", mfu: float = 0.4) -> int:
+def _check(path: str, address: str | None = None, card: str = "h100", mfu: float = 0.4,
+           output: str | None = None, allow_other_settings: bool = False) -> int:
     """Every check `run` makes before Ray starts (the same functions), and nothing written."""
     import yaml
 
     from .cost import format_cost, sweep_cost
+    from .cpu_time import cpu_time
     from .loggers import check_loggers
     from .preflight import preflight
     from .runner import resolve_output, runs_locally
@@ -296,7 +319,12 @@ def _check(path: str, address: str | None = None, card: str = "h100", mfu: float
 
     spec = load_spec(path)
     spec.search_kind.check(spec)
-    check_loggers(spec, resolve_output(spec.output), SpecError)
+    out = resolve_output(output or spec.output)
+    check_loggers(spec, out, SpecError)
+    from .history import check_stored  # run's refusal of another experiment under this name
+
+    for note in check_stored(spec, out, allow_other_settings):
+        print(f"# note: {note}", file=sys.stderr)
     local = runs_locally(address)
     try:
         preflight(spec, local=local)
@@ -312,7 +340,13 @@ def _check(path: str, address: str | None = None, card: str = "h100", mfu: float
     print(f"# {spec.describe()}")
     if not 0 < mfu <= 1:
         raise UsageError(f"--mfu: expected a fraction in (0, 1] such as 0.4, got {mfu}")
-    print(format_cost(sweep_cost(spec), card, mfu, gpu=spec.resources.gpu))
+    sc = sweep_cost(spec)
+    print(format_cost(sc, card, mfu, gpu=spec.resources.gpu))
+    est = cpu_time(spec, sc, max_concurrent=spec.search.max_concurrent) if local else None
+    if est is not None:
+        print(est.line())
+        if est.long:
+            print(f"# WARNING: {est.warning()}", file=sys.stderr)
     corpus = spec.base.corpus
     if isinstance(corpus, str) and corpus != "stdlib" and "://" not in corpus \
             and not os.path.exists(corpus):

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Literal
 
 from trainer.config import TRIAL_KINDS, TrainConfig
 
+from .space import numeric_ends
 from .spec import SweepSpec
 from .validate import field_kind
 
@@ -141,14 +142,14 @@ def _corners(spec: SweepSpec) -> Iterable[tuple[dict[str, Any], int]]:
     """Every combination of the cost axes' values or range ends (the estimate grows with each
     numeric cost setting, so the ends bound it), for a kind that cannot say where its trials
     fall."""
-    axes = {k: (list(a.values) if a.values is not None else [a.low, a.high])
+    axes = {k: (numeric_ends(a.values) if a.values is not None else [a.low, a.high])
             for k, a in spec.space.items() if k in COST_FIELDS}
     return ((dict(zip(axes, combo)), 1) for combo in itertools.product(*axes.values()))
 
 
 def sweep_cost(spec: SweepSpec) -> SweepCost:
     varying = [k for k in spec.space if k in COST_FIELDS]
-    points = spec.search_kind.cost_points(spec)
+    points = spec.search_kind.cost_points(spec, COST_FIELDS)  # grouped: bounded time
     counts: Literal["exact", "most", "corners"] = (
         "corners" if points is None else "most" if spec.search_kind.adaptive else "exact")
     seen: dict[str, tuple[dict[str, Any], int, TrialCost | None]] = {}

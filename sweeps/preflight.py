@@ -26,6 +26,7 @@ from typing import Any
 
 from trainer.config import TRIAL_KINDS, ConfigError, TrainConfig
 
+from .space import numeric_ends
 from .spec import SpecError, SweepSpec
 
 __all__ = ["preflight", "check_resources", "cuda_gpus", "check_corpora", "local_cpus", "memory_limit",
@@ -47,12 +48,13 @@ def _values(spec: SweepSpec, key: str) -> list[Any]:
 
 
 def largest_configs(spec: SweepSpec) -> list[TrainConfig]:
-    """One TrainConfig per combination of the memory-relevant axes (range axes: both ends);
-    every other axis at its first value."""
+    """One TrainConfig per combination of the memory-relevant axes (numeric axes: both ends,
+    as the estimate grows with each; so the count stays small for any spec); every other
+    axis at its first value."""
     base = {k: _values(spec, k)[0] for k in spec.space}
     keys = [k for k in MEM_KEYS if k in spec.space]
     out = []
-    for combo in itertools.product(*(_values(spec, k) for k in keys)):
+    for combo in itertools.product(*(numeric_ends(_values(spec, k)) for k in keys)):
         try:
             out.append(TrainConfig.from_dict({**spec.trial, **base, **dict(zip(keys, combo))}))
         except (ConfigError, TypeError):

@@ -25,7 +25,9 @@ from functools import partial
 from typing import Any, Iterator, TextIO
 
 from .compact import expand, finish_interrupted
+from .cpu_time import long_run_warning
 from .errors import StoreError, UnwrittenError
+from .history import ALLOW_FLAG, check_settings, describe_changes, record_spec
 from .lock import SweepLock
 from .loggers import check_loggers, logger_callbacks
 from .preflight import preflight
@@ -33,6 +35,7 @@ from .progress import hms, make_progress, make_store_guard
 from .ray_private import AUTH_LOGGER, loopback_only
 from .redact import redact, redact_data
 from .search import Plan
+from .signals import StopSignals, Terminated, defer_if_stopping, reinstall, stop_signals
 from .spec import SpecError, SweepSpec
 from .store import Store, now, trial_id
 from .trainable import failed_row, make_trainable
@@ -101,8 +104,11 @@ def _log(stream: TextIO, msg: str) -> None:
 def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | None = None,
               address: str | None = None, force: bool = False,
               stream: TextIO | None = None, verbose: bool = False,
-              started: float | None = None) -> RunSummary:
+              started: float | None = None, allow_other_settings: bool = False) -> RunSummary:
     """Run every trial of ``spec`` not yet stored (all with ``force``); return the counts.
+
+    A spec whose fixed trial settings differ from those of every spec the stored sweep has
+    run is refused (SpecError) unless ``allow_other_settings`` (sweeps/history.py).
 
     ``verbose`` lets Ray Tune's and Optuna's own log lines through in an embedded run (a run
     against a cluster always shows them). ``started``: when the command began (time.time();
@@ -121,19 +127,23 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     check_loggers(spec, out, SpecError)
     store = Store(out, spec.name)
     store.check_links()  # before the lock: it writes .lock
-    with SweepLock(store) as lock:
+    # SIGTERM (Kubernetes) and SIGHUP end the run as Ctrl-C does (sweeps/signals.py)
+    with stop_signals() as stop, SweepLock(store) as lock:
         if lock.taken_over:
             _log(stream, f"lock of an earlier run that ended without releasing it taken over "
                          f"(pid {lock.taken_over.get('pid')} on {lock.taken_over.get('host')})")
         return _run_locked(spec, store, out, max_concurrent, address, force, stream, verbose,
-                           started)
+                           started, stop, allow_other_settings)
 
 
 def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | None,
                 address: str | None, force: bool, stream: TextIO,
-                verbose: bool, t0: float) -> RunSummary:
+                verbose: bool, t0: float, stop: StopSignals,
+                allow_other_settings: bool = False) -> RunSummary:
     try:
         meta = store.read_meta() or {}  # first: a damaged one stops the run before any change
+        # another experiment under this name is refused here, before anything changes
+        changes = check_settings(spec, meta, store.uri, allow_other_settings)
         finished = finish_interrupted(store)  # a compact killed among its deletes
         gone = store.remove_temporaries()  # left by writers killed in an earlier run
         if force and store.compacted_ids():  # a rerun's rows replace one file per trial
@@ -148,6 +158,9 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
                      f"{finished} compacted trial(s) removed")
     if gone:
         _log(stream, f"removed {len(gone)} temporary file(s) left by a killed writer")
+    if changes:
+        _log(stream, f"adding trials with other fixed settings to this sweep ({ALLOW_FLAG}): "
+                     f"{describe_changes(changes)}")
     for f, why in store.skipped.items():
         _log(stream, f"skipped a file that is not a trustworthy trial row (its trial runs "
                      f"again): {f}: {why}")
@@ -158,8 +171,8 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
     run_info = {"started_at": now(), "ended_at": None, "force": force,
                 "planned": p.to_sample, "skipped": p.done, "argv": redact_data(sys.argv),
                 "search": spec.search_kind.about(spec)}
-    meta.update(name=spec.name, spec=redact_data(spec.to_dict()), spec_file=spec.source,
-                search=spec.search_kind.about(spec),
+    run_info["spec"] = record_spec(meta, redact_data(spec.to_dict()))  # every spec run kept
+    meta.update(name=spec.name, spec_file=spec.source, search=spec.search_kind.about(spec),
                 versions=versions(), git_commit=git_commit())
     meta.setdefault("created_at", run_info["started_at"])
     meta["runs"] = (meta.get("runs") or []) + [run_info]
@@ -170,6 +183,10 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
 
     _log(stream, f"sweep {spec.name}: {p.total} trials, {p.done} already stored, "
                  f"{p.to_sample} to run → {store.uri}")
+    long = runs_locally(address) and long_run_warning(
+        spec, p.to_sample, rows, max_concurrent or spec.search.max_concurrent)
+    if long:  # a CPU sweep of days (sweeps/cpu_time.py): said before it starts
+        _log(stream, long)
     # Ctrl-C reaches us as KeyboardInterrupt instead of Tune's own handler, which would end
     # the run as if it had finished and point at a Tuner.restore folder deleted a moment later
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
@@ -185,9 +202,15 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
                                address, force, stream, guard, t0)
     except KeyboardInterrupt:
         interrupted = True
-    except BaseException as e:  # Ray itself failed: record the run's end, then say why
-        _end_run(store, meta, run_info, summary, t0, [], stream, outcome=_one_line(e))
-        raise
+    except BaseException as e:
+        if stop.signum is None:  # Ray itself failed: record the run's end, then say why
+            _end_run(store, meta, run_info, summary, t0, [], stream, outcome=_one_line(e))
+            raise
+        interrupted = True  # Ray went down with the signal sent to the whole process group
+    stop.armed = False  # from here a SIGTERM or SIGHUP is only noted: the end gets recorded
+    interrupted = interrupted or stop.signum is not None
+    if stop.signum is not None:
+        run_info["signal"] = Terminated(stop.signum).name
     unwritten = [] if interrupted else _store_failures(spec, store, errors)
     lost = list(guard.failures) if guard is not None else []
     if lost:  # the store failed: the trials never started after it are missing too
@@ -202,9 +225,11 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
             missing = str(spec.search_kind.plan(spec, rows, False).to_sample)
         except Exception:  # noqa: BLE001 - the store is unreadable: say so, still resumable
             missing = "an unknown number of (the store cannot be read)"
-        _log(stream, f"sweep {spec.name} interrupted after {hms(summary.wall_s)}: {missing} "
+        by = f" by {run_info['signal']}" if stop.signum is not None else ""
+        _log(stream, f"sweep {spec.name} interrupted{by} after {hms(summary.wall_s)}: {missing} "
                      f"of {summary.total} trials missing; what is stored is kept. Resume (runs "
                      f"only the missing ones): {resume_command(spec, out)}")
+        stop.raise_if_stopped()
         raise KeyboardInterrupt
     _log(stream, f"sweep {spec.name} {'stopped' if lost else 'finished'} in "
                  f"{hms(summary.wall_s)}: "
@@ -349,6 +374,7 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative corpus paths keep working
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = _init_ray(address)
+    reinstall()  # ray.init sets its own SIGTERM handler (sys.exit, then a C++ abort)
     if started:  # the first minute of a run on a busy laptop: say where it went
         _log(stream, f"Ray is up after {hms(time.time() - t0)}")
     import ray
@@ -385,7 +411,9 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
         return errors
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        if started:
+        # after SIGTERM or SIGHUP the end is recorded first: shutting Ray down can outlast the
+        # 30 s before Kubernetes' SIGKILL when its processes got the signal too
+        if started and not defer_if_stopping(ray.shutdown):
             ray.shutdown()
 
 

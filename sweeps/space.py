@@ -14,7 +14,7 @@ import itertools
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Collection, Iterable, Iterator
 
 import numpy as np
 
@@ -22,11 +22,15 @@ from .validate import (SpecError, at, check_keys, coerce, field_kind, finite, it
                        setting, show, trial_check)
 
 __all__ = ["SpaceAxis", "parse_axis", "grid_size", "grid_points", "iter_points", "RANGE_KEYS",
-           "NUM_MAX"]
+           "NUM_MAX", "MAX_TRIALS", "grouped_points", "numeric_ends"]
 
 RANGE_KEYS = ("low", "high", "log")
 NUM_MAX = 1_000_000
 """The most values one ``{low, high, num}`` axis spans."""
+MAX_TRIALS = 1_000_000
+"""The most trials one spec may ask for (docs/sweeps.md, "How big a sweep may be"): planning
+walks every point (about 31 µs a point, docs/performance.md), so 1,000,000 plans in about half
+a minute; a spec over it is refused before anything runs, not planned for ever."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,31 @@ def iter_points(space: dict[str, SpaceAxis]) -> Iterator[dict[str, Any]]:
 
 def grid_points(space: dict[str, SpaceAxis]) -> list[dict[str, Any]]:
     return list(iter_points(space))
+
+
+def grouped_points(space: dict[str, SpaceAxis], keys: Collection[str] | None = None
+                   ) -> Iterator[tuple[dict[str, Any], int]]:
+    """The grid grouped by the axes in ``keys``: one point per combination of their values
+    (every other axis at its first value) and how many grid points share it. Time goes with
+    the combinations of ``keys``, not with the grid (the cost of a grid sums per group).
+    ``keys`` None: every point, once."""
+    if keys is None:
+        yield from ((p, 1) for p in iter_points(space))
+        return
+    swept = [k for k in space if k in keys]
+    first = {k: a.values[0] for k, a in space.items() if k not in keys}
+    rest = math.prod(len(a.values) for k, a in space.items() if k not in keys)
+    for combo in itertools.product(*(space[k].values for k in swept)):
+        yield {**first, **dict(zip(swept, combo))}, rest
+
+
+def numeric_ends(values: Iterable[Any]) -> list[Any]:
+    """The smallest and the largest of numbers (what bounds an estimate that grows with the
+    setting); other values (presets, mappings, text, booleans) all of them, in order."""
+    values = list(values)
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return list(dict.fromkeys((min(values), max(values))))
+    return values
 
 
 def parse_axis(key: str, value: Any, trial: dict, ranges: bool, kind: str, w: str) -> SpaceAxis:

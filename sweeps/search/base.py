@@ -10,16 +10,27 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Collection, Iterable
+
+from ..space import MAX_TRIALS
+from ..validate import SpecError
 
 if TYPE_CHECKING:  # types only: the spec imports the registry
     from ..space import SpaceAxis
     from ..spec import SweepSpec
 
-__all__ = ["SearchKind", "Plan", "TuneSetup", "COMMON_KEYS"]
+__all__ = ["SearchKind", "Plan", "TuneSetup", "COMMON_KEYS", "check_size"]
 
 COMMON_KEYS = ("kind", "max_concurrent", "max_failures")
 """Keys of ``search:`` that every kind takes; the rest belong to the kind."""
+
+
+def check_size(n: int, key: str, what: str, instead: str) -> None:
+    """Refuse a spec asking for more than MAX_TRIALS trials, before anything is planned:
+    SpecError naming ``key``, the count (``what``: how it comes about) and the limit."""
+    if n > MAX_TRIALS:
+        raise SpecError(f"{key}: {what} = {n:,} trials, more than the {MAX_TRIALS:,} one sweep "
+                        f"may plan (docs/sweeps.md, \"How big a sweep may be\"); {instead}")
 
 
 @dataclass
@@ -105,10 +116,13 @@ class SearchKind(ABC):
         """What sweep.json records of the search for the report (``search`` there)."""
         return {"kind": self.name, "grid": self.grid, "about": self.describe(spec)}
 
-    def cost_points(self, spec: "SweepSpec") -> Iterable[tuple[dict[str, Any], int]] | None:
+    def cost_points(self, spec: "SweepSpec", keys: Collection[str] | None = None
+                    ) -> Iterable[tuple[dict[str, Any], int]] | None:
         """Where its trials fall, for the cost estimate: (a point of the space, the most trials
         run at it), or None when it cannot say before running (a sampler: the estimate then
-        prices the corners of the space)."""
+        prices the corners of the space). ``keys``: the settings the cost depends on; points
+        that agree on them may come as one, with their trials summed (a grid of 10^6 points
+        is then priced per cost group, not point by point)."""
         return None
 
     def members(self, spec: "SweepSpec") -> set[str] | None:

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Literal
 
 from trainer.config import TrainConfig
 from trainer.result import RISE, outcome
 
-from ..space import iter_points
+from ..space import grouped_points, iter_points
 from ..store import DONE_STATUSES, trial_id
 from ..trial import trial_config
 from ..validate import SpecError, at, field_kind, int_at_least, show, trial_check
-from .base import Plan, SearchKind, TuneSetup
+from .base import Plan, SearchKind, TuneSetup, check_size
 
 if TYPE_CHECKING:
     from ..spec import SweepSpec
@@ -172,9 +172,16 @@ class Boundary(SearchKind):
         if check is not None and check > 16:
             raise SpecError(f"search.check_above: at most 16 probes above the edge, got {check}"
                             f"{at(d, 'check_above')}")
-        return BoundarySettings(axis=axis, low=ends["low"], high=ends["high"], log=log,
-                                resolution=res, check_above=2 if check is None else check,
-                                rise=rise)
+        settings = BoundarySettings(axis=axis, low=ends["low"], high=ends["high"], log=log,
+                                    resolution=res, check_above=2 if check is None else check,
+                                    rise=rise)
+        lines = math.prod(len(a.values) for a in space.values() if a.values is not None)
+        check_size(lines * settings.max_probes(), "space",
+                   f"{lines:,} lines × at most {settings.max_probes()} probes",
+                   "give fewer values (the search probes every combination of the space's "
+                   "values), a coarser search.resolution, or search.kind: optuna (num_samples "
+                   "points of the space)")
+        return settings
 
     def axes(self, spec: "SweepSpec") -> list[str]:
         return [*spec.space, spec.search.settings.axis]
@@ -182,10 +189,11 @@ class Boundary(SearchKind):
     def n_trials(self, spec: "SweepSpec") -> int:
         return self.n_lines(spec) * spec.search.settings.max_probes()
 
-    def cost_points(self, spec: "SweepSpec") -> Iterable[tuple[dict[str, Any], int]]:
+    def cost_points(self, spec: "SweepSpec", keys: Collection[str] | None = None
+                    ) -> Iterable[tuple[dict[str, Any], int]]:
         """Every line, at its most probes (the axis is a float setting: no cost field)."""
         most = spec.search.settings.max_probes()
-        return ((point, most) for point in iter_points(spec.space))
+        return ((point, n * most) for point, n in grouped_points(spec.space, keys))
 
     def n_lines(self, spec: "SweepSpec") -> int:
         return math.prod(len(a.values) for a in spec.space.values())

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Literal
 
-from ..space import grid_size, iter_points
+from ..space import grid_size, grouped_points, iter_points
 from ..store import DONE_STATUSES, trial_id
 from ..trial import trial_config
-from .base import Plan, SearchKind, TuneSetup
+from .base import Plan, SearchKind, TuneSetup, check_size
 
 if TYPE_CHECKING:
     from ..spec import SweepSpec
@@ -47,13 +47,19 @@ class Grid(SearchKind):
     summary = "a grid runs every combination of the space"
 
     def parse(self, d: dict, trial: dict[str, Any], space: dict) -> GridSettings:
+        shape = " × ".join(f"{len(a.values)} {k}" for k, a in space.items())
+        check_size(grid_size(space), "space", f"the grid has {shape}",
+                   "give fewer values, or let a search choose the points: search.kind: "
+                   "boundary (bisects alpha on each line of the other axes) or optuna "
+                   "(num_samples points of the space)")
         return GridSettings()
 
     def n_trials(self, spec: "SweepSpec") -> int:
         return grid_size(spec.space)
 
-    def cost_points(self, spec: "SweepSpec") -> Iterable[tuple[dict[str, Any], int]]:
-        return ((point, 1) for point in iter_points(spec.space))
+    def cost_points(self, spec: "SweepSpec", keys: Collection[str] | None = None
+                    ) -> Iterable[tuple[dict[str, Any], int]]:
+        return grouped_points(spec.space, keys)
 
     def plan(self, spec: "SweepSpec", rows: list[dict[str, Any]], force: bool) -> Plan:
         done = stored_ids(rows, force)

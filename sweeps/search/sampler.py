@@ -14,11 +14,11 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..space import SpaceAxis
+from ..space import MAX_TRIALS, SpaceAxis
 from ..store import trial_id
 from ..trial import OBJECTIVE, objective, trial_config
 from ..validate import SpecError, at, int_at_least, item_at, setting, show, check_keys
-from .base import Plan, SearchKind, TuneSetup
+from .base import Plan, SearchKind, TuneSetup, check_size
 from .grid import stored_ids
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ class Sampler(SearchKind):
             raise SpecError(f"search.sampler: {show(sampler)} is not a sampler{at(d, 'sampler')}"
                             f"; use one of {', '.join(SAMPLERS)}")
         num_samples = int_at_least(d, "num_samples", 1, "search.") if "num_samples" in d else 10
+        check_size(num_samples, "search.num_samples", "num_samples",
+                   f"ask for at most {MAX_TRIALS:,}")
         metric = d.get("metric", "final_loss")
         if metric not in METRICS:
             raise SpecError(f"search.metric: {show(metric)} is not a metric{at(d, 'metric')}; "
