@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import ALLOW_FLAG
 from .redact import redact
 
 __all__ = ["main", "build_parser", "report_path"]
@@ -26,7 +27,6 @@ class UsageError(Exception):
     """Bad input from the user: exit code 2."""
 
 
-ALLOW_FLAG = "--allow-other-settings"  # sweeps.history.ALLOW_FLAG, without importing the spec
 ALLOW_HELP = ("add this spec's trials to a stored sweep of the same name whose fixed trial "
               "settings (those no axis sweeps) differ; without it such a spec is refused "
               "(exit 2), as its trials would mix with another experiment's (docs/sweeps.md)")

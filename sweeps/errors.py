@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from records.trust import ForeignFileError
 
-__all__ = ["StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError", "BadUriError",
+__all__ = ["ALLOW_FLAG", "StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError", "BadUriError",
            "DamagedMetaError", "OutsideLinkError"]
+
+
+ALLOW_FLAG = "--allow-other-settings"
+"""The flag of `run` and `check` that adds trials with other fixed settings to a stored sweep
+(docs/sweeps.md, "Running into a stored sweep"); the refusal names it."""
 
 
 class StoreError(OSError):

@@ -20,15 +20,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .columns import RUNTIME_FIELDS
-from .errors import DamagedMetaError
+from records.identity import RUNTIME_FIELDS
+
+from .errors import ALLOW_FLAG, DamagedMetaError
 from .spec import SpecError, SweepSpec, parse_spec
 from .space import SpaceAxis
 
 __all__ = ["ALLOW_FLAG", "check_settings", "check_stored", "setting_changes", "stored_specs",
            "record_spec", "fixed_settings", "describe_changes"]
 
-ALLOW_FLAG = "--allow-other-settings"
 """The `run` and `check` option that adds a spec with other fixed settings anyway."""
 
 Change = tuple[str, Any, Any]

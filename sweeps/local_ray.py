@@ -22,7 +22,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
-from typing import Any, Iterator
+from typing import Iterator
 
 from .ray_private import AUTH_LOGGER, no_address_file
 
