@@ -13,7 +13,6 @@ Every Parquet file is read on its own so that
 
 from __future__ import annotations
 
-import json
 import posixpath
 import warnings
 from pathlib import Path
@@ -27,6 +26,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from records.columns import column_roles
+from records.meta import parse_meta
 from records.reader import read_part
 from trainer.result import curve_rise, end_rises
 
@@ -221,9 +221,11 @@ def load_sweep_meta(path: str | Path) -> dict[str, Any]:
         if fs.get_file_info(target).type == pafs.FileType.File:
             try:
                 with fs.open_input_stream(target) as f:
-                    meta = json.loads(f.read().decode("utf-8"))
-            except (OSError, ValueError, RecursionError) as exc:  # nested too deep: Recursion
-                warnings.warn(f"analysis: could not read {target}: {exc!r}", stacklevel=2)
+                    meta, why = parse_meta(f.read())
+            except OSError as exc:
+                meta, why = None, repr(exc)
+            if why is not None:  # records.meta: the shape every reader checks
+                warnings.warn(f"analysis: could not read {target}: {why}", stacklevel=2)
                 return {}
-            return meta if isinstance(meta, dict) else {}
+            return meta
     return {}

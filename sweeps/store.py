@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from records.columns import CURVE_SCHEMA, TRIAL_SCHEMA
 from records.identity import row_trial_id, trial_id
+from records.meta import META_DEPTH, meta_problem, parse_meta
 from records.reader import list_parquet, read_parquet, read_part
 from records.trust import (COMPACTED_PREFIX, MAX_FOOTER, damaged, footer_problem, is_compacted,
                            row_problem)
@@ -45,41 +46,6 @@ _TEMP = re.compile(r"\.(?:[0-9a-f]{16}\.parquet|compacted-(?:pack-)?[0-9a-f]{16}
 """The temporaries ``Store._put`` makes: ``.<file>.tmp-diloco-<uuid>`` of a file the store writes
 (a trial's, a compacted one, sweep.json, compact's journal); before the ``diloco-`` mark, ``.<file>.tmp-<uuid>``.
 Nothing else is ever deleted as a temporary."""
-
-
-META_DEPTH = 64
-"""How deep sweep.json may nest (what the store writes nests about 8 deep; Python's own
-recursion limit would otherwise decide, with a RecursionError, in json or any later walk)."""
-_META_TYPES = {"runs": list, "spec": dict, "search": dict, "versions": dict}
-
-
-def meta_problem(meta: Any) -> str | None:
-    """Why ``meta`` (sweep.json as parsed) is not of the shape the store writes, or None: an
-    object, nested at most META_DEPTH deep, whose ``runs`` is a list of objects and whose
-    ``spec``, ``search`` and ``versions`` are objects (each may be absent or null)."""
-    if not isinstance(meta, dict):
-        return f"a JSON {_json_kind(meta)} where an object is expected"
-    for key, typ in _META_TYPES.items():
-        v = meta.get(key)
-        if v is not None and not isinstance(v, typ):
-            return (f"{key!r} is a JSON {_json_kind(v)} where "
-                    f"{'a list' if typ is list else 'an object'} is expected")
-    bad = next((i for i, r in enumerate(meta.get("runs") or []) if not isinstance(r, dict)), None)
-    if bad is not None:
-        return f"runs[{bad}] is a JSON {_json_kind(meta['runs'][bad])} where an object is expected"
-    level, depth = [meta], 0
-    while level:  # breadth first, no recursion: the depth is what is being checked
-        depth += 1
-        if depth > META_DEPTH:
-            return f"nested more than {META_DEPTH} deep"
-        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v)
-                 if isinstance(c, (dict, list))]
-    return None
-
-
-def _json_kind(v: Any) -> str:
-    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
-            int: "number", float: "number"}.get(type(v), type(v).__name__)
 
 
 def now() -> str:
@@ -194,14 +160,7 @@ class Store:
                 data = f.read()
         except FileNotFoundError:
             return None
-        try:
-            meta = json.loads(data)
-        except RecursionError:
-            why = "nested too deep to read"
-        except ValueError as e:
-            why = str(e)
-        else:
-            why = meta_problem(meta)
+        meta, why = parse_meta(data)
         if why is not None:
             raise DamagedMetaError(f"{self.uri}: damaged sweep.json ({why}); move it aside to "
                                    f"go on (the trial rows do not depend on it)")
