@@ -3,8 +3,8 @@ except the bad input of BadUriError, DamagedMetaError and OutsideLinkError (exit
 
 from __future__ import annotations
 
-__all__ = ["StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError", "BadUriError",
-           "DamagedMetaError", "OutsideLinkError"]
+__all__ = ["StoreError", "SweepBusyError", "StudyBusyError", "UnwrittenError", "ForeignFileError",
+           "BadUriError", "DamagedMetaError", "OutsideLinkError"]
 
 
 class StoreError(OSError):
@@ -13,6 +13,10 @@ class StoreError(OSError):
 
 class SweepBusyError(StoreError):
     """Another run of the same sweep holds its lock."""
+
+
+class StudyBusyError(SweepBusyError):
+    """Another driver holds the Optuna study that ``search.storage`` names."""
 
 
 class UnwrittenError(StoreError):

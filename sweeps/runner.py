@@ -121,7 +121,9 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     check_loggers(spec, out, SpecError)
     store = Store(out, spec.name)
     store.check_links()  # before the lock: it writes .lock
-    with SweepLock(store) as lock:
+    # a shared Optuna study first: a second driver on it is refused before it writes here
+    with spec.search_kind.hold(spec, redact(store.uri), partial(_log, stream)), \
+            SweepLock(store) as lock:
         if lock.taken_over:
             _log(stream, f"lock of an earlier run that ended without releasing it taken over "
                          f"(pid {lock.taken_over.get('pid')} on {lock.taken_over.get('host')})")
