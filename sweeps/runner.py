@@ -26,6 +26,7 @@ from typing import Any, Iterator, TextIO
 
 from .compact import expand, finish_interrupted
 from .errors import StoreError, UnwrittenError
+from .lean import lean_trials
 from .lock import SweepLock
 from .loggers import check_loggers, logger_callbacks
 from .preflight import preflight
@@ -350,6 +351,13 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
     ``t0``: when the command started."""
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative corpus paths keep working
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's default CSV, JSON and TensorBoard loggers write into its trial folders, which the
+    # run deletes at the end, and cost the driver memory per trial (docs/performance.md,
+    # "Driver memory"); the loggers a spec asks for are passed as callbacks and still run
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # and its experiment-state checkpoint (a JSON copy of every trial, for a Tuner.restore
+    # of a folder deleted at the end) only once at the start and once at the end
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(10**9))
     started = _init_ray(address)
     if started:  # the first minute of a run on a busy laptop: say where it went
         _log(stream, f"Ray is up after {hms(time.time() - t0)}")
@@ -373,7 +381,7 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
                 name=spec.name, storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
                 callbacks=[make_progress(setup.n_tune, stream, partial(display_id, spec), t0)]
-                + logger_callbacks(spec, out),
+                + logger_callbacks(spec, out) + [lean_trials()],
                 stop=guard,
                 log_to_file=False),
         )
