@@ -30,7 +30,8 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from ..errors import StudyBusyError, StoreError
+from ..errors import StoreError, StudyBusyError
+from ..redact import redact
 
 __all__ = ["hold_study", "storage_file", "fail_running", "BEAT_S", "STALE_S", "LEASE_KEY"]
 
@@ -67,7 +68,7 @@ def _holder(info: dict[str, Any] | None) -> str:
 
 def _busy(study: str, uri: str, info: dict[str, Any] | None, extra: str = "") -> StudyBusyError:
     return StudyBusyError(
-        f"search.storage: the optuna study {study!r} in {uri} is already being driven by "
+        f"search.storage: the optuna study {study!r} in {redact(uri)} is already being driven by "
         f"{_holder(info)}; two drivers on one study would train the same parameters twice. "
         f"Wait for it to finish, or give this run a study of its own (another search.storage, "
         f"or another sweep name){extra}")
