@@ -7,8 +7,10 @@ time, ``resources.pack: 1``). A thread in that driver process samples, every ``-
 seconds, its resident memory (``VmRSS``), Python's allocated blocks
 (``sys.getallocatedblocks``), the objects the garbage collector tracks, and the trial rows
 stored so far. The slope is the least-squares fit of RSS (and of the heap) against finished
-trials, past the warm-up (the first ``--warmup`` of the trials: Ray's workers start, caches
-fill), in KB per trial.
+trials while trials finish, past the warm-up (the first ``--warmup`` of the trials: Ray's
+workers start, caches fill), in KB per trial. After the last trial Tune writes its final
+experiment checkpoint and builds its result grid, once, in proportion to the trials: that is
+the line's "after the last one" RSS, not part of the slope.
 
 Lines, the last one a ratio against the baseline measured in the same invocation:
 
@@ -125,22 +127,30 @@ def run_driver(n: int, every: float, default_loggers: bool) -> dict[str, float]:
 
 
 def slopes(samples: list[dict], warmup: int) -> dict[str, float]:
-    """KB (and blocks, objects) per finished trial, fitted over the samples past ``warmup``."""
-    past = [s for s in samples if s["n"] >= warmup]
+    """KB (and blocks, objects) per finished trial, fitted over the samples taken while trials
+    were finishing: past ``warmup`` trials and before the last one. What the driver does after
+    the last trial (Tune's final experiment checkpoint and its result grid, once a run, in
+    proportion to the trials) is ``rss_end_mb``, the most RSS after it, not a slope."""
+    last = max((s["n"] for s in samples), default=0)
+    past = [s for s in samples if warmup <= s["n"] < last] or \
+        [s for s in samples if s["n"] >= warmup]
     xs = [float(s["n"]) for s in past]
+    during = [s["rss"] for s in samples if s["n"] < last] or [0]
     return {"rss_kb": fit(xs, [s["rss"] / 1024 for s in past]),
             "blocks": fit(xs, [float(s["blocks"]) for s in past]),
             "objects": fit(xs, [float(s["objects"]) for s in past]),
             "points": float(len(past)),
-            "trials": float(max((s["n"] for s in samples), default=0)),
-            "rss_end_mb": samples[-1]["rss"] / 2**20 if samples else 0.0}
+            "trials": float(last),
+            "rss_run_mb": max(during) / 2**20,
+            "rss_end_mb": max((s["rss"] for s in samples), default=0) / 2**20}
 
 
 def _line(label: str, r: dict[str, float], wall: float) -> str:
     return (f"driver_memory {label}: {r['trials']:.0f} trials in {wall:.0f} s: "
             f"RSS {r['rss_kb']:+.2f} KB/trial, heap {r['blocks']:+.1f} blocks/trial, "
             f"{r['objects']:+.1f} gc objects/trial ({r['points']:.0f} samples past warm-up; "
-            f"RSS at the end {r['rss_end_mb']:.0f} MB)")
+            f"RSS most {r['rss_run_mb']:.0f} MB while trials ran, {r['rss_end_mb']:.0f} MB "
+            f"after the last one)")
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -153,12 +163,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--warmup", type=float, default=0.1,
                     help="the fraction of the trials left out of the fit (default 0.1)")
     ap.add_argument("--every", type=float, default=1.0, help="seconds between samples")
+    ap.add_argument("--samples", default=None,
+                    help="write every sample of both runs here (JSON) for a look of your own")
     args = ap.parse_args(argv)
     nb = args.baseline_trials or args.trials
     out: dict[str, float] = {}
-    res = {}
+    res, raw = {}, {}
     for label, n, default in (("ours", args.trials, False), ("baseline", nb, True)):
         r = run_driver(n, args.every, default)
+        raw[label] = r["samples"]
+        if args.samples:
+            Path(args.samples).write_text(json.dumps(raw))
         res[label] = s = slopes(r["samples"], int(n * args.warmup))  # type: ignore[arg-type]
         what = "Tune's default loggers off" if not default else "Tune's default loggers on"
         print(_line(f"{label} ({what})", s, r["wall_s"]), flush=True)  # type: ignore[arg-type]
