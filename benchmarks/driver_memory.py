@@ -5,8 +5,7 @@
 Each run is ``diloco-sweep run`` in its own process (its own embedded Ray, two trials at a
 time, ``resources.pack: 1``). A thread in that driver process samples, every ``--every``
 seconds, its resident memory (``VmRSS``), Python's allocated blocks
-(``sys.getallocatedblocks``), the objects the garbage collector tracks, and the trial rows
-stored so far. The slope is the least-squares fit of RSS (and of the heap) against finished
+(``sys.getallocatedblocks``) and the trial rows stored so far. The slope is the least-squares fit of RSS (and of the heap) against finished
 trials while trials finish, past the warm-up (the first ``--warmup`` of the trials: Ray's
 workers start, caches fill), in KB per trial. After the last trial Tune writes its final
 experiment checkpoint and builds its result grid, once, in proportion to the trials: that is
@@ -24,7 +23,6 @@ Lines, the last one a ratio against the baseline measured in the same invocation
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import subprocess
@@ -66,7 +64,7 @@ def _rss() -> int:
 
 
 def _sampler(trials: Path, log: Path, every: float, stop: threading.Event) -> None:
-    """In the driver: append {t, n, rss, blocks, objects} to ``log`` every ``every`` seconds."""
+    """In the driver: append {t, n, rss, blocks} to ``log`` every ``every`` seconds."""
     t0 = time.time()
     with open(log, "a") as f:
         while True:
@@ -74,9 +72,11 @@ def _sampler(trials: Path, log: Path, every: float, stop: threading.Event) -> No
                 n = sum(1 for e in os.scandir(trials) if e.name.endswith(".parquet"))
             except FileNotFoundError:
                 n = 0
+            # no gc.get_objects() here: from a second thread it holds references to tuples
+            # the main thread is still building, whose resize then fails ("SystemError:
+            # Objects/tupleobject.c: bad argument to internal function")
             f.write(json.dumps({"t": time.time() - t0, "n": n, "rss": _rss(),
-                                "blocks": sys.getallocatedblocks(),
-                                "objects": len(gc.get_objects())}) + "\n")
+                                "blocks": sys.getallocatedblocks()}) + "\n")
             f.flush()
             if stop.wait(every):
                 return
@@ -127,7 +127,7 @@ def run_driver(n: int, every: float, default_loggers: bool) -> dict[str, float]:
 
 
 def slopes(samples: list[dict], warmup: int) -> dict[str, float]:
-    """KB (and blocks, objects) per finished trial, fitted over the samples taken while trials
+    """KB (and heap blocks) per finished trial, fitted over the samples taken while trials
     were finishing: past ``warmup`` trials and before the last one. What the driver does after
     the last trial (Tune's final experiment checkpoint and its result grid, once a run, in
     proportion to the trials) is ``rss_end_mb``, the most RSS after it, not a slope."""
@@ -138,7 +138,6 @@ def slopes(samples: list[dict], warmup: int) -> dict[str, float]:
     during = [s["rss"] for s in samples if s["n"] < last] or [0]
     return {"rss_kb": fit(xs, [s["rss"] / 1024 for s in past]),
             "blocks": fit(xs, [float(s["blocks"]) for s in past]),
-            "objects": fit(xs, [float(s["objects"]) for s in past]),
             "points": float(len(past)),
             "trials": float(last),
             "rss_run_mb": max(during) / 2**20,
@@ -147,8 +146,8 @@ def slopes(samples: list[dict], warmup: int) -> dict[str, float]:
 
 def _line(label: str, r: dict[str, float], wall: float) -> str:
     return (f"driver_memory {label}: {r['trials']:.0f} trials in {wall:.0f} s: "
-            f"RSS {r['rss_kb']:+.2f} KB/trial, heap {r['blocks']:+.1f} blocks/trial, "
-            f"{r['objects']:+.1f} gc objects/trial ({r['points']:.0f} samples past warm-up; "
+            f"RSS {r['rss_kb']:+.2f} KB/trial, Python heap {r['blocks']:+.1f} blocks/trial "
+            f"({r['points']:.0f} samples past warm-up; "
             f"RSS most {r['rss_run_mb']:.0f} MB while trials ran, {r['rss_end_mb']:.0f} MB "
             f"after the last one)")
 
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if args.samples:
             Path(args.samples).write_text(json.dumps(raw))
         res[label] = s = slopes(r["samples"], int(n * args.warmup))  # type: ignore[arg-type]
-        what = "Tune's default loggers off" if not default else "Tune's default loggers on"
+        what = "Tune's defaults off" if not default else "Tune's defaults"
         print(_line(f"{label} ({what})", s, r["wall_s"]), flush=True)  # type: ignore[arg-type]
         out.update({f"{label}_{k}": float(v) for k, v in s.items()})
         out[f"{label}_wall_s"] = float(r["wall_s"])  # type: ignore[arg-type]

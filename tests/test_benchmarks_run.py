@@ -84,9 +84,9 @@ def test_driver_memory_fits_the_slope_past_the_warm_up() -> None:
     from benchmarks.driver_memory import fit, slopes
 
     assert fit([0, 1, 2, 3], [1, 3, 5, 7]) == 2.0 and fit([1, 1], [0, 5]) == 0.0
-    samples = [{"n": n, "rss": 1024 * (100 if n < 10 else 50 + 3 * n), "blocks": 7 * n,
-                "objects": n} for n in range(20)]
-    samples.append({"n": 19, "rss": 2**30, "blocks": 0, "objects": 0})  # the end of the run
+    samples = [{"n": n, "rss": 1024 * (100 if n < 10 else 50 + 3 * n), "blocks": 7 * n}
+               for n in range(20)]
+    samples.append({"n": 19, "rss": 2**30, "blocks": 0})  # the end of the run
     s = slopes(samples, warmup=10)  # the warm-up's jump and the end are left out
     assert s["rss_kb"] == pytest.approx(3.0) and s["blocks"] == pytest.approx(7.0)
     assert s["points"] == 9 and s["trials"] == 19 and s["rss_end_mb"] == 1024
