@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from records.trust import ForeignFileError
 
-__all__ = ["ALLOW_FLAG", "StoreError", "SweepBusyError", "UnwrittenError", "ForeignFileError", "BadUriError",
-           "DamagedMetaError", "OutsideLinkError"]
+__all__ = ["ALLOW_FLAG", "StoreError", "SweepBusyError", "StudyBusyError", "UnwrittenError",
+           "ForeignFileError", "BadUriError", "DamagedMetaError", "OutsideLinkError"]
 
 
 ALLOW_FLAG = "--allow-other-settings"
@@ -20,6 +20,10 @@ class StoreError(OSError):
 
 class SweepBusyError(StoreError):
     """Another run of the same sweep holds its lock."""
+
+
+class StudyBusyError(SweepBusyError):
+    """Another driver holds the Optuna study that ``search.storage`` names."""
 
 
 class UnwrittenError(StoreError):

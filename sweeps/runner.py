@@ -28,6 +28,7 @@ from .compact import expand, finish_interrupted
 from .cpu_time import long_run_warning
 from .errors import StoreError, UnwrittenError
 from .history import ALLOW_FLAG, check_settings, describe_changes, record_spec
+from .lean import lean_trials
 from .lock import SweepLock
 from .loggers import check_loggers, logger_callbacks
 from .preflight import preflight
@@ -127,8 +128,11 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     check_loggers(spec, out, SpecError)
     store = Store(out, spec.name)
     store.check_links()  # before the lock: it writes .lock
-    # SIGTERM (Kubernetes) and SIGHUP end the run as Ctrl-C does (sweeps/signals.py)
-    with stop_signals() as stop, SweepLock(store) as lock:
+    # SIGTERM (Kubernetes) and SIGHUP end the run as Ctrl-C does (sweeps/signals.py); a shared
+    # Optuna study first: a second driver on it is refused before it writes here
+    with stop_signals() as stop, \
+            spec.search_kind.hold(spec, redact(store.uri), partial(_log, stream)), \
+            SweepLock(store) as lock:
         if lock.taken_over:
             _log(stream, f"lock of an earlier run that ended without releasing it taken over "
                          f"(pid {lock.taken_over.get('pid')} on {lock.taken_over.get('host')})")
@@ -373,6 +377,13 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
     ``t0``: when the command started."""
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative corpus paths keep working
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's default CSV, JSON and TensorBoard loggers write into its trial folders, which the
+    # run deletes at the end, and cost the driver memory per trial (docs/performance.md,
+    # "Driver memory"); the loggers a spec asks for are passed as callbacks and still run
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # and its experiment-state checkpoint (a JSON copy of every trial, for a Tuner.restore
+    # of a folder deleted at the end) only once at the start and once at the end
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(10**9))
     started = _init_ray(address)
     reinstall()  # ray.init sets its own SIGTERM handler (sys.exit, then a C++ abort)
     if started:  # the first minute of a run on a busy laptop: say where it went
@@ -397,7 +408,7 @@ def _tune(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
                 name=spec.name, storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
                 callbacks=[make_progress(setup.n_tune, stream, partial(display_id, spec), t0)]
-                + logger_callbacks(spec, out),
+                + logger_callbacks(spec, out) + [lean_trials()],
                 stop=guard,
                 log_to_file=False),
         )

@@ -34,6 +34,8 @@ SLOW = {
     "boundary": ["--resolution", "0.5"],
     "grid_start": ["--points", "1000", "--baseline", "1000"],
     "scale": ["--points", "1000", "--trials", "4", "--no-driver", "--store-trials", "50"],
+    "driver_memory": ["--trials", "6", "--baseline-trials", "6", "--warmup", "0",
+                      "--every", "0.2"],
 }
 ELSEWHERE = {"gpu", "gpu_mfu", "gpu_sweep"}  # tests/test_benchmarks_gpu.py
 
@@ -76,3 +78,15 @@ def test_trainer_benchmark_runs_tiny(name: str, capsys: pytest.CaptureFixture[st
 def test_service_benchmark_runs_tiny(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     _ran(name, SLOW[name])
     assert re.search(r"ratio", capsys.readouterr().out), f"{name} printed no ratio"
+
+
+def test_driver_memory_fits_the_slope_past_the_warm_up() -> None:
+    from benchmarks.driver_memory import fit, slopes
+
+    assert fit([0, 1, 2, 3], [1, 3, 5, 7]) == 2.0 and fit([1, 1], [0, 5]) == 0.0
+    samples = [{"n": n, "rss": 1024 * (100 if n < 10 else 50 + 3 * n), "blocks": 7 * n}
+               for n in range(20)]
+    samples.append({"n": 19, "rss": 2**30, "blocks": 0})  # the end of the run
+    s = slopes(samples, warmup=10)  # the warm-up's jump and the end are left out
+    assert s["rss_kb"] == pytest.approx(3.0) and s["blocks"] == pytest.approx(7.0)
+    assert s["points"] == 9 and s["trials"] == 19 and s["rss_end_mb"] == 1024

@@ -9,8 +9,9 @@ asks which kind a spec has (see docs/architecture.md, "Registries").
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Collection, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Collection, Iterable
 
 from ..space import MAX_TRIALS
 from ..validate import SpecError
@@ -111,6 +112,13 @@ class SearchKind(ABC):
 
     def check(self, spec: "SweepSpec") -> None:
         """Checks that need more than the spec text (a sampler's package); SpecError."""
+
+    def hold(self, spec: "SweepSpec", output: str,
+             log: Callable[[str], None]) -> AbstractContextManager[None]:
+        """What a run holds besides its sweep's lock, from before it plans to its end (a
+        sampler's shared study: one driver at a time); raises SweepBusyError when another run
+        has it. ``log`` takes one line for the user."""
+        return nullcontext()
 
     def about(self, spec: "SweepSpec") -> dict[str, Any]:
         """What sweep.json records of the search for the report (``search`` there)."""

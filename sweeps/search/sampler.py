@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ..space import MAX_TRIALS, SpaceAxis
 from ..store import trial_id
@@ -20,11 +22,13 @@ from ..trial import OBJECTIVE, objective, trial_config
 from ..validate import SpecError, at, int_at_least, item_at, setting, show, check_keys
 from .base import Plan, SearchKind, TuneSetup, check_size
 from .grid import stored_ids
+from .study import hold_study, storage_file
 
 if TYPE_CHECKING:
     from ..spec import SweepSpec
 
-__all__ = ["Sampler", "SamplerSettings", "SAMPLERS", "METRICS", "make_sampler", "optuna_searcher"]
+__all__ = ["Sampler", "SamplerSettings", "SAMPLERS", "METRICS", "make_sampler", "make_storage",
+           "optuna_searcher"]
 
 SAMPLERS = ("tpe", "random", "qmc", "cmaes", "gp")
 METRICS = ("final_loss", "best_loss", "peak_loss")  # losses: always minimized
@@ -94,6 +98,15 @@ class Sampler(SearchKind):
             if ax.values is not None and any(isinstance(v, (dict, list)) for v in ax.values):
                 raise SpecError(f"space.{k}: a sampler chooses among plain values (preset names, "
                                 f"numbers); model mappings only work in a grid")
+
+    def hold(self, spec: "SweepSpec", output: str,
+             log: Callable[[str], None]) -> AbstractContextManager[None]:
+        """One driver per study: a stored study is held for the run (sweeps/search/study.py);
+        trials a dead driver left RUNNING in it are failed when it is taken."""
+        storage = spec.search.settings.storage
+        if storage is None:
+            return nullcontext()
+        return hold_study(storage, spec.name, output, log, make_storage)
 
     def plan(self, spec: "SweepSpec", rows: list[dict[str, Any]], force: bool) -> Plan:
         s = spec.search.settings
@@ -169,15 +182,32 @@ def _storage(d: dict) -> str | None:
     return v
 
 
-def make_storage(uri: str):
-    """The Optuna storage ``search.storage`` names: an RDB for a URL, else a journal file."""
+def make_storage(uri: str, tries: int = 5):
+    """The Optuna storage ``search.storage`` names: an RDB for a URL, else a journal file.
+
+    Two processes opening a new database at once race to create its tables ("table studies
+    already exists", "database is locked"): a failed open is tried again ``tries`` times in
+    all before it is reported (a second driver exited 2, "bad input", on that race)."""
     import optuna.storages as st
 
     if "://" in uri:
-        try:
-            return st.RDBStorage(uri)
-        except Exception as e:  # a missing driver, an unreachable server: name the key
-            raise SpecError(f"search.storage: cannot open {uri}: {type(e).__name__}: {e}") from None
+        db = storage_file(uri)  # a SQLite file: its folder is made, as a journal's is
+        if db is not None:
+            try:
+                os.makedirs(os.path.dirname(db), exist_ok=True)
+            except OSError as e:
+                raise SpecError(f"search.storage: cannot make the folder of {db}: {e}") from None
+        for i in range(tries):
+            try:
+                return st.RDBStorage(uri)
+            except ImportError as e:  # a missing driver: no retry helps
+                raise SpecError(f"search.storage: cannot open {uri}: {type(e).__name__}: "
+                                f"{e}") from None
+            except Exception as e:  # noqa: BLE001 - a race, an unreachable server
+                if i + 1 == tries:
+                    raise SpecError(f"search.storage: cannot open {uri}: {type(e).__name__}: "
+                                    f"{e}") from None
+                time.sleep(0.2 * (i + 1))
     from optuna.storages.journal import JournalFileBackend
 
     path = os.path.abspath(os.path.expanduser(uri))
@@ -247,13 +277,17 @@ def optuna_searcher(spec: "SweepSpec", p: Plan):
 
 
 def _told(storage, name: str) -> set[str]:
-    """The points a study kept in ``storage`` already holds as finished trials."""
+    """The points a study kept in ``storage`` already holds with a value (COMPLETE): a FAIL
+    trial (a crash, or one a killed driver left RUNNING) taught the sampler nothing, so a
+    stored row of the same point is told again."""
     import optuna
+    from optuna.trial import TrialState
 
     if name not in optuna.study.get_all_study_names(storage):
         return set()
     study = optuna.load_study(study_name=name, storage=storage)
-    return {_key(t.params) for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    return {_key(t.params) for t in study.get_trials(deepcopy=False,
+                                                     states=(TrialState.COMPLETE,))}
 
 
 def _key(params: dict[str, Any]) -> str:
