@@ -26,9 +26,9 @@ import pandas as pd
 
 from analysis import load_trials
 from analysis.lines import line_edges
-from sweeps.local_ray import local_ray
-from sweeps.runner import run_sweep
-from sweeps.spec import parse_spec
+from sweeps.tune.local_ray import local_ray
+from sweeps.tune.runner import run_sweep
+from sweeps.spec.parse import parse_spec
 
 __all__ = ["main"]
 
@@ -78,7 +78,7 @@ def toy(res: float = RES) -> dict[str, float]:
 
 
 def lm() -> dict[str, float]:
-    from sweeps.spec import load_spec
+    from sweeps.spec.parse import load_spec
 
     bnd = load_trials(ROOT / "docs/results/restart-boundary")
     grid = load_trials(ROOT / "docs/results/restart-cpu")

@@ -40,7 +40,7 @@ TOY = {"kind": "toy", "toy_dim": 16, "lr": 0.5, "H": 1, "workers": 1, "outer_ste
 """A trial of a few milliseconds: what is measured is the driver's work per trial."""
 BASELINE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0", "TUNE_GLOBAL_CHECKPOINT_S": "auto",
                 "DILOCO_TUNE_KEEP_WINDOWS": "1"}
-"""Tune's defaults, which the runner turns off unless these are set (sweeps/lean.py)."""
+"""Tune's defaults, which the runner turns off unless these are set (sweeps/tune/lean.py)."""
 
 
 def fit(xs: list[float], ys: list[float]) -> float:
@@ -85,7 +85,7 @@ def _sampler(trials: Path, log: Path, every: float, stop: threading.Event) -> No
 def driver_main(spec: str, log: str, every: float) -> int:
     """The driver process: ``diloco-sweep run SPEC`` with the sampling thread beside it."""
     from sweeps.cli import main as cli_main
-    from sweeps.spec import load_spec
+    from sweeps.spec.parse import load_spec
 
     s = load_spec(spec)
     trials = Path(s.output) / s.name / "trials"

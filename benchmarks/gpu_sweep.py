@@ -4,7 +4,7 @@ with a fractional `resources.gpu` (several trials share the card) against one GP
 The main job is sweeps/specs/restart_cpu.yaml (README, "shipped specs"). Its trial settings are
 kept as they are (tiny model, 4 workers, 12 outer steps, B=8, T=64, one thread) and its space is
 cut to 16 trials (2 α × 2 β × 2 H × 2 R, seed 0), a slice that runs in well under a minute per
-share on one H200. The two runs use one private Ray (sweeps.local_ray), started once, so Ray's
+share on one H200. The two runs use one private Ray (sweeps.tune.local_ray), started once, so Ray's
 start-up is in neither wall time; each run starts its own trial workers (process start, torch
 import and CUDA context count, as they do in a real sweep). The baseline, gpu: 1, runs first.
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .batched import line
 
 if TYPE_CHECKING:  # types only: the sweep modules load inside the part, after the Ray check
-    from sweeps.spec import SweepSpec
+    from sweeps.spec.parse import SweepSpec
 
 __all__ = ["main", "slice_spec", "SkipPart", "MAIN_JOB", "SLICE", "QUICK_SLICE", "QUICK_TRIAL"]
 
@@ -44,7 +44,7 @@ class SkipPart(Exception):
 
 def slice_spec(share: float, quick: bool, device: str, output: str) -> "SweepSpec":
     """The main job's spec cut to the slice, with `resources.gpu: share`, writing to `output`."""
-    from sweeps.spec import load_spec, parse_spec
+    from sweeps.spec.parse import load_spec, parse_spec
 
     main = load_spec(MAIN_JOB)
     trial = {**main.trial, **(QUICK_TRIAL if quick else {}), "device": device}
@@ -56,7 +56,7 @@ def slice_spec(share: float, quick: bool, device: str, output: str) -> "SweepSpe
 
 def _run(share: float, quick: bool, device: str, root: str) -> dict[str, Any]:
     """One run of the slice at `share` GPUs per trial, into a fresh folder; its throughput."""
-    from sweeps.runner import run_sweep
+    from sweeps.tune.runner import run_sweep
 
     log = io.StringIO()
     out = tempfile.mkdtemp(prefix=f"gpu{share:g}-", dir=root)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if missing:
         raise SkipPart(f"{' and '.join(missing)} not installed in this Python: the sweep part "
                        f"needs the project's dependencies (pip install -c constraints.txt -e .)")
-    from sweeps.local_ray import local_ray
+    from sweeps.tune.local_ray import local_ray
     from trainer.data import load_corpus
 
     load_corpus("stdlib")  # build the token cache once, before the trial workers look for it

@@ -45,7 +45,7 @@ def _grid(n: int) -> dict:
 def plan_seconds(n: int, pack: int = 1) -> tuple[float, int]:
     """Seconds to plan (and, with pack > 1, to pack) a fresh n-point grid; the points."""
     from sweeps.search.grid import packs
-    from sweeps.spec import parse_spec
+    from sweeps.spec.parse import parse_spec
 
     spec = parse_spec({"name": "plan", "trial": dict(TOY), "space": _grid(n),
                        "resources": {"cpu": 1, "gpu": 0, "pack": pack}})
@@ -91,8 +91,8 @@ def store_read(n: int) -> dict[str, float]:
     of ``trials/``, on a fresh store of n toy trials, one file each as the store writes them."""
     import pandas as pd
 
-    from sweeps.status import status
-    from sweeps.store import Store, trial_id
+    from sweeps.store.status import status
+    from sweeps.store.store import Store, trial_id
     from trainer.config import TrainConfig
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,11 +17,11 @@ import os
 import tempfile
 import time
 
-from sweeps.local_ray import local_ray
-from sweeps.runner import run_sweep
-from sweeps.space import grid_points
-from sweeps.spec import SweepSpec, parse_spec
-from sweeps.trial import trial_config
+from sweeps.tune.local_ray import local_ray
+from sweeps.tune.runner import run_sweep
+from sweeps.spec.space import grid_points
+from sweeps.spec.parse import SweepSpec, parse_spec
+from sweeps.tune.trial import trial_config
 from trainer import TrainConfig, train
 
 __all__ = ["main", "TRIAL"]

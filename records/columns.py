@@ -69,7 +69,7 @@ TRIAL_COLUMNS: tuple[pa.Field, ...] = tuple(
     [_field("sweep", pa.string(), "bookkeeping"), _field("trial_id", pa.string(), "bookkeeping")]
     + _config_columns() + _result_columns()
     + [_field("error", pa.string(), "result")]
-    # the cost estimate of what the trial ran (sweeps.cost.row_flops); null for toy trials
+    # the cost estimate of what the trial ran (sweeps.estimate.cost.row_flops); null for toy trials
     + [_field("flops", pa.float64(), "result")]
     + [_field(n, pa.string(), "bookkeeping") for n in ("node_id", "started_at", "finished_at")])
 TRIAL_SCHEMA = pa.schema(TRIAL_COLUMNS)

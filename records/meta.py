@@ -1,6 +1,6 @@
 """sweep.json as every reader takes it: parsed, its shape checked, or a reason why not.
 
-The store writes it (``sweeps.store.Store.write_meta``); the service refuses a damaged one with
+The store writes it (``sweeps.store.store.Store.write_meta``); the service refuses a damaged one with
 one message (``Store.read_meta``), ``analysis.load_sweep_meta`` warns and reads on without it.
 """
 

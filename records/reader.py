@@ -1,6 +1,6 @@
 """The one reader of a store's ``trials/`` and ``curves/`` (docs/design.md, "The results store").
 
-The sweep service (``sweeps.store.Store``), ``analysis.load_trials`` and ``load_curves`` all
+The sweep service (``sweeps.store.store.Store``), ``analysis.load_trials`` and ``load_curves`` all
 read here, so they see the same rows and refuse the same files:
 
 - every Parquet file is read on its own (a file written by an older version reads beside a

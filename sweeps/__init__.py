@@ -8,15 +8,15 @@ __all__ = ["load_spec", "parse_spec", "SpecError", "SweepSpec", "Store", "trial_
 
 def __getattr__(name: str):
     if name in ("load_spec", "parse_spec", "SpecError", "SweepSpec"):
-        from . import spec
+        from sweeps.spec import parse as spec
 
         return getattr(spec, name)
     if name in ("Store", "trial_id"):
-        from . import store
+        from sweeps.store import store
 
         return getattr(store, name)
     if name == "run_sweep":
-        from .runner import run_sweep
+        from sweeps.tune.runner import run_sweep
 
         return run_sweep
     raise AttributeError(name)

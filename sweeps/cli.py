@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ALLOW_FLAG
-from .redact import redact
+from sweeps.store.errors import ALLOW_FLAG
+from sweeps.store.redact import redact
 
 __all__ = ["main", "build_parser", "report_path"]
 
@@ -129,7 +129,7 @@ def _positive(s: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every line it (or Ray, or Tune) prints goes out redacted."""
     started = time.time()  # `run`'s elapsed time counts from here, Ray's start included
-    from .redact import RedactingStream
+    from sweeps.store.redact import RedactingStream
 
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
@@ -145,10 +145,10 @@ def _main(argv: list[str] | None, started: float) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = build_parser(argv)
     args = ap.parse_args(argv)  # argparse exits 2 on a usage error
-    from .errors import BadUriError, DamagedMetaError, OutsideLinkError, StoreError
-    from .signals import Terminated
-    from .spec import SpecError
-    from .yamlmarks import YamlError
+    from sweeps.store.errors import BadUriError, DamagedMetaError, OutsideLinkError, StoreError
+    from sweeps.tune.signals import Terminated
+    from sweeps.spec.parse import SpecError
+    from sweeps.spec.yamlmarks import YamlError
 
     try:
         return int(_dispatch(args, started) or 0)
@@ -185,8 +185,8 @@ def _fail(e: BaseException, prefix: str = "") -> None:
 def _dispatch(args: argparse.Namespace, started: float) -> Any:
     cmd = args.command
     if cmd == "run":
-        from .runner import run_sweep
-        from .spec import load_spec
+        from sweeps.tune.runner import run_sweep
+        from sweeps.spec.parse import load_spec
 
         spec = load_spec(args.spec)
         s = run_sweep(spec, output=args.output, max_concurrent=args.max_concurrent,
@@ -200,14 +200,14 @@ def _dispatch(args: argparse.Namespace, started: float) -> Any:
         return _check(args.spec, args.address, args.card, args.mfu, args.output,
                       args.allow_other_settings)
     if cmd == "status":
-        from .status import status
+        from sweeps.store.status import status
 
         print(status(args.results, spec_path=args.spec))
         return 0
     if cmd == "compact":
-        from .compact import compact
-        from .status import require_sweep
-        from .store import Store
+        from sweeps.store.compact import compact
+        from sweeps.store.status import require_sweep
+        from sweeps.store.store import Store
 
         require_sweep(args.results)
         store = Store.at(args.results)
@@ -219,7 +219,7 @@ def _dispatch(args: argparse.Namespace, started: float) -> Any:
     if cmd in ("report", "show"):
         _check_tol(args.tol)
         _check_rise(args.rise)
-        from .status import open_results
+        from sweeps.store.status import open_results
 
         store, _ = open_results(args.results)
         import analysis
@@ -238,7 +238,7 @@ def _dispatch(args: argparse.Namespace, started: float) -> Any:
         print(out)
         return 0
     if cmd == "train":
-        from . import cli_train
+        from sweeps import cli_train
 
         return cli_train.main(args)
     if cmd == "theory":
@@ -262,7 +262,7 @@ def _finish_report(store_uri: str) -> None:
     """The end of `run`: the terminal summary, and the report where report_path says."""
     import analysis
 
-    from .status import open_results
+    from sweeps.store.status import open_results
 
     out = report_path(store_uri)
     try:
@@ -310,18 +310,18 @@ def _check(path: str, address: str | None = None, card: str = "h100", mfu: float
     """Every check `run` makes before Ray starts (the same functions), and nothing written."""
     import yaml
 
-    from .cost import format_cost, sweep_cost
-    from .cpu_time import cpu_time
-    from .loggers import check_loggers
-    from .preflight import preflight
-    from .runner import resolve_output, runs_locally
-    from .spec import SpecError, load_spec
+    from sweeps.estimate.cost import format_cost, sweep_cost
+    from sweeps.estimate.cpu_time import cpu_time
+    from sweeps.tune.loggers import check_loggers
+    from sweeps.estimate.preflight import preflight
+    from sweeps.tune.runner import resolve_output, runs_locally
+    from sweeps.spec.parse import SpecError, load_spec
 
     spec = load_spec(path)
     spec.search_kind.check(spec)
     out = resolve_output(output or spec.output)
     check_loggers(spec, out, SpecError)
-    from .history import check_stored  # run's refusal of another experiment under this name
+    from sweeps.spec.history import check_stored  # run's refusal of another experiment under this name
 
     for note in check_stored(spec, out, allow_other_settings):
         print(f"# note: {note}", file=sys.stderr)

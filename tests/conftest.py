@@ -25,7 +25,7 @@ def loopback_cluster(nodes: int = 2, num_cpus: int = 1, num_gpus: int = 0,
     import ray
     from ray.cluster_utils import Cluster
 
-    from sweeps.ray_private import no_address_file
+    from sweeps.tune.ray_private import no_address_file
 
     env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **(env or {})}
     saved_env = {k: os.environ.get(k) for k in env}
@@ -97,11 +97,11 @@ def fill_disk(path: Path) -> None:
 @pytest.fixture()
 def no_ray(monkeypatch):
     """A refused run must never reach Ray: a run that would start it fails the test."""
-    import sweeps.runner
+    import sweeps.tune.runner
 
     def tune(*a, **k):
         raise AssertionError("Ray Tune was started")
 
-    monkeypatch.setattr(sweeps.runner, "_tune", tune)
+    monkeypatch.setattr(sweeps.tune.runner, "_tune", tune)
     monkeypatch.delenv("DILOCO_MEMORY_LIMIT_BYTES", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -101,7 +101,7 @@ def write_synthetic_sweep(root: Path, search: str = "grid", Hs=(10, 50), Rs=(0, 
                 space=dict(alpha=ALPHAS, beta=BETAS, H=list(Hs), R=list(Rs), seed=list(seeds)),
                 search=dict(kind=search), resources=dict(cpu=1, gpu=0), output=str(root))
     (sweep / "sweep.json").write_text(json.dumps(dict(
-        # the keys sweeps.runner writes
+        # the keys sweeps.tune.runner writes
         name=name, spec=spec, versions={"torch": "2.13.0", "pyarrow": "26.0.1"},
         git_commit="abc1234", created_at="2026-01-01T00:00:00Z",
         runs=[{"started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T01:00:00Z",

@@ -25,9 +25,9 @@ from conftest import kill_once_stored
 from analysis.lines import edge_ratios, line_edges, ratio_summary
 from analysis.theory import max_rate, power_law_spectrum
 from sweeps.search.boundary import BoundarySettings, Line
-from sweeps.spec import SpecError, parse_spec
-from sweeps.store import trial_id
-from sweeps.trial import trial_config
+from sweeps.spec.parse import SpecError, parse_spec
+from sweeps.store.store import trial_id
+from sweeps.tune.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = {"kind": "toy", "toy_dim": 200, "toy_power": 1.0, "toy_noise": 0.0, "toy_batch": 0,
@@ -241,7 +241,7 @@ def _combined(tmp_path: Path, with_grid_run: bool) -> Path:
     """The committed boundary probes and the main job's grid rows in one store."""
     import shutil
 
-    from sweeps.spec import load_spec
+    from sweeps.spec.parse import load_spec
 
     folder = tmp_path / "restart-boundary"
     for src in ("restart-boundary", "restart-cpu"):

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import analysis
 from records.columns import AXES, RUNTIME_FIELDS, TRIAL_SCHEMA, trial_roles
 from records.identity import row_trial_id
-from sweeps.store import Store, trial_id
+from sweeps.store.store import Store, trial_id
 from trainer import TrainConfig, TrainResult
 
 

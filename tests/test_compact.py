@@ -14,15 +14,15 @@ import pytest
 import yaml
 
 import analysis
-from sweeps import runner
+from sweeps.tune import runner
 from sweeps.cli import main
-from sweeps.compact import compact
-from sweeps.runner import run_sweep
-from sweeps.spec import parse_spec
-from sweeps.store import Store, is_compacted, trial_id
-from sweeps.space import grid_points
-from sweeps.trainable import failed_row
-from sweeps.trial import trial_config
+from sweeps.store.compact import compact
+from sweeps.tune.runner import run_sweep
+from sweeps.spec.parse import parse_spec
+from sweeps.store.store import Store, is_compacted, trial_id
+from sweeps.spec.space import grid_points
+from sweeps.tune.trainable import failed_row
+from sweeps.tune.trial import trial_config
 from test_store import _curve, _row, s3_endpoint  # noqa: F401 - the moto S3 fixture, once
 from trainer import TrainConfig
 

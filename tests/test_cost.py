@@ -7,10 +7,10 @@ import pytest
 
 from sweeps.cli import main
 from records.columns import trial_roles
-from sweeps.cost import CARDS, row_flops, sweep_cost, trial_cost
-from sweeps.spec import load_spec, parse_spec
-from sweeps.store import trial_id
-from sweeps.trainable import result_row
+from sweeps.estimate.cost import CARDS, row_flops, sweep_cost, trial_cost
+from sweeps.spec.parse import load_spec, parse_spec
+from sweeps.store.store import trial_id
+from sweeps.tune.trainable import result_row
 from trainer import TrainConfig, train
 
 PAPER = "sweeps/specs/paper_lm.yaml"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import sweeps.runner
+import sweeps.tune.runner
 from sweeps.cli import main
-from sweeps.cost import sweep_cost
-from sweeps.cpu_time import CPU_FLOPS, LONG_S, cpu_time, long_run_warning
-from sweeps.spec import load_spec, parse_spec
+from sweeps.estimate.cost import sweep_cost
+from sweeps.estimate.cpu_time import CPU_FLOPS, LONG_S, cpu_time, long_run_warning
+from sweeps.spec.parse import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "sweeps" / "specs").glob("*.yaml"))
@@ -27,8 +27,8 @@ TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4
 
 @pytest.fixture(autouse=True)
 def _no_trials(no_ray, monkeypatch):
-    monkeypatch.setattr(sweeps.runner, "_tune", lambda *a, **k: [])  # nothing trains
-    monkeypatch.setattr("sweeps.cpu_time.local_cpus", lambda: 2)
+    monkeypatch.setattr(sweeps.tune.runner, "_tune", lambda *a, **k: [])  # nothing trains
+    monkeypatch.setattr("sweeps.estimate.cpu_time.local_cpus", lambda: 2)
 
 
 def _long(tmp_path: Path) -> Path:

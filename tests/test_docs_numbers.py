@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.spec import load_spec
+from sweeps.spec.parse import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = {p.stem: load_spec(str(p)) for p in sorted((REPO / "sweeps" / "specs").glob("*.yaml"))}

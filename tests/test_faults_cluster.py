@@ -6,7 +6,7 @@ through ``main()`` in this process (it finds Ray initialized and uses it) and th
 store: one row per trial_id, nothing lost, nothing half-written.
 
 - a trial SIGKILLs itself mid-training, and another between writing its row's temporary and
-  renaming it (``sweeps.faults``): Tune retries both, each ends with exactly one row;
+  renaming it (``sweeps.tune.faults``): Tune retries both, each ends with exactly one row;
 - the output disk fills up mid-sweep (a real 1 MiB tmpfs): what could not be written is
   reported, exit 1, rows already written intact, a rerun completes the sweep;
 - a sweep into S3 (moto server on loopback), read back by ``status``, ``show`` and ``report``;
@@ -28,11 +28,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import fill_disk, loopback_cluster, mount_tmpfs
-from sweeps.space import grid_points
+from sweeps.spec.space import grid_points
 from sweeps.cli import main
-from sweeps.spec import load_spec
-from sweeps.store import trial_id
-from sweeps.trial import trial_config
+from sweeps.spec.parse import load_spec
+from sweeps.store.store import trial_id
+from sweeps.tune.trial import trial_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]  # real faults on a cluster: ~2 min
 

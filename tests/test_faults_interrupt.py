@@ -22,10 +22,10 @@ import pytest
 
 from conftest import fill_disk, loopback_cluster, mount_tmpfs
 from sweeps.cli import main
-from sweeps.spec import load_spec
-from sweeps.store import trial_id
-from sweeps.space import grid_points
-from sweeps.trial import trial_config
+from sweeps.spec.parse import load_spec
+from sweeps.store.store import trial_id
+from sweeps.spec.space import grid_points
+from sweeps.tune.trial import trial_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

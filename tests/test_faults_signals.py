@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweeps.spec import load_spec
-from sweeps.space import grid_points
-from sweeps.store import trial_id
-from sweeps.trial import trial_config
+from sweeps.spec.parse import load_spec
+from sweeps.spec.space import grid_points
+from sweeps.store.store import trial_id
+from sweeps.tune.trial import trial_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

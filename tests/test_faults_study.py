@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweeps.errors import StudyBusyError
+from sweeps.store.errors import StudyBusyError
 from sweeps.search.sampler import make_storage
 from sweeps.search.study import LEASE_KEY, hold_study
 

@@ -18,11 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import sweeps.runner
+import sweeps.tune.runner
 from sweeps.cli import main
-from sweeps.spec import parse_spec
-from sweeps.store import DONE_STATUSES, Store, trial_id
-from sweeps.trial import trial_config
+from sweeps.spec.parse import parse_spec
+from sweeps.store.store import DONE_STATUSES, Store, trial_id
+from sweeps.tune.trial import trial_config
 
 TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4, "seq_len": 32,
         "eval_batches": 1}
@@ -89,7 +89,7 @@ def test_the_failed_row_path_survives_any_exception_and_records_the_end(tmp_path
     overflow of a huge seed was one) is named, and the run's end is still recorded."""
     spec = parse_spec({"name": "hostile", "trial": TINY, "space": {"seed": [1]}})
     cfg = trial_config(spec, {"seed": 1})
-    monkeypatch.setattr(sweeps.runner, "_tune", lambda *a, **k: [(cfg, "RuntimeError: boom")])
+    monkeypatch.setattr(sweeps.tune.runner, "_tune", lambda *a, **k: [(cfg, "RuntimeError: boom")])
     real = Store.write_trial
 
     def write(self, row, curve=()):
@@ -251,7 +251,7 @@ def test_credentials_in_the_output_uri_are_redacted_everywhere(tmp_path, capsys,
                                                                moto_s3):
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(k, raising=False)
-    monkeypatch.setattr(sweeps.runner, "_tune", _fake_tune)
+    monkeypatch.setattr(sweeps.tune.runner, "_tune", _fake_tune)
     monkeypatch.chdir(tmp_path)
     uri = (f"s3://AKIDEXAMPLE:{SECRET}@bucket/prefix?endpoint_override=127.0.0.1:{moto_s3}"
            f"&scheme=http&region=us-east-1")
@@ -262,7 +262,7 @@ def test_credentials_in_the_output_uri_are_redacted_everywhere(tmp_path, capsys,
     assert main(["status", folder]) == 0
     assert main(["show", folder]) == 0
     assert main(["report", folder, "-o", str(tmp_path / "r.html")]) == 0
-    monkeypatch.setattr(sweeps.runner, "_tune", lambda *a, **k: 1 / 0)  # an error message too
+    monkeypatch.setattr(sweeps.tune.runner, "_tune", lambda *a, **k: 1 / 0)  # an error message too
     assert main(["run", str(spec), "--force", "--no-report"]) == 1
     out, err = capsys.readouterr()
     assert SECRET not in out + err and "AKIDEXAMPLE" not in out + err
@@ -278,7 +278,7 @@ def test_credentials_in_the_output_uri_are_redacted_everywhere(tmp_path, capsys,
 
 
 def test_redact_leaves_other_text_alone():
-    from sweeps.redact import redact
+    from sweeps.store.redact import redact
 
     assert redact("s3://bucket/a@b?x=1") == "s3://bucket/a@b?x=1"
     assert redact("see s3://K:S@b/p and http://u@h/") == "see s3://***@b/p and http://***@h/"
@@ -287,7 +287,7 @@ def test_redact_leaves_other_text_alone():
 
 # ------------------------------------------------------------------------- before Ray
 def test_more_cpus_per_trial_than_this_machine_has_is_refused_on_a_local_run(tmp_path, capsys):
-    from sweeps.preflight import local_cpus
+    from sweeps.estimate.preflight import local_cpus
 
     spec = _spec_file(tmp_path, resources={"cpu": 64 * local_cpus()})
     for cmd in ("check", "run"):
@@ -333,7 +333,7 @@ def _sweep(tmp_path: Path, capsys, monkeypatch, seeds=(0, 1, 2)) -> tuple[Path, 
         ran.append([trial_id(trial_config(spec, pt)) for pt in p.todo])
         return _fake_tune(spec, p, out)
 
-    monkeypatch.setattr(sweeps.runner, "_tune", tune)
+    monkeypatch.setattr(sweeps.tune.runner, "_tune", tune)
     spec = _spec_file(tmp_path, space={"seed": list(seeds)})
     assert main(["run", str(spec), "--no-report"]) == 0
     capsys.readouterr()

@@ -13,13 +13,13 @@ import pytest
 
 from records import identity
 from records.identity import ID_SETTINGS_V1, RUNTIME_FIELDS, row_trial_id, settings_id, trial_id
-from sweeps.spec import load_spec
-from sweeps.store import Store
+from sweeps.spec.parse import load_spec
+from sweeps.store.store import Store
 from trainer.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# hex written out by hand from the code of 2026-12-05 (sweeps.store.trial_id then): never
+# hex written out by hand from the code of 2026-12-05 (sweeps.store.store.trial_id then): never
 # regenerate these; a change here reruns every user's stored sweep
 PINNED = [
     (dict(), "dc3aa0ff00bba19c"),

@@ -1,11 +1,11 @@
-"""The driver drops a completed trial's metric windows (sweeps/lean.py); an errored one keeps
+"""The driver drops a completed trial's metric windows (sweeps/tune/lean.py); an errored one keeps
 them, for Tune's retry (docs/performance.md, "Driver memory")."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from sweeps.lean import KEEP_WINDOWS_ENV, lean_trials
+from sweeps.tune.lean import KEEP_WINDOWS_ENV, lean_trials
 
 
 def _trial():

@@ -10,9 +10,9 @@ import io
 import pytest
 
 from sweeps.cli import main
-from sweeps.loggers import logger_callbacks
-from sweeps.runner import run_sweep
-from sweeps.spec import SpecError, parse_spec
+from sweeps.tune.loggers import logger_callbacks
+from sweeps.tune.runner import run_sweep
+from sweeps.spec.parse import SpecError, parse_spec
 
 TRIAL = {"workers": 2, "outer_steps": 3, "H": 2, "threads": 1, "batch_size": 2, "seq_len": 16,
          "eval_batches": 1}

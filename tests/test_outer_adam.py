@@ -168,7 +168,7 @@ def test_adam_has_no_theory_model():
     (dict(kind="toy", outer="heavy_ball", alpha=0.5, beta=0.8, R=3, seed=2), "e5a51d696bc44b7e"),
 ])
 def test_adams_settings_leave_every_earlier_trial_id_alone(settings, expected):
-    """The hex of sweeps.store.trial_id before outer_beta2 and outer_eps existed (written out,
+    """The hex of sweeps.store.store.trial_id before outer_beta2 and outer_eps existed (written out,
     never regenerated): a setting added at its default keeps a stored trial's id."""
     from records.identity import row_trial_id, trial_id
 

@@ -5,7 +5,7 @@ from typing import Callable
 
 import pytest
 
-from sweeps.progress import Estimate, format_line, hms, make_progress
+from sweeps.tune.progress import Estimate, format_line, hms, make_progress
 
 
 def _sweep(total: int, slots: int, trial_s: float | Callable[[int], float], start_s: float,

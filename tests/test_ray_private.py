@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sweeps.ray_private import PRIVATE, missing
+from sweeps.tune.ray_private import PRIVATE, missing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_private_name_still_exists() -> None:
     gone = missing()
     assert not gone, f"Ray upgrade: these private names moved or went away: {gone}; see " \
-                     f"sweeps/ray_private.py for what each is for"
+                     f"sweeps/tune/ray_private.py for what each is for"
 
 
 def test_no_other_module_reaches_into_ray_private() -> None:
@@ -21,5 +21,5 @@ def test_no_other_module_reaches_into_ray_private() -> None:
     users = sorted(str(p.relative_to(ROOT)) for pkg in ("sweeps", "analysis", "trainer",
                                                          "benchmarks", "tests")
                    for p in (ROOT / pkg).rglob("*.py") if pattern.search(p.read_text()))
-    assert users == ["sweeps/ray_private.py", "tests/test_ray_private.py"], users
+    assert users == ["sweeps/tune/ray_private.py", "tests/test_ray_private.py"], users
     assert set(PRIVATE) == {"ray._private.ray_constants", "ray._private.utils"}

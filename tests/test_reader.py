@@ -18,7 +18,7 @@ import pytest
 import analysis
 from records import reader
 from sweeps.cli import main
-from sweeps.store import Store, curve_table
+from sweeps.store.store import Store, curve_table
 from test_store import _curve, _row
 from trainer import TrainConfig
 
@@ -107,7 +107,7 @@ def test_status_reads_the_store_once(tmp_path, monkeypatch, capsys):
     reads = []
     real = reader.read_part
     monkeypatch.setattr(reader, "read_part", lambda *a, **k: reads.append(a[2]) or real(*a, **k))
-    import sweeps.store as store_module
+    import sweeps.store.store as store_module
 
     monkeypatch.setattr(store_module, "read_part", reader.read_part)
     assert main(["status", str(folder)]) == 0

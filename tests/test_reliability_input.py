@@ -22,12 +22,12 @@ import pytest
 
 from conftest import mount_tmpfs
 
-import sweeps.runner
-from sweeps.space import grid_points
+import sweeps.tune.runner
+from sweeps.spec.space import grid_points
 from sweeps.cli import main
-from sweeps.store import Store, trial_id
-from sweeps.trial import trial_config
-from sweeps.spec import parse_spec
+from sweeps.store.store import Store, trial_id
+from sweeps.tune.trial import trial_config
+from sweeps.spec.parse import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4, "seq_len": 32,
@@ -381,8 +381,8 @@ def test_a_linked_output_and_sweep_folder_are_fine_and_only_our_temporaries_go(t
 # ------------------------------------------------------------------------- the sweep lock
 _HOLDER = """
 import sys, time
-from sweeps.lock import SweepLock
-from sweeps.store import Store
+from sweeps.store.lock import SweepLock
+from sweeps.store.store import Store
 lock = SweepLock(Store(sys.argv[1], "rel")).__enter__()
 print("held", flush=True)
 time.sleep(600)
@@ -403,7 +403,7 @@ def test_lock_held_by_a_live_run_refuses_then_a_killed_holder_is_taken_over(tmp_
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
-    monkeypatch.setattr(sweeps.runner, "_tune", lambda *a, **k: [])  # no Ray: plan only
+    monkeypatch.setattr(sweeps.tune.runner, "_tune", lambda *a, **k: [])  # no Ray: plan only
     assert main(["run", str(spec), "--no-report"]) == 0
     err = capsys.readouterr().err
     assert f"taken over (pid {holder.pid}" in err

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from sweeps.search import SEARCH_KINDS
-from sweeps.spec import SpecError, parse_spec
-from sweeps.store import trial_id
-from sweeps.trial import trial_config
+from sweeps.spec.parse import SpecError, parse_spec
+from sweeps.store.store import trial_id
+from sweeps.tune.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIAL = {"kind": "toy", "toy_dim": 16, "outer_steps": 5, "workers": 1}

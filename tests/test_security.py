@@ -40,7 +40,7 @@ def test_yaml_python_tags_are_refused_and_never_run(tmp_path, capsys, tag):
 
 
 def test_the_spec_loader_is_a_safe_loader():
-    from sweeps import yamlmarks
+    from sweeps.spec import yamlmarks
 
     assert issubclass(yamlmarks._Loader, yaml.SafeLoader)
 
@@ -92,7 +92,7 @@ def test_crafted_pickle_parquet_is_never_unpickled(tmp_path, capsys, protocol):
     write into the results folder. Every reader of results must refuse or skip it."""
     import ray.tune  # noqa: F401 - registers ray.data.arrow_pickled_object, as in a trial
     import analysis
-    from sweeps.store import Store
+    from sweeps.store.store import Store
 
     mark = tmp_path / "pwned"
     folder = tmp_path / "out" / "evil"
@@ -149,10 +149,10 @@ def _crafted_footers(tmp_path: Path) -> tuple[Path, list[Path]]:
     """A sweep with two good rows, and three files whose Parquet footers lie about their
     metadata's length: a valid file whose length field says 4 GB (longer than the file), as a
     trial's file and as a compacted one, and a 2 GB sparse file (no disk) claiming 2 GB."""
-    from sweeps.spec import parse_spec
-    from sweeps.space import grid_points
-    from sweeps.store import Store, trial_id
-    from sweeps.trial import trial_config
+    from sweeps.spec.parse import parse_spec
+    from sweeps.spec.space import grid_points
+    from sweeps.store.store import Store, trial_id
+    from sweeps.tune.trial import trial_config
 
     spec = parse_spec({"name": "foot", "trial": {"model": "tiny", "workers": 2},
                        "space": {"seed": [0, 1]}})
@@ -187,7 +187,7 @@ def test_a_parquet_footer_claiming_gigabytes_is_refused_before_it_is_read(tmp_pa
     import time
 
     import analysis
-    from sweeps.store import Store
+    from sweeps.store.store import Store
 
     folder, bad = _crafted_footers(tmp_path)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB

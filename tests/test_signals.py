@@ -1,4 +1,4 @@
-"""sweeps.signals without Ray, in a real process that signals itself: the first SIGTERM or
+"""sweeps.tune.signals without Ray, in a real process that signals itself: the first SIGTERM or
 SIGHUP becomes Terminated (exit 128 + signal); a second one during the recording is only
 noted; work deferred until the end is recorded (Ray's shutdown) that outlasts SHUTDOWN_S is
 cut short by the watchdog, with the same exit code.
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""
     import os, signal, sys, time
-    import sweeps.signals as S
+    import sweeps.tune.signals as S
     S.SHUTDOWN_S = 1.0
     sig, slow = int(sys.argv[1]), sys.argv[2] == "slow"
     with S.stop_signals() as stop:

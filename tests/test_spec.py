@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.space import grid_points
+from sweeps.spec.space import grid_points
 from sweeps.cli import main
-from sweeps.spec import SpecError, load_spec, parse_spec
+from sweeps.spec.parse import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "sweeps" / "specs"
@@ -177,7 +177,7 @@ def test_paper_grid_is_the_papers():
 
 
 def test_yaml_details():
-    from sweeps import yamlmarks
+    from sweeps.spec import yamlmarks
 
     d = yamlmarks.load("lr: 1e-3\nx: 5\n")
     assert d == {"lr": 0.001, "x": 5} and isinstance(d["lr"], float)
@@ -228,7 +228,7 @@ def test_check_imports_no_heavy_library(tmp_path, name):
     """`check` reads a shipped spec without Ray, torch, Optuna, plotly or pandas (docs/sweeps.md,
     "check"): a fresh interpreter, then the modules it loaded. A GPU spec (paper_lm) too, on a
     machine without an NVIDIA driver; where there is one, torch counts the GPUs."""
-    from sweeps.preflight import cuda_gpus
+    from sweeps.estimate.preflight import cuda_gpus
 
     want = "0 ['torch']" if name == "paper_lm" and cuda_gpus() else "0 []"
     code = ("import contextlib, io, sys\nfrom sweeps.cli import main\n"

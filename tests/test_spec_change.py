@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-import sweeps.runner
+import sweeps.tune.runner
 from sweeps.cli import main
-from sweeps.history import ALLOW_FLAG, check_settings, setting_changes
-from sweeps.spec import SpecError, parse_spec
-from sweeps.store import Store, trial_id
-from sweeps.trial import trial_config
+from sweeps.spec.history import ALLOW_FLAG, check_settings, setting_changes
+from sweeps.spec.parse import SpecError, parse_spec
+from sweeps.store.store import Store, trial_id
+from sweeps.tune.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4, "seq_len": 32,
@@ -40,7 +40,7 @@ def _fake_tune(no_ray, monkeypatch):
                               [{"outer_step": 0, "tokens": 1, "eval_loss": 3.0}])
         return []
 
-    monkeypatch.setattr(sweeps.runner, "_tune", tune)
+    monkeypatch.setattr(sweeps.tune.runner, "_tune", tune)
 
 
 def _spec(tmp_path: Path, label: str, trial: dict | None = None, space: dict | None = None,
@@ -164,7 +164,7 @@ def test_the_real_command_exits_2(tmp_path, capsys):
 def test_check_leaves_a_remote_store_to_run():
     """`check` stays offline: a sweep on S3 is compared by `run` (it used to make `check` of
     paper_lm.yaml wait seconds for an S3 endpoint)."""
-    from sweeps.history import check_stored
+    from sweeps.spec.history import check_stored
 
     spec = parse_spec({"name": "s", "trial": TINY, "space": {"seed": [0]}})
     assert check_stored(spec, "s3://no-such-bucket/x?endpoint_override=127.0.0.1:9") == []

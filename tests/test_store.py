@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from trainer import CURVE_COLUMNS, TrainConfig
-from sweeps.spec import parse_spec
-from sweeps.store import CURVE_SCHEMA, DONE_STATUSES, TRIAL_SCHEMA, Store, trial_id
-from sweeps.trainable import failed_row
-from sweeps.trial import trial_config
+from sweeps.spec.parse import parse_spec
+from sweeps.store.store import CURVE_SCHEMA, DONE_STATUSES, TRIAL_SCHEMA, Store, trial_id
+from sweeps.tune.trainable import failed_row
+from sweeps.tune.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def test_leftover_temporary_is_invisible(tmp_path):
 _WRITER = """
 import sys, time
 from trainer import TrainConfig
-from sweeps.store import Store, trial_id
+from sweeps.store.store import Store, trial_id
 
 class SlowStream:  # a slow disk: the file is written in small pieces over about a second
     def __init__(self, f):
@@ -187,7 +187,7 @@ def test_trial_id_is_stable_and_keyed_on_the_whole_config():
     assert trial_id(a) != trial_id(a.replace(lr=1e-3))
     assert trial_id(a) != trial_id(a.replace(model={"n_layer": 1}))
     # the same id in a fresh interpreter (no hash randomization, no dict-order effects)
-    code = ("from trainer import TrainConfig; from sweeps.store import trial_id; "
+    code = ("from trainer import TrainConfig; from sweeps.store.store import trial_id; "
             "print(trial_id(TrainConfig(seed=1, alpha=0.5)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "7"},
@@ -267,7 +267,7 @@ def test_s3_store_roundtrip(s3_endpoint):
 
 
 def test_s3_endpoint_from_environment(s3_endpoint, monkeypatch):
-    from sweeps.runner import resolve_output
+    from sweeps.tune.runner import resolve_output
 
     endpoint, _ = s3_endpoint
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{endpoint}")
@@ -279,7 +279,7 @@ def test_s3_endpoint_from_environment(s3_endpoint, monkeypatch):
 
 
 def test_trial_id_ignores_how_a_trial_runs_but_not_what_it_computes():
-    from sweeps.store import trial_id
+    from sweeps.store.store import trial_id
     from trainer import TrainConfig
 
     base = TrainConfig(alpha=0.7, seed=1)
@@ -291,7 +291,7 @@ def test_trial_id_ignores_how_a_trial_runs_but_not_what_it_computes():
 def test_a_problems_own_curve_columns_are_kept(tmp_path):
     import pandas as pd
 
-    from sweeps.store import Store
+    from sweeps.store.store import Store
 
     store = Store(str(tmp_path), "toy")
     curve = [{"outer_step": t, "tokens": t, "eval_loss": 1.0 / (t + 1), "train_loss": 1.0,
@@ -308,7 +308,7 @@ def test_a_problems_own_curve_columns_are_kept(tmp_path):
 def _pack(store: Store, cfgs: list[TrainConfig]) -> str:
     import numpy as np
 
-    from sweeps.store import curve_table
+    from sweeps.store.store import curve_table
 
     ids = [trial_id(c) for c in cfgs]
     trial = np.repeat(np.arange(len(cfgs)), 2)

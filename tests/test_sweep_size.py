@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.cost import sweep_cost
-from sweeps.preflight import largest_configs
-from sweeps.space import MAX_TRIALS, grouped_points, iter_points
-from sweeps.spec import SpecError, parse_spec
+from sweeps.estimate.cost import sweep_cost
+from sweeps.estimate.preflight import largest_configs
+from sweeps.spec.space import MAX_TRIALS, grouped_points, iter_points
+from sweeps.spec.parse import SpecError, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4, "seq_len": 32,

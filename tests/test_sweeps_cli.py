@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from sweeps.space import grid_points
+from sweeps.spec.space import grid_points
 from sweeps.cli import main
-from sweeps.spec import parse_spec
-from sweeps.store import Store, trial_id
-from sweeps.trainable import failed_row
-from sweeps.trial import trial_config
+from sweeps.spec.parse import parse_spec
+from sweeps.store.store import Store, trial_id
+from sweeps.tune.trainable import failed_row
+from sweeps.tune.trial import trial_config
 
 SPEC = {"name": "fake", "trial": {"workers": 2, "outer_steps": 3},
         "space": {"alpha": [0.5, 1.0, 2.0], "beta": [0.0, 0.9], "R": [0, 3]},

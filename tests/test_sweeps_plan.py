@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from sweeps.progress import format_line
+from sweeps.tune.progress import format_line
 from sweeps.search.sampler import SAMPLERS, make_sampler, optuna_searcher
-from sweeps.space import grid_points
-from sweeps.spec import SpecError, parse_spec
-from sweeps.store import trial_id
-from sweeps.trial import OBJECTIVE, objective, trial_config
+from sweeps.spec.space import grid_points
+from sweeps.spec.parse import SpecError, parse_spec
+from sweeps.store.store import trial_id
+from sweeps.tune.trial import OBJECTIVE, objective, trial_config
 
 GRID = {"name": "g", "trial": {"workers": 2}, "space": {"alpha": [0.5, 1.0], "seed": [0, 1]}}
 OPT = {"name": "o", "trial": {"workers": 2},
@@ -98,7 +98,7 @@ def test_progress_line():
 
 
 def test_optuna_concurrency_follows_the_cluster():
-    from sweeps.runner import _slots
+    from sweeps.tune.runner import _slots
 
     spec = parse_spec({**OPT, "resources": {"cpu": 1, "gpu": 0.5}})
     assert _slots(spec, {"CPU": 4.0, "GPU": 2.0}) == 4
@@ -122,7 +122,7 @@ def test_a_100k_grid_plans_in_seconds_and_hands_tune_one_point_at_a_time(tmp_pat
 
     import ray.cloudpickle as cloudpickle
 
-    from sweeps.trainable import make_trainable
+    from sweeps.tune.trainable import make_trainable
 
     small, big = _big_grid(1), _big_grid(100)
     t0 = time.perf_counter()
@@ -145,7 +145,7 @@ def test_a_grid_trial_is_built_and_hashed_once_and_its_id_travels_to_tune(monkey
     trial's config (the trainable, the progress line and the run's list of planned ids take it
     from there instead of building and hashing the trial again)."""
     import sweeps.search.grid as grid
-    from sweeps.trial import display_id
+    from sweeps.tune.trial import display_id
 
     spec = parse_spec(GRID)
     hashes, builds = [], []

@@ -71,12 +71,12 @@ def test_grid_rows_curves_then_rerun_runs_nothing(cluster, tmp_path, capsys, mon
     assert meta["runs"][-1]["ended_at"] and meta["runs"][-1]["counts"]["completed"] == 4
 
     # the same spec again: every trial_id is stored, so Tune is not even started
-    import sweeps.runner
+    import sweeps.tune.runner
 
     def no_tune(*a, **k):
         raise AssertionError("a rerun of a finished sweep started Ray Tune")
 
-    monkeypatch.setattr(sweeps.runner, "_tune", no_tune)
+    monkeypatch.setattr(sweeps.tune.runner, "_tune", no_tune)
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "grid").rglob("*.parquet")}
     assert main(["run", str(spec)]) == 0
     assert "4 already stored, 0 to run" in capsys.readouterr().err

@@ -253,9 +253,9 @@ def test_committed_main_job_rows_retrain_on_any_cpu(status):
     same trial_id, status and label, and a completed trial's final loss to 1e-4 relative. A
     diverged trial is chaotic (its loss and even its last round move): its status must hold."""
     from analysis import load_trials
-    from sweeps.spec import load_spec
-    from sweeps.store import trial_id
-    from sweeps.trial import trial_config
+    from sweeps.spec.parse import load_spec
+    from sweeps.store.store import trial_id
+    from sweeps.tune.trial import trial_config
     from trainer.result import RISE, outcome, spiked
 
     root = Path(__file__).resolve().parents[1]

@@ -129,7 +129,7 @@ def test_toy_linear_model_is_the_power_law_the_theory_uses() -> None:
 # (commit b20e806, one flat TrainConfig): regrouping the settings must not move them.
 def test_field_types_come_from_annotations() -> None:
     from records.identity import _kind_of
-    from sweeps.validate import field_kind
+    from sweeps.spec.validate import field_kind
 
     assert field_kind("toy_dim") == "int" and field_kind("toy_power") == "float"
     assert field_kind("model") == "model" and field_kind("corpus") == "str"
@@ -141,8 +141,8 @@ def test_field_types_come_from_annotations() -> None:
 
 
 def test_reading_the_kinds_imports_no_torch() -> None:
-    code = ("import sys, trainer.kinds, trainer.config, analysis.theory_report, sweeps.cost, "
-            "sweeps.preflight\n"
+    code = ("import sys, trainer.kinds, trainer.config, analysis.theory_report, sweeps.estimate.cost, "
+            "sweeps.estimate.preflight\n"
             "from trainer.config import TrainConfig\n"
             "for k in trainer.kinds.TRIAL_KINDS.values():\n"
             "    cfg = TrainConfig(kind=k.name)\n"

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from trainer.registry import Registry
 
-from .base import COMMON_KEYS, Plan, SearchKind, TuneSetup
-from .boundary import Boundary, BoundarySettings
+from sweeps.search.base import COMMON_KEYS, Plan, SearchKind, TuneSetup
+from sweeps.search.boundary import Boundary, BoundarySettings
 
-from .grid import Grid, GridSettings
-from .sampler import SAMPLERS, Sampler
+from sweeps.search.grid import Grid, GridSettings
+from sweeps.search.sampler import SAMPLERS, Sampler
 
 __all__ = ["SearchKind", "Plan", "TuneSetup", "COMMON_KEYS", "SEARCH_KINDS",
            "register_search_kind", "search_kind", "GridSettings", "BoundarySettings", "SAMPLERS"]

@@ -13,12 +13,12 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Collection, Iterable
 
-from ..space import MAX_TRIALS
-from ..validate import SpecError
+from sweeps.spec.space import MAX_TRIALS
+from sweeps.spec.validate import SpecError
 
 if TYPE_CHECKING:  # types only: the spec imports the registry
-    from ..space import SpaceAxis
-    from ..spec import SweepSpec
+    from sweeps.spec.space import SpaceAxis
+    from sweeps.spec.parse import SweepSpec
 
 __all__ = ["SearchKind", "Plan", "TuneSetup", "COMMON_KEYS", "check_size"]
 

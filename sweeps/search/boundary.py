@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any, Collection, Iterable, Literal
 from trainer.config import TrainConfig
 from trainer.result import RISE, outcome
 
-from ..space import grouped_points, iter_points
-from ..store import DONE_STATUSES, trial_id
-from ..trial import trial_config
-from ..validate import SpecError, at, field_kind, int_at_least, show, trial_check
-from .base import Plan, SearchKind, TuneSetup, check_size
+from sweeps.spec.space import grouped_points, iter_points
+from sweeps.store.store import DONE_STATUSES, trial_id
+from sweeps.tune.trial import trial_config
+from sweeps.spec.validate import SpecError, at, field_kind, int_at_least, show, trial_check
+from sweeps.search.base import Plan, SearchKind, TuneSetup, check_size
 
 if TYPE_CHECKING:
-    from ..spec import SweepSpec
+    from sweeps.spec.parse import SweepSpec
 
 __all__ = ["Boundary", "BoundarySettings", "Line", "word_of_row"]
 
@@ -227,7 +227,7 @@ class Boundary(SearchKind):
                     done=done, state=lines)
 
     def tune(self, spec: "SweepSpec", plan: Plan, out: str) -> TuneSetup:
-        from .tune_searchers import CallbackSearcher  # imports Ray: only when a run starts
+        from sweeps.search.tune_searchers import CallbackSearcher  # imports Ray: only when a run starts
 
         s = spec.search.settings
         lines: list[Line] = plan.state

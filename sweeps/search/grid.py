@@ -13,13 +13,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Literal
 
-from ..space import grid_size, grouped_points, iter_points
-from ..store import DONE_STATUSES, trial_id
-from ..trial import trial_config
-from .base import Plan, SearchKind, TuneSetup, check_size
+from sweeps.spec.space import grid_size, grouped_points, iter_points
+from sweeps.store.store import DONE_STATUSES, trial_id
+from sweeps.tune.trial import trial_config
+from sweeps.search.base import Plan, SearchKind, TuneSetup, check_size
 
 if TYPE_CHECKING:
-    from ..spec import SweepSpec
+    from sweeps.spec.parse import SweepSpec
 
 __all__ = ["Grid", "GridSettings", "packs", "stored_ids"]
 
@@ -74,7 +74,7 @@ class Grid(SearchKind):
                     done=total - len(todo))
 
     def tune(self, spec: "SweepSpec", plan: Plan, out: str) -> TuneSetup:
-        from .tune_searchers import PointSearcher  # imports Ray: only when a run starts
+        from sweeps.search.tune_searchers import PointSearcher  # imports Ray: only when a run starts
 
         if spec.resources.pack > 1:
             units = [{"pack": g} for g in packs(spec, plan.todo, spec.resources.pack)]

@@ -16,16 +16,16 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from ..space import MAX_TRIALS, SpaceAxis
-from ..store import trial_id
-from ..trial import OBJECTIVE, objective, trial_config
-from ..validate import SpecError, at, int_at_least, item_at, setting, show, check_keys
-from .base import Plan, SearchKind, TuneSetup, check_size
-from .grid import stored_ids
-from .study import hold_study, storage_file
+from sweeps.spec.space import MAX_TRIALS, SpaceAxis
+from sweeps.store.store import trial_id
+from sweeps.tune.trial import OBJECTIVE, objective, trial_config
+from sweeps.spec.validate import SpecError, at, int_at_least, item_at, setting, show, check_keys
+from sweeps.search.base import Plan, SearchKind, TuneSetup, check_size
+from sweeps.search.grid import stored_ids
+from sweeps.search.study import hold_study, storage_file
 
 if TYPE_CHECKING:
-    from ..spec import SweepSpec
+    from sweeps.spec.parse import SweepSpec
 
 __all__ = ["Sampler", "SamplerSettings", "SAMPLERS", "METRICS", "make_sampler", "make_storage",
            "optuna_searcher"]

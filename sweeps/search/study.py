@@ -30,8 +30,8 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from ..errors import StoreError, StudyBusyError
-from ..redact import redact
+from sweeps.store.errors import StoreError, StudyBusyError
+from sweeps.store.redact import redact
 
 __all__ = ["hold_study", "storage_file", "fail_running", "BEAT_S", "STALE_S", "LEASE_KEY"]
 

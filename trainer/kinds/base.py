@@ -3,7 +3,7 @@
 A kind owns its settings (a dataclass whose fields ``TrainConfig`` takes flat, types from the
 annotations), how its trial trains (the ``Problem`` of ``trainer.loop``, built from a config),
 how K of its trials pack (a ``trainer.packed.Stack``, optional), and what a trial of it needs
-before it runs: memory (``trainer.memory``) and FLOPs (``sweeps.cost``). The report asks it
+before it runs: memory (``trainer.memory``) and FLOPs (``sweeps.estimate.cost``). The report asks it
 for the linear theory's inputs. Nothing here imports torch: ``check``, the cost estimate and
 the analysis read these entries; ``problem`` and ``stack`` import the torch side when called.
 """
@@ -27,7 +27,7 @@ __all__ = ["TrialKind", "FlopModel"]
 
 @dataclass(frozen=True)
 class FlopModel:
-    """A trial's FLOPs as its kind models them (sweeps.cost turns them into a TrialCost)."""
+    """A trial's FLOPs as its kind models them (sweeps.estimate.cost turns them into a TrialCost)."""
 
     params: int
     """All parameters (a tied embedding counted once), as the trainer reports n_params."""

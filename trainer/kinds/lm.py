@@ -131,7 +131,7 @@ class LMKind(TrialKind):
                 "a smaller model, fewer workers, a smaller batch_size or seq_len")
 
     def flops(self, cfg: "TrainConfig") -> FlopModel:
-        """PaLM's model FLOPs (sweeps/cost.py's docstring): 6·N + 12·L·d·T per training token,
+        """PaLM's model FLOPs (sweeps/estimate/cost.py's docstring): 6·N + 12·L·d·T per training token,
         (2·N + 4·L·d·T) per eval token, N the weights that multiply."""
         m = resolve_model(cfg.model, cfg.vocab_size)
         n = count_params(m, non_embedding=True)

@@ -26,7 +26,7 @@ import importlib.util
 import os
 from typing import Any
 
-from .validate import SpecError
+from sweeps.spec.validate import SpecError
 
 __all__ = ["LOGGERS", "parse_loggers", "check_loggers", "logger_callbacks"]
 

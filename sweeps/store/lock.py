@@ -29,8 +29,8 @@ import time
 import uuid
 from typing import Any
 
-from .errors import StoreError, SweepBusyError
-from .uri import store_hint
+from sweeps.store.errors import StoreError, SweepBusyError
+from sweeps.store.uri import store_hint
 
 __all__ = ["SweepLock"]
 

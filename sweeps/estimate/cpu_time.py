@@ -1,6 +1,6 @@
 """How long a CPU spec will take, before it runs (docs/sweeps.md, "CPU time").
 
-The FLOPs are ``check``'s cost estimate (``sweeps.cost``), the one cost model; time is FLOPs
+The FLOPs are ``check``'s cost estimate (``sweeps.estimate.cost``), the one cost model; time is FLOPs
 over a rate. The rate is measured where it can be: a sweep that already has rows carries each
 trial's ``flops`` and ``wall_s``, and their median ratio is what this machine and this model
 actually did (as the progress ETA trusts the trials' measured times). Before any row it is
@@ -19,10 +19,10 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .cost import SweepCost
-from .preflight import local_cpus
-from .progress import hms
-from .spec import SweepSpec
+from sweeps.estimate.cost import SweepCost
+from sweeps.estimate.preflight import local_cpus
+from sweeps.tune.progress import hms
+from sweeps.spec.parse import SweepSpec
 
 __all__ = ["CPU_FLOPS", "LONG_S", "CpuTime", "cpu_time", "measured_rate", "duration",
            "long_run_warning"]
@@ -129,7 +129,7 @@ def long_run_warning(spec: SweepSpec, trials: int, rows: Iterable[dict[str, Any]
                      max_concurrent: int | None = None) -> str | None:
     """`run`'s warning before it starts ``trials`` trials of a long CPU spec, or None. Never
     raises: an estimate must not stop a run."""
-    from .cost import sweep_cost
+    from sweeps.estimate.cost import sweep_cost
 
     try:
         est = cpu_time(spec, sweep_cost(spec), trials, rows, max_concurrent)

@@ -6,7 +6,7 @@ metric, for the 14 numbers a trial reports) and a min/max/avg/last summary of ea
 reads neither (the searcher and the progress line get the result itself; the rows are the
 record), and a finished trial reports nothing more, so :func:`lean_trials` drops both when a
 trial completes (its last result stays). A trial that errs keeps them: Tune may retry it, and
-a retry appends to them. The runner also turns off what it never reads (sweeps/runner.py):
+a retry appends to them. The runner also turns off what it never reads (sweeps/tune/runner.py):
 Tune's default CSV/JSON/TensorBoard loggers (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``) and the
 periodic experiment-state checkpoint (``TUNE_GLOBAL_CHECKPOINT_S``), which kept a JSON copy of
 every trial's state for a ``Tuner.restore`` the run never does (a rerun resumes from the store).

@@ -7,7 +7,7 @@ on a filesystem through a hidden temporary (``.<file>.tmp-diloco-<uuid>``, which
 dataset reader skips, and the only name ``remove_temporaries`` deletes) and a rename; on S3 as a single object upload, which is atomic by itself.
 Reading is ``records.reader``'s, the one reader (``analysis.load_trials`` reads there too): it
 checks every trial row against its trial_id (``records.trust.row_problem``) and skips, named in
-``Store.skipped``, a file that fails. Where a store may be: ``sweeps.uri``.
+``Store.skipped``, a file that fails. Where a store may be: ``sweeps.store.uri``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from records.reader import list_parquet, read_parquet, read_part
 from records.trust import (COMPACTED_PREFIX, MAX_FOOTER, damaged, footer_problem, is_compacted,
                            row_problem)
 
-from .errors import DamagedMetaError, OutsideLinkError
-from .uri import open_fs
+from sweeps.store.errors import DamagedMetaError, OutsideLinkError
+from sweeps.store.uri import open_fs
 
 __all__ = ["Store", "trial_id", "row_trial_id", "row_problem", "TRIAL_SCHEMA", "CURVE_SCHEMA",
            "DONE_STATUSES", "open_fs", "COMPACTED_PREFIX", "is_compacted", "curve_table",
@@ -64,7 +64,7 @@ class Store:
         self.skipped: dict[str, str] = {}
         """Files a read skipped as damaged or foreign, with the reason."""
         self.rows: pa.Table | None = None
-        """The trial rows as a command read them once (``sweeps.status.open_results``)."""
+        """The trial rows as a command read them once (``sweeps.store.status.open_results``)."""
 
     @classmethod
     def at(cls, folder: str) -> "Store":
@@ -305,7 +305,7 @@ class Store:
         return table.to_pylist()[0]
 
     # ------------------------------------------------------------------ compacted files
-    # `sweeps.compact` merges done trials' files into `compacted-<uuid>.parquet`; their own
+    # `sweeps.store.compact` merges done trials' files into `compacted-<uuid>.parquet`; their own
     # files are deleted afterwards. Until then (a compaction killed halfway) a trial has a copy
     # in both: the readers take the compacted one, so every row still appears once.
     def compacted_ids(self, sub: str = "trials") -> dict[str, set[str]]:

@@ -18,7 +18,7 @@ from typing import Any, Collection, Iterable, Iterator
 
 import numpy as np
 
-from .validate import (SpecError, at, check_keys, coerce, field_kind, finite, item_at,
+from sweeps.spec.validate import (SpecError, at, check_keys, coerce, field_kind, finite, item_at,
                        setting, show, trial_check)
 
 __all__ = ["SpaceAxis", "parse_axis", "grid_size", "grid_points", "iter_points", "RANGE_KEYS",

@@ -17,12 +17,12 @@ from typing import Any, Iterator
 
 from trainer.config import TrainConfig
 
-from . import yamlmarks
-from .loggers import parse_loggers
-from .search import COMMON_KEYS, SEARCH_KINDS, GridSettings, SearchKind, search_kind
-from .space import SpaceAxis, parse_axis
-from .validate import SpecError, at, check_key, check_keys, finite, int_at_least, mapping, setting, show
-from .yamlmarks import YamlError
+from sweeps.spec import yamlmarks
+from sweeps.tune.loggers import parse_loggers
+from sweeps.search import COMMON_KEYS, SEARCH_KINDS, GridSettings, SearchKind, search_kind
+from sweeps.spec.space import SpaceAxis, parse_axis
+from sweeps.spec.validate import SpecError, at, check_key, check_keys, finite, int_at_least, mapping, setting, show
+from sweeps.spec.yamlmarks import YamlError
 
 __all__ = ["SpecError", "SweepSpec", "SpaceAxis", "SearchSpec", "Resources", "load_spec",
            "parse_spec"]
@@ -85,7 +85,7 @@ class SweepSpec:
     source: str | None = None
     """The file the spec was read from, if any."""
     loggers: tuple[str, ...] = ()
-    """Ray Tune logger callbacks to turn on (sweeps/loggers.py): tensorboard, mlflow, wandb."""
+    """Ray Tune logger callbacks to turn on (sweeps/tune/loggers.py): tensorboard, mlflow, wandb."""
 
     @cached_property
     def base(self) -> TrainConfig:

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from typing import Iterator
 
-from .ray_private import AUTH_LOGGER, no_address_file
+from sweeps.tune.ray_private import AUTH_LOGGER, no_address_file
 
 __all__ = ["local_ray"]
 

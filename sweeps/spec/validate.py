@@ -15,7 +15,7 @@ from records.identity import setting_kind
 from trainer.config import ConfigError, TrainConfig, nearest
 from trainer.model_config import PRESETS, resolve_model
 
-from .yamlmarks import LineDict, plain
+from sweeps.spec.yamlmarks import LineDict, plain
 
 __all__ = ["SpecError", "at", "item_at", "suggest", "check_key", "check_keys", "mapping", "show",
            "finite", "nonfinite_anywhere", "trial_check", "check_model", "int_at_least", "field_kind",

@@ -24,24 +24,24 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Iterator, TextIO
 
-from .compact import expand, finish_interrupted
-from .cpu_time import long_run_warning
-from .errors import StoreError, UnwrittenError
-from .history import ALLOW_FLAG, check_settings, describe_changes, record_spec
-from .lean import lean_trials
-from .lock import SweepLock
-from .loggers import check_loggers, logger_callbacks
-from .preflight import preflight
-from .progress import hms, make_progress, make_store_guard
-from .ray_private import AUTH_LOGGER, loopback_only
-from .redact import redact, redact_data
-from .search import Plan
-from .signals import StopSignals, Terminated, defer_if_stopping, reinstall, stop_signals
-from .spec import SpecError, SweepSpec
-from .store import Store, now, trial_id
-from .trainable import failed_row, make_trainable
-from .trial import display_id, pack_configs
-from .uri import check_uri, with_endpoint
+from sweeps.store.compact import expand, finish_interrupted
+from sweeps.estimate.cpu_time import long_run_warning
+from sweeps.store.errors import StoreError, UnwrittenError
+from sweeps.spec.history import ALLOW_FLAG, check_settings, describe_changes, record_spec
+from sweeps.tune.lean import lean_trials
+from sweeps.store.lock import SweepLock
+from sweeps.tune.loggers import check_loggers, logger_callbacks
+from sweeps.estimate.preflight import preflight
+from sweeps.tune.progress import hms, make_progress, make_store_guard
+from sweeps.tune.ray_private import AUTH_LOGGER, loopback_only
+from sweeps.store.redact import redact, redact_data
+from sweeps.search import Plan
+from sweeps.tune.signals import StopSignals, Terminated, defer_if_stopping, reinstall, stop_signals
+from sweeps.spec.parse import SpecError, SweepSpec
+from sweeps.store.store import Store, now, trial_id
+from sweeps.tune.trainable import failed_row, make_trainable
+from sweeps.tune.trial import display_id, pack_configs
+from sweeps.store.uri import check_uri, with_endpoint
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command", "runs_locally"]
 
@@ -109,7 +109,7 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     """Run every trial of ``spec`` not yet stored (all with ``force``); return the counts.
 
     A spec whose fixed trial settings differ from those of every spec the stored sweep has
-    run is refused (SpecError) unless ``allow_other_settings`` (sweeps/history.py).
+    run is refused (SpecError) unless ``allow_other_settings`` (sweeps/spec/history.py).
 
     ``verbose`` lets Ray Tune's and Optuna's own log lines through in an embedded run (a run
     against a cluster always shows them). ``started``: when the command began (time.time();
@@ -128,7 +128,7 @@ def run_sweep(spec: SweepSpec, output: str | None = None, max_concurrent: int | 
     check_loggers(spec, out, SpecError)
     store = Store(out, spec.name)
     store.check_links()  # before the lock: it writes .lock
-    # SIGTERM (Kubernetes) and SIGHUP end the run as Ctrl-C does (sweeps/signals.py); a shared
+    # SIGTERM (Kubernetes) and SIGHUP end the run as Ctrl-C does (sweeps/tune/signals.py); a shared
     # Optuna study first: a second driver on it is refused before it writes here
     with stop_signals() as stop, \
             spec.search_kind.hold(spec, redact(store.uri), partial(_log, stream)), \
@@ -189,7 +189,7 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
                  f"{p.to_sample} to run → {store.uri}")
     long = runs_locally(address) and long_run_warning(
         spec, p.to_sample, rows, max_concurrent or spec.search.max_concurrent)
-    if long:  # a CPU sweep of days (sweeps/cpu_time.py): said before it starts
+    if long:  # a CPU sweep of days (sweeps/estimate/cpu_time.py): said before it starts
         _log(stream, long)
     # Ctrl-C reaches us as KeyboardInterrupt instead of Tune's own handler, which would end
     # the run as if it had finished and point at a Tuner.restore folder deleted a moment later

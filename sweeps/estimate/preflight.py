@@ -12,7 +12,7 @@
   is not on this machine is left to the nodes (a cluster's data disks).
 - Resources: on a local run a trial that asks for more CPUs (or GPUs) than this machine has
   would wait for ever; it is refused. On a cluster, trials left pending are reported while
-  the run waits (sweeps.progress).
+  the run waits (sweeps.tune.progress).
 
 Refusals are SpecErrors (exit code 2) naming the key and the numbers.
 """
@@ -26,8 +26,8 @@ from typing import Any
 
 from trainer.config import TRIAL_KINDS, ConfigError, TrainConfig
 
-from .space import numeric_ends
-from .spec import SpecError, SweepSpec
+from sweeps.spec.space import numeric_ends
+from sweeps.spec.parse import SpecError, SweepSpec
 
 __all__ = ["preflight", "check_resources", "cuda_gpus", "check_corpora", "local_cpus", "memory_limit",
            "largest_configs", "MEM_KEYS", "ENV_LIMIT"]

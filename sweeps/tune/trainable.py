@@ -14,13 +14,13 @@ import pyarrow as pa
 
 from trainer.config import TrainConfig
 
-from . import faults
-from .cost import row_flops
-from .store import Store, curve_table, now, trial_id
-from .trial import OBJECTIVE, finite, objective, trial_config
+from sweeps.tune import faults
+from sweeps.estimate.cost import row_flops
+from sweeps.store.store import Store, curve_table, now, trial_id
+from sweeps.tune.trial import OBJECTIVE, finite, objective, trial_config
 
 if TYPE_CHECKING:  # types only: the spec imports the search kinds, which import this
-    from .spec import SweepSpec
+    from sweeps.spec.parse import SweepSpec
 
 __all__ = ["make_trainable", "result_row", "failed_row"]
 
@@ -92,7 +92,7 @@ def make_trainable(spec: "SweepSpec", output: str, force: bool = False) -> Calla
 
 def _stored(store: Store, row: dict[str, Any], curve: Any, base: dict[str, Any]) -> bool:
     """Write a trial's row; when the store refuses it, tell the driver (``store_error``, which
-    stops the run: sweeps.progress.make_store_guard) instead of raising, so that Tune does not
+    stops the run: sweeps.tune.progress.make_store_guard) instead of raising, so that Tune does not
     train the trial again only to fail to store it again."""
     from ray import tune
 

@@ -30,9 +30,9 @@ from typing import Any, Iterable, Literal
 
 from trainer.config import TRIAL_KINDS, TrainConfig
 
-from .space import numeric_ends
-from .spec import SweepSpec
-from .validate import field_kind
+from sweeps.spec.space import numeric_ends
+from sweeps.spec.parse import SweepSpec
+from sweeps.spec.validate import field_kind
 
 __all__ = ["Card", "CARDS", "DEFAULT_CARD", "DEFAULT_MFU", "TrialCost", "SweepCost",
            "trial_cost", "row_flops", "sweep_cost", "format_cost", "COST_FIELDS"]

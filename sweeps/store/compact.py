@@ -33,9 +33,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import faults
-from .lock import SweepLock
-from .store import COMPACTED_PREFIX, DONE_STATUSES, Store, is_compacted
+from sweeps.tune import faults
+from sweeps.store.lock import SweepLock
+from sweeps.store.store import COMPACTED_PREFIX, DONE_STATUSES, Store, is_compacted
 
 __all__ = ["CompactSummary", "compact", "expand", "MAX_TRIALS", "JOURNAL", "finish_interrupted"]
 

@@ -11,8 +11,8 @@ import urllib.parse
 
 import pyarrow.fs as pafs
 
-from .errors import BadUriError
-from .redact import redact
+from sweeps.store.errors import BadUriError
+from sweeps.store.redact import redact
 
 __all__ = ["open_fs", "check_uri", "store_hint", "SCHEMES", "CONNECT_TIMEOUT_S",
            "REQUEST_TIMEOUT_S", "with_endpoint"]

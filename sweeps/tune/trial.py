@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from trainer.config import TrainConfig
 
-from .store import trial_id
-from .validate import field_kind
+from sweeps.store.store import trial_id
+from sweeps.spec.validate import field_kind
 
 if TYPE_CHECKING:  # types only: the spec imports the search kinds, which import this
-    from .spec import SweepSpec
+    from sweeps.spec.parse import SweepSpec
 
 __all__ = ["trial_config", "pack_configs", "objective", "finite", "display_id", "OBJECTIVE"]
 

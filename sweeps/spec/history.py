@@ -22,9 +22,9 @@ from typing import Any
 
 from records.identity import RUNTIME_FIELDS
 
-from .errors import ALLOW_FLAG, DamagedMetaError
-from .spec import SpecError, SweepSpec, parse_spec
-from .space import SpaceAxis
+from sweeps.store.errors import ALLOW_FLAG, DamagedMetaError
+from sweeps.spec.parse import SpecError, SweepSpec, parse_spec
+from sweeps.spec.space import SpaceAxis
 
 __all__ = ["ALLOW_FLAG", "check_settings", "check_stored", "setting_changes", "stored_specs",
            "record_spec", "fixed_settings", "describe_changes"]
@@ -139,7 +139,7 @@ def check_stored(spec: SweepSpec, out: str, allow: bool = False) -> list[str]:
     ``out`` (SpecError as `run` raises it); return notes to print: the changes added with
     ``allow``, or that the store could not be read here (`run` says what is wrong with it).
     A remote store (s3://) is left to `run`: `check` stays offline and quick."""
-    from .store import Store
+    from sweeps.store.store import Store
 
     if "://" in out and not out.startswith("file://"):
         return []

@@ -7,12 +7,12 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from .compact import JOURNAL, finish_interrupted
-from .errors import StoreError
-from .lock import SweepLock
-from .spec import SpecError, SweepSpec, load_spec, parse_spec
-from .store import Store
-from .uri import store_hint
+from sweeps.store.compact import JOURNAL, finish_interrupted
+from sweeps.store.errors import StoreError
+from sweeps.store.lock import SweepLock
+from sweeps.spec.parse import SpecError, SweepSpec, load_spec, parse_spec
+from sweeps.store.store import Store
+from sweeps.store.uri import store_hint
 
 __all__ = ["status", "counts", "require_sweep", "open_results"]
 
@@ -80,7 +80,7 @@ def status(results: str, spec_path: str | None = None) -> str:
 
 
 def _finish_compaction(store: Store) -> str:
-    """Finish a compaction killed among its deletes (sweeps.compact.finish_interrupted), under
+    """Finish a compaction killed among its deletes (sweeps.store.compact.finish_interrupted), under
     the sweep's lock; a line saying so, or why it was left (a run or compact holds the lock,
     or the store is read-only: readers are right meanwhile, a raw reader sees copies)."""
     if store.fs.get_file_info(f"{store.root}/{JOURNAL}").type == pafs.FileType.NotFound:
