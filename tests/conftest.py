@@ -102,6 +102,6 @@ def no_ray(monkeypatch):
     def tune(*a, **k):
         raise AssertionError("Ray Tune was started")
 
-    monkeypatch.setattr(sweeps.tune.runner, "_tune", tune)
+    monkeypatch.setattr(sweeps.tune.runner, "run_trials", tune)
     monkeypatch.delenv("DILOCO_MEMORY_LIMIT_BYTES", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

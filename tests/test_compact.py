@@ -171,7 +171,7 @@ def test_force_expands_compacted_files_before_it_reruns(sweep, monkeypatch):
     before = _everything(sweep)
     compact(Store.at(str(sweep)), max_trials=25)  # four files to expand
     asked = []
-    monkeypatch.setattr(runner, "_tune", lambda spec, p, *a, **k: asked.append(p.to_sample) or [])
+    monkeypatch.setattr(runner, "run_trials", lambda spec, p, *a, **k: asked.append(p.to_sample) or [])
     run_sweep(load_h16(), output=str(sweep.parent), force=True,
               stream=open("/dev/null", "w"))
     assert asked == [84]
@@ -264,7 +264,7 @@ def test_a_compact_killed_mid_delete_is_finished_by_the_next_command(tmp_path, c
         assert "finished an interrupted compaction: the own files of 6 trial(s) removed" \
             in capsys.readouterr().out
     elif finisher == "run":
-        monkeypatch.setattr(runner, "_tune", lambda *a, **k: pytest.fail("nothing to run"))
+        monkeypatch.setattr(runner, "run_trials", lambda *a, **k: pytest.fail("nothing to run"))
         spec = parse_spec({"name": "small", "trial": {}, "space": {
             "alpha": [0.5 + a / 10 for a in range(6)]}})
         log = tmp_path / "log"

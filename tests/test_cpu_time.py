@@ -27,7 +27,7 @@ TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4
 
 @pytest.fixture(autouse=True)
 def _no_trials(no_ray, monkeypatch):
-    monkeypatch.setattr(sweeps.tune.runner, "_tune", lambda *a, **k: [])  # nothing trains
+    monkeypatch.setattr(sweeps.tune.runner, "run_trials", lambda *a, **k: [])  # nothing trains
     monkeypatch.setattr("sweeps.estimate.cpu_time.local_cpus", lambda: 2)
 
 

@@ -89,7 +89,7 @@ def test_the_failed_row_path_survives_any_exception_and_records_the_end(tmp_path
     overflow of a huge seed was one) is named, and the run's end is still recorded."""
     spec = parse_spec({"name": "hostile", "trial": TINY, "space": {"seed": [1]}})
     cfg = trial_config(spec, {"seed": 1})
-    monkeypatch.setattr(sweeps.tune.runner, "_tune", lambda *a, **k: [(cfg, "RuntimeError: boom")])
+    monkeypatch.setattr(sweeps.tune.runner, "run_trials", lambda *a, **k: [(cfg, "RuntimeError: boom")])
     real = Store.write_trial
 
     def write(self, row, curve=()):
@@ -251,7 +251,7 @@ def test_credentials_in_the_output_uri_are_redacted_everywhere(tmp_path, capsys,
                                                                moto_s3):
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(k, raising=False)
-    monkeypatch.setattr(sweeps.tune.runner, "_tune", _fake_tune)
+    monkeypatch.setattr(sweeps.tune.runner, "run_trials", _fake_tune)
     monkeypatch.chdir(tmp_path)
     uri = (f"s3://AKIDEXAMPLE:{SECRET}@bucket/prefix?endpoint_override=127.0.0.1:{moto_s3}"
            f"&scheme=http&region=us-east-1")
@@ -262,7 +262,7 @@ def test_credentials_in_the_output_uri_are_redacted_everywhere(tmp_path, capsys,
     assert main(["status", folder]) == 0
     assert main(["show", folder]) == 0
     assert main(["report", folder, "-o", str(tmp_path / "r.html")]) == 0
-    monkeypatch.setattr(sweeps.tune.runner, "_tune", lambda *a, **k: 1 / 0)  # an error message too
+    monkeypatch.setattr(sweeps.tune.runner, "run_trials", lambda *a, **k: 1 / 0)  # an error message too
     assert main(["run", str(spec), "--force", "--no-report"]) == 1
     out, err = capsys.readouterr()
     assert SECRET not in out + err and "AKIDEXAMPLE" not in out + err
@@ -333,7 +333,7 @@ def _sweep(tmp_path: Path, capsys, monkeypatch, seeds=(0, 1, 2)) -> tuple[Path, 
         ran.append([trial_id(trial_config(spec, pt)) for pt in p.todo])
         return _fake_tune(spec, p, out)
 
-    monkeypatch.setattr(sweeps.tune.runner, "_tune", tune)
+    monkeypatch.setattr(sweeps.tune.runner, "run_trials", tune)
     spec = _spec_file(tmp_path, space={"seed": list(seeds)})
     assert main(["run", str(spec), "--no-report"]) == 0
     capsys.readouterr()

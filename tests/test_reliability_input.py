@@ -403,7 +403,7 @@ def test_lock_held_by_a_live_run_refuses_then_a_killed_holder_is_taken_over(tmp_
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
-    monkeypatch.setattr(sweeps.tune.runner, "_tune", lambda *a, **k: [])  # no Ray: plan only
+    monkeypatch.setattr(sweeps.tune.runner, "run_trials", lambda *a, **k: [])  # no Ray: plan only
     assert main(["run", str(spec), "--no-report"]) == 0
     err = capsys.readouterr().err
     assert f"taken over (pid {holder.pid}" in err

@@ -40,7 +40,7 @@ def _fake_tune(no_ray, monkeypatch):
                               [{"outer_step": 0, "tokens": 1, "eval_loss": 3.0}])
         return []
 
-    monkeypatch.setattr(sweeps.tune.runner, "_tune", tune)
+    monkeypatch.setattr(sweeps.tune.runner, "run_trials", tune)
 
 
 def _spec(tmp_path: Path, label: str, trial: dict | None = None, space: dict | None = None,

@@ -98,7 +98,7 @@ def test_progress_line():
 
 
 def test_optuna_concurrency_follows_the_cluster():
-    from sweeps.tune.runner import _slots
+    from sweeps.tune.tuner import _slots
 
     spec = parse_spec({**OPT, "resources": {"cpu": 1, "gpu": 0.5}})
     assert _slots(spec, {"CPU": 4.0, "GPU": 2.0}) == 4

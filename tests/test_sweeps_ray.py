@@ -76,7 +76,7 @@ def test_grid_rows_curves_then_rerun_runs_nothing(cluster, tmp_path, capsys, mon
     def no_tune(*a, **k):
         raise AssertionError("a rerun of a finished sweep started Ray Tune")
 
-    monkeypatch.setattr(sweeps.tune.runner, "_tune", no_tune)
+    monkeypatch.setattr(sweeps.tune.runner, "run_trials", no_tune)
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "grid").rglob("*.parquet")}
     assert main(["run", str(spec)]) == 0
     assert "4 already stored, 0 to run" in capsys.readouterr().err
