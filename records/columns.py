@@ -17,8 +17,10 @@ field there: the store writes it, the schema types it, and analysis reads it as 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+import json
+from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from trainer.config import TrainConfig
@@ -27,7 +29,8 @@ from trainer.result import CURVE_COLUMNS, TrainResult
 from .identity import RUNTIME_FIELDS, setting_kind
 
 __all__ = ["Role", "ROLES", "ROLE_KEY", "AXES", "RUNTIME_FIELDS", "TRIAL_COLUMNS",
-           "TRIAL_SCHEMA", "CURVE_SCHEMA", "trial_roles", "column_roles"]
+           "TRIAL_SCHEMA", "CURVE_SCHEMA", "trial_roles", "column_roles", "rows_table",
+           "curve_table", "curve_rows_table"]
 
 Role = Literal["axis", "setting", "runtime", "result", "bookkeeping"]
 ROLES: tuple[Role, ...] = ("axis", "setting", "runtime", "result", "bookkeeping")
@@ -92,3 +95,59 @@ CURVE_SCHEMA = pa.schema([pa.field("trial_id", pa.string())]
                          + [pa.field(c, _CURVE_TYPES.get(c, pa.float64())) for c in CURVE_COLUMNS])
 """One row per trial and outer step (trainer.result.CURVE_COLUMNS); a problem's own columns
 (the toy's mode_idx, mode_err) follow, typed from their values."""
+
+
+def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Trial rows as a TRIAL_SCHEMA table, each value cast to its column's type."""
+    return pa.Table.from_pylist([{f.name: _cast(r.get(f.name), f.type) for f in TRIAL_SCHEMA}
+                                 for r in rows], schema=TRIAL_SCHEMA)
+
+
+def curve_table(ids: list[str], trial: Any, columns: dict[str, Any]) -> pa.Table:
+    """Curve rows in columns (trainer.tracker.TrialTracker.curve_columns: trial index (N,),
+    column -> (N,) or (N, n) values) as the table ``write_trial`` would write, trial by trial:
+    CURVE_SCHEMA's columns, then a problem's own (a 2-D column becomes a list column)."""
+    trial = np.asarray(trial, dtype=np.int64)
+    arrays, fields = [pa.array(np.asarray(ids, dtype=object)[trial], pa.string())], \
+        [CURVE_SCHEMA.field("trial_id")]
+    for name in CURVE_SCHEMA.names[1:]:
+        typ = CURVE_SCHEMA.field(name).type
+        v = columns.get(name)
+        arrays.append(pa.nulls(len(trial), typ) if v is None else pa.array(np.asarray(v), typ))
+        fields.append(CURVE_SCHEMA.field(name))
+    for name in sorted(set(columns) - set(CURVE_SCHEMA.names)):
+        v = np.asarray(columns[name])
+        if v.ndim == 2:  # (N, n): n values a row, as a list column
+            offsets = pa.array(np.arange(0, v.size + 1, v.shape[1], dtype=np.int32))
+            arr = pa.ListArray.from_arrays(offsets, pa.array(v.reshape(-1)))
+        else:
+            arr = pa.array(v)
+        arrays.append(arr)
+        fields.append(pa.field(name, arr.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _cast(v: Any, typ: pa.DataType) -> Any:
+    if v is None:
+        return None
+    if pa.types.is_floating(typ):
+        return float(v)
+    if pa.types.is_integer(typ):
+        return int(v)
+    if pa.types.is_string(typ) and not isinstance(v, str):
+        return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
+    return v
+
+
+def curve_rows_table(tid: str, curve: list[dict[str, Any]]) -> pa.Table:
+    """One trial's curve rows (trainer.result.CURVE_COLUMNS dicts) as its curve file holds them.
+
+    A problem's own curve columns (the toy's mode_idx, mode_err) follow the declared ones, typed
+    from their values: dropping them would lose what the theory is compared against."""
+    extra = sorted({k for r in curve for k in r} - set(CURVE_SCHEMA.names))
+    schema = CURVE_SCHEMA
+    if extra:
+        inferred = pa.Table.from_pylist([{k: r.get(k) for k in extra} for r in curve]).schema
+        schema = pa.schema(list(CURVE_SCHEMA) + list(inferred))
+    rows = [{**{c: r.get(c) for c in schema.names}, "trial_id": tid} for r in curve]
+    return pa.Table.from_pylist(rows, schema=schema)

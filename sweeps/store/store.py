@@ -20,13 +20,13 @@ import re
 import uuid
 from typing import Any, Iterable
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from records.columns import CURVE_SCHEMA, TRIAL_SCHEMA
+from records.columns import (CURVE_SCHEMA, TRIAL_SCHEMA, curve_rows_table, curve_table,
+                             rows_table)
 from records.identity import row_trial_id, trial_id
 from records.meta import META_DEPTH, meta_problem, parse_meta
 from records.reader import list_parquet, read_parquet, read_part
@@ -123,18 +123,9 @@ class Store:
     def write_trial(self, row: dict[str, Any], curve: Iterable[dict[str, Any]] = ()) -> None:
         """Curve first, then the row: a row on disk means its curve is there too."""
         tid = row["trial_id"]
-        curve = list(curve)
-        # a problem's own curve columns (the toy's mode_idx, mode_err) follow DESIGN's, typed
-        # from their values; dropping them would lose what the theory is compared against
-        extra = sorted({k for r in curve for k in r} - set(CURVE_SCHEMA.names))
-        schema = CURVE_SCHEMA
-        if extra:
-            inferred = pa.Table.from_pylist([{k: r.get(k) for k in extra} for r in curve]).schema
-            schema = pa.schema(list(CURVE_SCHEMA) + list(inferred))
-        rows = [{**{c: r.get(c) for c in schema.names}, "trial_id": tid} for r in curve]
         self._put(f"{self.root}/curves/{tid}.parquet",
-                  self._parquet_bytes(pa.Table.from_pylist(rows, schema=schema)))
-        self._put(f"{self.root}/trials/{tid}.parquet", self._parquet_bytes(_rows_table([row])))
+                  self._parquet_bytes(curve_rows_table(tid, list(curve))))
+        self._put(f"{self.root}/trials/{tid}.parquet", self._parquet_bytes(rows_table([row])))
 
     def write_pack(self, rows: list[dict[str, Any]], curves: pa.Table) -> str:
         """The rows of many trials (a pack) as one file, their curves as another, each whole
@@ -142,7 +133,7 @@ class Store:
         treats them as it treats a compacted file, trial by trial. Returns the file name."""
         name = f"{COMPACTED_PREFIX}pack-{uuid.uuid4().hex[:16]}.parquet"
         self._put(f"{self.root}/curves/{name}", self._parquet_bytes(curves))
-        self._put(f"{self.root}/trials/{name}", self._parquet_bytes(_rows_table(rows)))
+        self._put(f"{self.root}/trials/{name}", self._parquet_bytes(rows_table(rows)))
         return name
 
     def write_meta(self, meta: dict[str, Any]) -> None:
@@ -337,45 +328,3 @@ class Store:
                 rows = table.to_pylist()
                 return rows[0] if rows else None
         return None
-
-
-def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Trial rows as a TRIAL_SCHEMA table, each value cast to its column's type."""
-    return pa.Table.from_pylist([{f.name: _cast(r.get(f.name), f.type) for f in TRIAL_SCHEMA}
-                                 for r in rows], schema=TRIAL_SCHEMA)
-
-
-def curve_table(ids: list[str], trial: Any, columns: dict[str, Any]) -> pa.Table:
-    """Curve rows in columns (trainer.tracker.TrialTracker.curve_columns: trial index (N,),
-    column -> (N,) or (N, n) values) as the table ``write_trial`` would write, trial by trial:
-    CURVE_SCHEMA's columns, then a problem's own (a 2-D column becomes a list column)."""
-    trial = np.asarray(trial, dtype=np.int64)
-    arrays, fields = [pa.array(np.asarray(ids, dtype=object)[trial], pa.string())], \
-        [CURVE_SCHEMA.field("trial_id")]
-    for name in CURVE_SCHEMA.names[1:]:
-        typ = CURVE_SCHEMA.field(name).type
-        v = columns.get(name)
-        arrays.append(pa.nulls(len(trial), typ) if v is None else pa.array(np.asarray(v), typ))
-        fields.append(CURVE_SCHEMA.field(name))
-    for name in sorted(set(columns) - set(CURVE_SCHEMA.names)):
-        v = np.asarray(columns[name])
-        if v.ndim == 2:  # (N, n): n values a row, as a list column
-            offsets = pa.array(np.arange(0, v.size + 1, v.shape[1], dtype=np.int32))
-            arr = pa.ListArray.from_arrays(offsets, pa.array(v.reshape(-1)))
-        else:
-            arr = pa.array(v)
-        arrays.append(arr)
-        fields.append(pa.field(name, arr.type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def _cast(v: Any, typ: pa.DataType) -> Any:
-    if v is None:
-        return None
-    if pa.types.is_floating(typ):
-        return float(v)
-    if pa.types.is_integer(typ):
-        return int(v)
-    if pa.types.is_string(typ) and not isinstance(v, str):
-        return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
-    return v
