@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from sweeps.store.errors import StoreError, StudyBusyError
+from sweeps.store.lock import pid_alive
 from sweeps.store.redact import redact
 
 __all__ = ["hold_study", "storage_file", "fail_running", "BEAT_S", "STALE_S", "LEASE_KEY"]
@@ -72,18 +73,6 @@ def _busy(study: str, uri: str, info: dict[str, Any] | None, extra: str = "") ->
         f"{_holder(info)}; two drivers on one study would train the same parameters twice. "
         f"Wait for it to finish, or give this run a study of its own (another search.storage, "
         f"or another sweep name){extra}")
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def fail_running(storage: Any, study: str) -> int:
@@ -193,7 +182,7 @@ def _lease(uri: str, study: str, info: dict[str, Any], log: Callable[[str], None
     taken = None
     if isinstance(held, dict) and held.get("token") != info["token"]:
         age = time.time() - float(held.get("beat") or 0)
-        dead = held.get("host") == info["host"] and not _alive(held.get("pid"))
+        dead = held.get("host") == info["host"] and not pid_alive(held.get("pid"))
         if age < STALE_S and not dead:
             raise _busy(study, uri, held, f" (if that driver is gone, this study is free "
                                           f"{STALE_S - age:.0f} s from now)")

@@ -32,10 +32,13 @@ from typing import Any
 from sweeps.store.errors import StoreError, SweepBusyError
 from sweeps.store.uri import store_hint
 
-__all__ = ["SweepLock"]
+__all__ = ["SweepLock", "pid_alive"]
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` of this host is alive (a pid that is not a number: assume so)."""
+    if not isinstance(pid, int):
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -124,7 +127,7 @@ class SweepLock:
             info = self._read_object()
             if info is not None:
                 if info.get("host") == self.info["host"] and isinstance(info.get("pid"), int) \
-                        and not _alive(info["pid"]):
+                        and not pid_alive(info["pid"]):
                     self.taken_over = info
                 else:
                     raise self._busy(info, f"wait for it to finish; if that run is gone, "
