@@ -7,6 +7,7 @@ between: the embedded or joined Ray (``init_ray``), the libraries' own log lines
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -66,7 +67,6 @@ def library_logs(quiet: bool) -> Iterator[None]:
     Optuna is set through its own verbosity API: it resets its logger's level when first
     imported, which for a grid search is after this point (45 ms to import it here).
     """
-    import logging
     import warnings
 
     if not quiet:
@@ -103,6 +103,9 @@ def run_trials(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
     # and its experiment-state checkpoint (a JSON copy of every trial, for a Tuner.restore
     # of a folder deleted at the end) only once at the start and once at the end
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(10**9))
+    # without those loggers there is no result.json for Tune's ResultGrid to read back, and it
+    # warns "Failed to fetch metrics" naming every trial; the run reads only errors and configs
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     started = init_ray(address)
     reinstall()  # ray.init sets its own SIGTERM handler (sys.exit, then a C++ abort)
     if started:  # the first minute of a run on a busy laptop: say where it went
