@@ -71,6 +71,33 @@ def kill_once_stored(p: subprocess.Popen, trials: Path, n: int, log: Path,
         p.wait(timeout=30)
 
 
+def run_until_stored(tmp_path: Path, spec: Path, folder: Path, timeout: float = 300
+                     ) -> tuple[subprocess.Popen, Path, dict[str, str], str]:
+    """``python -m sweeps run SPEC`` one trial at a time in a session of its own (its own
+    embedded Ray under a fresh RAY_TMPDIR), returned once its first row is in ``folder``: the
+    process, its log, its environment and the Ray temp folder (remove it when done)."""
+    import sys
+    import time
+
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("RAY_ADDRESS", None)
+    log = tmp_path / "run.log"
+    p = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec), "--max-concurrent",
+                          "1"], cwd=tmp_path, env=env, stdout=open(log, "w"),
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout
+    trials = folder / "trials"
+    while not (trials.exists() and any(trials.glob("*.parquet"))):
+        if p.poll() is not None or time.time() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, 9)
+            raise AssertionError(log.read_text()[-3000:])
+        time.sleep(0.05)
+    return p, log, env, ray_tmp
+
+
 def mount_tmpfs(path: Path, size: str) -> None:
     """A real filesystem of `size` at `path` (unmount with `umount`). Needs root, as CI is:
     a storage-fault test that cannot make its fault must fail, not pass by skipping."""

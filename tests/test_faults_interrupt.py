@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import fill_disk, loopback_cluster, mount_tmpfs
+from conftest import fill_disk, loopback_cluster, mount_tmpfs, run_until_stored
 from sweeps.cli import main
 from sweeps.spec.parse import load_spec
 from sweeps.store.store import trial_id
@@ -57,19 +56,8 @@ def test_ctrl_c_exits_130_says_what_is_missing_and_how_to_resume(tmp_path):
     out = tmp_path / "out"
     spec = _spec(tmp_path, "cc", n, out, outer_steps=8)
     folder = out / "cc"
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
-           "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
-    log = tmp_path / "run.log"
-    p = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec), "--max-concurrent",
-                          "1"], cwd=tmp_path, env=env, stdout=open(log, "w"),
-                         stderr=subprocess.STDOUT, start_new_session=True)
+    p, log, env, ray_tmp = run_until_stored(tmp_path, spec, folder)
     try:
-        deadline = time.time() + 300
-        while not _stored(folder):
-            assert p.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.05)
         os.killpg(p.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
         rc = p.wait(timeout=120)
     finally:

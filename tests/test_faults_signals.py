@@ -12,13 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import run_until_stored
 from sweeps.spec.parse import load_spec
 from sweeps.spec.space import grid_points
 from sweeps.store.store import trial_id
@@ -54,19 +54,8 @@ def test_a_stop_signal_records_the_interruption_and_a_rerun_finishes(tmp_path, s
     spec.write_text(json.dumps({"name": "sig", "trial": TINY, "space": {"seed": list(range(n))},
                                 "resources": {"cpu": 1, "gpu": 0}, "output": str(out)}))
     folder = out / "sig"
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
-           "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
-    log = tmp_path / "run.log"
-    p = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec), "--max-concurrent",
-                          "1"], cwd=tmp_path, env=env, stdout=open(log, "w"),
-                         stderr=subprocess.STDOUT, start_new_session=True)
+    p, log, env, ray_tmp = run_until_stored(tmp_path, spec, folder)
     try:
-        deadline = time.time() + 300
-        while not _stored(folder):
-            assert p.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.05)
         sent = time.monotonic()
         if to_group:
             os.killpg(p.pid, sig)
