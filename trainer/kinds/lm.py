@@ -94,7 +94,7 @@ class LMKind(TrialKind):
     settings = LMSettings
     memory_keys = ("model", "vocab_size", "workers", "batch_size", "seq_len", "batched", "device")
     cost_keys = ("model", "vocab_size", "seq_len", "batch_size", "H", "workers", "outer_steps",
-                 "eval_batches")
+                 "inner_steps_budget", "eval_batches")
 
     def problem(self, cfg: "TrainConfig"):
         from ..lm import LMProblem
