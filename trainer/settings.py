@@ -50,8 +50,8 @@ class TrialSettings:
     """Seeds the model init and every worker's data stream."""
     outer: str = "nesterov"
     """Outer update rule, a name in trainer.outer_rules.OUTER_RULES: nesterov (torch SGD
-    nesterov=True convention), heavy_ball, adam (Adam on Δ, β as its β1), or any rule
-    registered there."""
+    nesterov=True convention), heavy_ball, adam (Adam on Δ, β as its β1), nesterov_normalized
+    (m ← β·m + (1 − β)·Δ: at α it is nesterov at α·(1 − β)), or any rule registered there."""
     outer_beta2: float = 0.999
     """β₂ of outer=adam, the decay of its second moment, in [0, 1); default 0.999, torch
     Adam's. The other rules ignore it."""
