@@ -174,6 +174,11 @@ def test_paper_grid_is_the_papers():
     assert list(s.space["R"].values) == [0, 3]
     assert s.trial["workers"] == 2 and s.trial["model"] == "paper150m"
     assert s.resources.gpu == 1
+    # as the paper ran it: a budget of 12,500 inner steps at every H, 64 × 2048 tokens per
+    # worker step, inner AdamW at 1e-3, torch's Nesterov convention (docs/design.md)
+    assert s.trial["inner_steps_budget"] == 12500 and "outer_steps" not in s.trial
+    assert (s.trial["seq_len"], s.trial["batch_size"], s.trial["lr"]) == (2048, 64, 1e-3)
+    assert s.trial["outer"] == "nesterov"
 
 
 def test_yaml_details():
