@@ -164,3 +164,13 @@ def test_effective_learning_rates_put_the_conventions_on_one_axis():
     assert np.isnan(effective_lr("adam", a, b)).all()
     with pytest.raises(ValueError, match="outer: expected one of"):
         effective_lr("nope", a, b)
+
+
+def test_its_analytic_edges_are_nesterovs_stretched_by_one_over_one_minus_beta():
+    """docs/theory.md's table: x(1−β) < 2(1+β)/(1+2β) without restarts, x(1−β²) < 2 at R = 1."""
+    from analysis.theory import critical_alpha_mu
+
+    for b in (0.1, 0.5, 0.9):
+        assert critical_alpha_mu(b, 0, RULE, x_max=20) == pytest.approx(
+            2 * (1 + b) / (1 + 2 * b) / (1 - b), rel=1e-9)
+        assert critical_alpha_mu(b, 1, RULE, x_max=20) == pytest.approx(2 / (1 - b * b), rel=1e-9)
