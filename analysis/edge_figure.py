@@ -29,9 +29,10 @@ _TITLE = ("Stable α edge per β: ● edge, ▲ at least (stable to the grid's e
 
 
 def edge_figure(edges: pd.DataFrame, alphas: list[float], title: str = _TITLE,
-                spread: str = "95% over seeds") -> go.Figure | None:
+                spread: str = "95% over seeds", y_title: str = "stable α edge") -> go.Figure | None:
     """The figure, or None when the edges have no β to plot against. ``alphas``: the α ticks
-    (the grid's values); ``spread`` names what the bars edge_lo..edge_hi are."""
+    (the grid's values, or the effective outer LRs of the maps' cells: analysis.effective);
+    ``spread`` names what the bars edge_lo..edge_hi are; ``y_title`` what the edges are."""
     if edges.empty or "beta" not in edges:
         return None
     keys = [k for k in edges.columns if k not in (
@@ -84,7 +85,7 @@ def edge_figure(edges: pd.DataFrame, alphas: list[float], title: str = _TITLE,
     fig.update_yaxes(type="log", tickvals=[floor] + ticks,
                      ticktext=["below"] + [fmt(a) for a in ticks],
                      range=[np.log10(floor / 1.15), np.log10(max(ticks) * 1.25)])
-    fig.update_yaxes(title_text="stable α edge", col=1)
+    fig.update_yaxes(title_text=y_title, col=1)
     xv, xt = axis_ticks(betas)
     fig.update_xaxes(tickvals=xv, ticktext=xt,
                      range=[-0.5, len(betas) - 0.5], title_text="β (outer momentum)")

@@ -110,15 +110,17 @@ def _outline(stable: np.ndarray) -> tuple[list, list]:
 
 
 def facet_figures(cell_table: pd.DataFrame, tol: float, grid: bool | None = None,
-                  overlay: "Overlay | None" = None) -> list[tuple[str, go.Figure]]:
+                  overlay: "Overlay | None" = None,
+                  x_title: str = "α (outer LR)") -> list[tuple[str, go.Figure]]:
     """One facet figure (rows H, columns R) per combination of the other varying slice keys.
 
     ``grid`` forces heatmaps (True) or scatter plots (False); None decides per figure from the
     cells (see ``stability.is_grid``). ``overlay(settings, alphas, betas)`` is called per facet
     with that slice's settings (a dict with H, R, ...) and the facet's α and β values; the
     traces it returns are added to the facet. Heatmap facets draw α and β at index positions
-    0..n-1, so an overlay maps its values onto those (e.g. with np.interp). Returns (title,
-    figure) pairs.
+    0..n-1, so an overlay maps its values onto those (e.g. with np.interp). ``x_title`` names
+    what the cells' ``alpha`` holds (the effective outer LR in that view, analysis.effective).
+    Returns (title, figure) pairs.
     """
     keys = slice_keys(cell_table)
     others = [k for k in varying(cell_table, keys) if k not in ("H", "R")]
@@ -130,7 +132,7 @@ def facet_figures(cell_table: pd.DataFrame, tol: float, grid: bool | None = None
         key = key if isinstance(key, tuple) else (key,)
         use_grid = is_grid(part) if grid is None else grid
         title = slice_title(others, key) if others else "all slices"
-        out.append((title, _facet(part, keys, use_grid, colour, tol, overlay)))
+        out.append((title, _facet(part, keys, use_grid, colour, tol, overlay, x_title)))
     return out
 
 
@@ -151,7 +153,8 @@ def _colour_axis(values: np.ndarray, cap: float) -> dict[str, Any]:
 
 
 def _facet(part: pd.DataFrame, keys: list[str], use_grid: bool, colour: dict[str, Any],
-           tol: float, overlay: "Overlay | None" = None) -> go.Figure:
+           tol: float, overlay: "Overlay | None" = None,
+           x_title: str = "α (outer LR)") -> go.Figure:
     hs = sorted(part["H"].dropna().unique()) if "H" in part else [None]
     rs = sorted(part["R"].dropna().unique()) if "R" in part else [None]
     alphas = sorted(part["alpha"].unique())
@@ -195,7 +198,7 @@ def _facet(part: pd.DataFrame, keys: list[str], use_grid: bool, colour: dict[str
                               width=FINE_PX * len(rs) + 320)
     else:
         fig.update_xaxes(type="log")
-    fig.update_xaxes(title_text="α (outer LR)", row=len(hs))
+    fig.update_xaxes(title_text=x_title, row=len(hs))
     fig.update_yaxes(title_text="β (outer momentum)", col=1)
     return fig
 

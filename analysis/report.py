@@ -29,6 +29,7 @@ from .load import load_curves, load_sweep_meta, load_trials
 from .answer import answer_sentence
 from .boundary_report import boundary_parts, is_line_search, store_rise
 from .edge_figure import edge_figure
+from .effective import X_AXES, convention_note, edge_title, effective_view, x_title
 from .metrics import summarize
 from .show import answer_tables, partial_note
 from .stability import (OUTCOMES, RISE, RISES, TOLS, fixed_settings, pct, read_settings,
@@ -142,7 +143,7 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
                  theory: "Theory | go.Figure | None" = None,
                  theory_overlay: "Overlay | None" = None,
                  source: str | None = None,
-                 skipped: Mapping[str, str] | None = None) -> Path:
+                 skipped: Mapping[str, str] | None = None, x: str = "alpha") -> Path:
     """Write the report of the sweep at ``path`` (folder or s3:// URI) to ``out_html``.
 
     ``source`` is how the footer names where the results came from (default ``path``; the
@@ -158,8 +159,12 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     ``theory_overlay(settings, alphas, betas)`` returns traces drawn over each facet (see
     ``figures.facet_figures``), e.g. a predicted boundary. With ``png_dir`` every figure is
     also written as a PNG (PngExportError when that is impossible; the HTML is written
-    first). Returns the HTML's path.
+    first). ``x``: ``alpha`` (the α as run) or ``effective``: maps and edges against the
+    effective outer LR (analysis.effective), so sweeps of different momentum conventions can
+    be laid side by side (no theory overlay in that view). Returns the HTML's path.
     """
+    if x not in X_AXES:
+        raise ValueError(f"x: expected one of {', '.join(X_AXES)}, got {x!r}")
     meta = load_sweep_meta(path)
     skipped = dict(skipped or {})
     trials = load_trials(path, exclude=skipped)
@@ -168,6 +173,9 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     name = (meta.get("spec") or {}).get("name") or str(trials.get("sweep", pd.Series([""]))
                                                        .iloc[0] or Path(str(path)).name)
     if is_line_search(meta):  # probes on lines, not a grid: the page of boundary_report
+        if x != "alpha":
+            raise ValueError("x: the effective outer LR view is for a grid's store; a "
+                             "boundary search's edges are on its α axis")
         parts, figures = boundary_parts(trials, store_rise(meta, rise), _table, meta)
         parts[:0] = _head(name, meta, len(trials))
         return _write_page(path, out_html, png_dir, name, meta, parts, figures,
@@ -175,19 +183,26 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     rise = RISE if rise is None else rise
     s = summarize(trials, rise=rise, tol=tol, rises=rises, tols=tols, diverge=diverge,
                   curves=lambda ids: load_curves(path, trial_ids=ids))
+    if x == "effective":  # measured on α, shown on the effective LR; overlays are in α
+        s, theory, theory_overlay = effective_view(s), False, None
     c = s["cells"]
     keys = slice_keys(c)
-    if is_toy(trials) and theory is None and theory_overlay is None:
+    if theory is False:
+        theory = None
+    elif is_toy(trials) and theory is None and theory_overlay is None:
         # a toy sweep holds its own spectrum: draw the prediction beside the measurement
         theory_overlay = toy_overlay(trials)
         theory = lambda _c, _m: toy_theory_figure(  # noqa: E731
             trials, lambda ids: load_curves(path, trial_ids=ids))
     figures: list[tuple[str, go.Figure]] = []
     grid = _search_is_grid(meta)
-    efig = edge_figure(s["edges"], _alphas(c)) if grid is not False and len(s["edges"]) else None
+    efig = (edge_figure(s["edges"], _alphas(c), y_title=edge_title(x))
+            if grid is not False and len(s["edges"]) and len(c) else None)
     if efig is not None:
         figures.append(("edges", efig))
-    for i, (title, fig) in enumerate(facet_figures(c, tol, grid=grid, overlay=theory_overlay)):
+    maps = facet_figures(c, tol, grid=False if x == "effective" else grid,
+                         overlay=theory_overlay, x_title=x_title(x)) if len(c) else []
+    for i, (title, fig) in enumerate(maps):
         fig.update_layout(title=dict(text=f"Final loss and stable region — {title}", x=0.01))
         figures.append((f"stability_{i}", fig))
     if theory is not None:
@@ -213,6 +228,10 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
     same = {k: fixed[k] for k in read_settings(c, fixed)}
     if same:
         lead += "<br>Same in every slice: " + html.escape(slice_title(same, same.values()))
+    if x == "effective":
+        lead += "<br>" + html.escape(convention_note(trials)) + (
+            f" ({s['x_dropped']} cells of a rule without one are not drawn)"
+            if s["x_dropped"] else "")
     parts = [*_head(name, meta, len(trials)),
              f"<p class='answer'>{html.escape(answer_sentence(s))}</p>",
              f"<p class='lead'>{lead}</p>"]

@@ -20,6 +20,7 @@ import pandas as pd
 from .answer import answer_sentence
 from .boundary_report import (boundary_answer, boundary_summary, gain_table, is_line_search,
                               line_keys, store_rise)
+from .effective import X_AXES, convention_note, effective_view
 from .figures import fmt, slice_title
 from .load import load_curves, load_sweep_meta, load_trials
 from .metrics import summarize
@@ -48,8 +49,9 @@ def _axis(values: pd.Series, log: bool) -> tuple[np.ndarray, list[str]]:
     return idx, [fmt(2 ** m if log else m) for m in mids]
 
 
-def text_map(slice_cells: pd.DataFrame) -> str:
-    """A compact text map of one slice's cells (see the module docstring)."""
+def text_map(slice_cells: pd.DataFrame, corner: str = _CORNER) -> str:
+    """A compact text map of one slice's cells (see the module docstring); ``corner`` names
+    the axes (β up, what the cells' ``alpha`` holds to the right)."""
     xi, xl = _axis(slice_cells["alpha"], log=True)
     yi, yl = _axis(slice_cells["beta"], log=False)
     counts = np.zeros((len(yl), len(xl), 5))  # n, n_stable, n_diverged, n_blew_up, n_spiked
@@ -61,8 +63,8 @@ def text_map(slice_cells: pd.DataFrame) -> str:
     outcome = cell_outcome(*(counts[..., i] for i in range(4)))
     outcome = np.where((outcome == "stable") & (counts[..., 4] > 0), "spiked", outcome)
     width = max(len(s) for s in xl) + 1
-    ylw = max(max(len(s) for s in yl), len(_CORNER))
-    lines = [f"{_CORNER:>{ylw}} " + "".join(f"{s:>{width}}" for s in xl)]
+    ylw = max(max(len(s) for s in yl), len(corner))
+    lines = [f"{corner:>{ylw}} " + "".join(f"{s:>{width}}" for s in xl)]
     for y in reversed(range(len(yl))):
         marks = "".join(f"{SYMBOLS[outcome[y, x]] if present[y, x] else ' ':>{width}}"
                         for x in range(len(xl)))
@@ -139,8 +141,13 @@ def answer_tables(s: dict[str, Any], hide: Sequence[str] = ()) -> dict[str, pd.D
     return out
 
 
-def render_summary(s: dict[str, Any], name: str = "") -> str:
-    """The terminal text of a ``summarize`` result."""
+def render_summary(s: dict[str, Any], name: str = "", x: str = "alpha") -> str:
+    """The terminal text of a ``summarize`` result; ``x="effective"``: edges and maps against
+    the effective outer LR (analysis.effective) instead of α."""
+    if x not in X_AXES:
+        raise ValueError(f"x: expected one of {', '.join(X_AXES)}, got {x!r}")
+    if x == "effective":
+        s = effective_view(s)
     trials = s["trials"]
     c = s["cells"]
     counts = {**trials["outcome"].value_counts(), "spiked": int(trials["spiked"].sum())}
@@ -151,11 +158,15 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
             + ", ".join(f"{counts.get(o, 0)} {o.replace('_', ' ')}"
                         + (" (of the stable)" if o == "spiked" else "") for o in SYMBOLS))
     out = [head, "", answer_sentence(s)]
+    if x == "effective":
+        out.append(convention_note(trials) + (f" ({s['x_dropped']} cells of a rule without one "
+                                               f"are not drawn)" if s["x_dropped"] else ""))
     same = {k: fixed[k] for k in read_settings(c, fixed)}
     if same:
         out.append("same in every slice: " + slice_title(same, same.values()))
     t = answer_tables(s, hide)
-    titles = {"edges": "stable α edge per (H, β) line, R=0 against R (≥: stable to the grid's "
+    what = "stable edge (effective outer LR)" if x == "effective" else "stable α edge"
+    titles = {"edges": f"{what} per (H, β) line, R=0 against R (≥: stable to the grid's "
                        "end; below: not even the smallest α). gain [95% interval]: ≥ at least "
                        "(R stable to the grid's end), ≤ at most (R=0 is), ? neither arm "
                        "breaks on the grid (not measured), inf: nothing stable at R=0:",
@@ -176,16 +187,18 @@ def render_summary(s: dict[str, Any], name: str = "") -> str:
     for key, sl in (group_by(c, keys) if keys else [((), c)]):
         values = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         title = slice_title(shown, [values[k] for k in shown]) or "all trials"
-        out += ["", f"{title}: stable {int(sl['stable'].sum())}/{len(sl)} cells", text_map(sl)]
+        out += ["", f"{title}: stable {int(sl['stable'].sum())}/{len(sl)} cells",
+                text_map(sl, "β\\eff" if x == "effective" else _CORNER)]
     return "\n".join(out)
 
 
 def render_show(path: str | Path, rise: float | None = None, tol: float = 0.05, *,
                 diverge: float | None = None, rises: Sequence[float] = RISES,
                 tols: Sequence[float] = TOLS,
-                skipped: Mapping[str, str] | None = None) -> str:
+                skipped: Mapping[str, str] | None = None, x: str = "alpha") -> str:
     """The terminal view of the sweep at ``path``: the answer, its tables, a map per slice.
-    ``skipped``: files to leave out, with why (named at the end)."""
+    ``skipped``: files to leave out, with why (named at the end). ``x``: ``alpha``, or
+    ``effective`` for edges and maps against the effective outer LR (a grid's store)."""
     skipped = dict(skipped or {})
     trials = load_trials(path, exclude=skipped)
     notes = [f"left out (not a trustworthy trial row; its trial counts as missing): {f}: {why}"
@@ -195,12 +208,15 @@ def render_show(path: str | Path, rise: float | None = None, tol: float = 0.05, 
     meta = load_sweep_meta(path)
     name = (meta.get("spec") or {}).get("name") or Path(str(path).rstrip("/")).name
     if is_line_search(meta):
+        if x != "alpha":
+            raise ValueError("x: the effective outer LR view is for a grid's store; a "
+                             "boundary search's edges are on its α axis")
         text = render_lines(boundary_summary(trials, store_rise(meta, rise)), name)
     else:
         text = render_summary(summarize(trials, rise=RISE if rise is None else rise, tol=tol,
                                         rises=rises, tols=tols, diverge=diverge,
                                         curves=lambda ids: load_curves(path, trial_ids=ids)),
-                              name)
+                              name, x)
     return "\n".join([partial_note(meta, len(trials)), text, *notes]).strip("\n")
 
 

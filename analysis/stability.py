@@ -58,8 +58,8 @@ Z95 = 1.959963984540054  # two-sided 95% normal quantile
 _AXES = {"alpha", "beta", "seed"}
 _RESULTS = {
     "sweep", "trial_id", "status", "initial_loss", "final_loss", "best_loss", "peak_loss",
-    "rise", "end_rise", "outer_steps_done", "tokens", "wall_s", "error", "n_params", "reason",
-    "commit", "flops",
+    "rise", "end_rise", "outer_steps_done", "inner_steps_done", "tokens", "wall_s", "error",
+    "n_params", "reason", "commit", "flops",
     # runtime settings that do not change what is trained
     "device", "threads",
     # columns added by this module

@@ -30,9 +30,10 @@ __all__ = ["trial_id", "row_trial_id", "settings_id", "setting_kind", "SettingKi
 
 SettingKind = Literal["int", "float", "str", "model"]
 
-RUNTIME_FIELDS = ("batched", "threads", "device")
-"""Settings left out of trial_id: batched and sequential workers do the same math, and a thread
-count or device choice must not make a finished trial look missing on rerun."""
+RUNTIME_FIELDS = ("batched", "threads", "device", "micro_batches")
+"""Settings left out of trial_id: batched and sequential workers do the same math, as do one
+batch and its micro-batches, and a thread count or device choice must not make a finished trial
+look missing on rerun."""
 
 ID_SETTINGS_V1 = frozenset((
     "alpha", "beta", "H", "R", "workers", "outer_steps", "seed", "outer", "kind", "model",

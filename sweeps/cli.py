@@ -34,6 +34,9 @@ ALLOW_HELP = ("add this spec's trials to a stored sweep of the same name whose f
 RISE_HELP = ("threshold: a trial that ended more than this above its best eval loss blew "
              "up; a stable one that rose more than this on the way spiked (default 0.1; "
              "docs/design.md, \"Stable\", says why)")
+X_HELP = ("the maps' x axis and the edges: alpha (as run) or effective (the rule's effective "
+          "outer LR, nesterov α/(1 − β), nesterov_normalized α: sweeps of different momentum "
+          "conventions side by side; docs/analysis.md)")
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=PROG, description="Stability sweeps for DiLoCo two-phase "
@@ -94,9 +97,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "spectrum (powerlaw:DIM:POWER or a file of eigenvalues); labelled as assumed")
     p.add_argument("--theory-eta", type=float, metavar="ETA",
                    help="inner step size η for --theory-spectrum (default: the sweep's lr)")
+    p.add_argument("--x", choices=("alpha", "effective"), default="alpha",
+                   help=X_HELP)
 
     p = sub.add_parser("show", help="print a sweep's stability tables in the terminal")
     p.add_argument("results")
+    p.add_argument("--x", choices=("alpha", "effective"), default="alpha", help=X_HELP)
     p.add_argument("--rise", type=float, default=None,
                    help=RISE_HELP)
     p.add_argument("--tol", type=float, default=None,
@@ -226,6 +232,7 @@ def _dispatch(args: argparse.Namespace, started: float) -> Any:
 
         kw = {k: v for k, v in (("tol", args.tol), ("rise", args.rise)) if v is not None}
         kw["skipped"] = store.skipped
+        kw["x"] = args.x
         if cmd == "show":
             print(analysis.render_show(args.results, **kw))
             return 0

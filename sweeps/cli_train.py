@@ -16,7 +16,8 @@ __all__ = ["add_parser", "main", "config_from_args"]
 # a flag per TrainConfig field people change most, typed as the field is annotated (a model
 # is a preset name on the command line); --set reaches every field
 COMMON = {name: typ if (typ := TrainConfig.field_types()[name]) in (int, float, str) else str
-          for name in ("alpha", "beta", "H", "R", "workers", "outer_steps", "seed", "outer",
+          for name in ("alpha", "beta", "H", "R", "workers", "outer_steps", "inner_steps_budget",
+                       "seed", "outer",
                        "model", "corpus", "lr", "batch_size", "seq_len", "device", "kind")}
 
 

@@ -32,6 +32,9 @@ def test_train_prints_a_json_line_per_outer_step_and_a_summary(capsys):
     (["--model", "giant"], "model: unknown preset 'giant'"),
     (["--set", "alpah=2"], "alpah: not a trainer setting (did you mean 'alpha'?)"),
     (["--set", "noequals"], "expected KEY=VALUE"),
+    (["--inner-steps-budget", "40", "--outer-steps", "3"],
+     "outer_steps: not with inner_steps_budget (40)"),
+    (["--inner-steps-budget", "5", "--H", "8"], "inner_steps_budget: 5 is below H = 8"),
 ])
 def test_train_refuses_bad_input_with_exit_2(argv, message, capsys):
     code, lines, err = run(argv, capsys)

@@ -35,14 +35,22 @@ def test_paper150m_trial_matches_the_hand_computation():
     assert 6 * (params - V * d) * c.tokens == pytest.approx(1.22e18, rel=0.01)
 
 
-def test_paper_lm_sweep_is_a_hundred_and_forty_gpu_hours_on_h100():
+def test_paper_lm_sweep_is_the_papers_budget_at_every_h_and_a_thousand_gpu_hours():
+    """The paper's run: 12,500 inner steps of 64 × 2048 tokens on each of 2 workers at every H
+    (T = ⌊12500 / H⌋), about 3.3B tokens per trial; 300 trials, about 1,040 H100-hours at 40%."""
     sc = sweep_cost(load_spec(PAPER))
     assert sum(k for _, k, _ in sc.groups) == sc.trials == 300
     assert [g[0]["H"] for g in sc.groups] == [64, 128, 512, 1024, 2048]
+    for d, _, c in sc.groups:
+        H, T = d["H"], 12500 // d["H"]
+        steps = c.tokens // (2 * 64 * 2048)
+        assert steps == T * H and abs(steps - 12500) < H and c.evals == T + 1
+        assert 3.2e9 < c.tokens < 3.3e9
+    assert [c.evals - 1 for _, _, c in sc.groups] == [195, 97, 24, 12, 6]
     low, high = sc.bounds()
-    assert low == high == pytest.approx(2.04e20, rel=0.01)
+    assert low == high == pytest.approx(1.48e21, rel=0.01)
     hours = low / (CARDS["h100"].peak_flops * 0.4) / 3600
-    assert 140 < hours < 146
+    assert 1000 < hours < 1080
 
 
 def test_the_token_count_is_what_the_loop_consumes():
@@ -84,7 +92,8 @@ def test_check_prints_the_cost_and_its_assumptions(capsys):
     out = capsys.readouterr().out
     assert "6·N + 12·L·d·T" in out and "50% MFU of A100" in out
     line = next(x for x in out.splitlines() if x.startswith("# sweep:"))
-    assert line == "# sweep: 300 trials, 2.04e+20 FLOP, 364 GPU-hours"
+    assert line == "# sweep: 300 trials, 1.48e+21 FLOP, 2.64e+03 GPU-hours"
+    assert "#     64  195    203M  203M   3.27G" in out                  # H, T, params, N, tokens
 
 
 def test_a_cpu_spec_is_told_its_gpu_hours_are_hypothetical(capsys):

@@ -8,7 +8,7 @@ checked against `sweeps/specs/<spec>.yaml` as `load_spec` reads it:
 - `5 α × 3 β × 2 R × 2 seeds` (or `alpha x beta`): each axis's number of values;
 - `α ∈ {0.35, 0.5, 0.7}`: the axis's values; `α ∈ {0.25, 0.5, …, 3} (12)`: their number;
 - `N workers`, `N outer steps` (not "every N outer steps" or "R=3 outer steps", which are R), `N inner steps per
-  worker` (H × outer steps): the trial's settings.
+  worker` (H × outer steps, or the spec's inner_steps_budget): the trial's settings.
 
 A passage is a paragraph, a table row or a list item, with the paragraph after it when it ends
 in ":" and the first paragraph of a section whose heading names the spec. A spec named in a
@@ -104,8 +104,9 @@ def claims() -> list[tuple[str, str, str, object, object]]:
                 add("outer steps", int(m.group(1)), trial.get("outer_steps"))
             for m in re.finditer(rf"({NUM}) inner steps per worker", flat):
                 hs = spec.space["H"].values if "H" in spec.space else [trial.get("H")]
+                budget = trial.get("inner_steps_budget")  # T = ⌊budget / H⌋: the budget itself
                 add("inner steps per worker", int(m.group(1).replace(",", "")),
-                    [h * trial["outer_steps"] for h in hs])
+                    [budget] if budget else [h * trial["outer_steps"] for h in hs])
     return found
 
 

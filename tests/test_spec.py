@@ -13,6 +13,7 @@ import pytest
 from sweeps.spec.space import grid_points
 from sweeps.cli import main
 from sweeps.spec.parse import SpecError, load_spec, parse_spec
+from sweeps.tune.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "sweeps" / "specs"
@@ -156,7 +157,8 @@ def test_check_prints_spec_and_trial_count(tmp_path, capsys):
     assert "# 5 trials (optuna random" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name,trials", [("smoke", 4), ("restart_cpu", 252), ("paper_lm", 300)])
+@pytest.mark.parametrize("name,trials", [("smoke", 4), ("restart_cpu", 252), ("paper_lm", 300),
+                                         ("paper_mini", 280)])
 def test_shipped_specs_validate(capsys, name, trials):
     spec = load_spec(SPECS / f"{name}.yaml")
     assert spec.n_trials == trials
@@ -174,6 +176,27 @@ def test_paper_grid_is_the_papers():
     assert list(s.space["R"].values) == [0, 3]
     assert s.trial["workers"] == 2 and s.trial["model"] == "paper150m"
     assert s.resources.gpu == 1
+    # as the paper ran it: a budget of 12,500 inner steps at every H, 64 × 2048 tokens per
+    # worker step, inner AdamW at 1e-3, torch's Nesterov convention (docs/design.md)
+    assert s.trial["inner_steps_budget"] == 12500 and "outer_steps" not in s.trial
+    assert (s.trial["seq_len"], s.trial["batch_size"], s.trial["lr"]) == (2048, 64, 1e-3)
+    assert s.trial["outer"] == "nesterov"
+
+
+def test_paper_mini_is_the_papers_axes_in_miniature():
+    """The paper's α (extended past where both arms break) and β axes, its budget semantics at
+    two H, R in {0, 3}, the same outer convention as paper_lm.yaml, the tiny model."""
+    mini, paper = (load_spec(SPECS / f"{n}.yaml") for n in ("paper_mini", "paper_lm"))
+    alphas = list(mini.space["alpha"].values)
+    assert alphas[:6] == list(paper.space["alpha"].values) and max(alphas) >= 18
+    assert list(mini.space["beta"].values) == list(paper.space["beta"].values)
+    assert list(mini.space["H"].values) == [8, 32] and list(mini.space["R"].values) == [0, 3]
+    assert mini.trial["inner_steps_budget"] == 384 and "outer_steps" not in mini.trial
+    assert mini.trial["outer"] == paper.trial["outer"] and mini.trial["model"] == "tiny"
+    assert mini.trial["workers"] == paper.trial["workers"] == 2
+    assert {p["H"]: trial_config(mini, p).outer_steps for p in
+            ({"alpha": 1.1, "beta": 0.9, "H": h, "R": 3, "seed": 0} for h in (8, 32))} \
+        == {8: 48, 32: 12}
 
 
 def test_yaml_details():

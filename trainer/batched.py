@@ -164,11 +164,23 @@ class StackedLM:
         xs, ys = zip(*(s.next() for s in self.samplers))
         idx = torch.stack(xs).to(self.device, non_blocking=True)        # (S, B, T)
         tgt = torch.stack(ys).to(self.device, non_blocking=True)
-        with self.autocast:
-            losses = stacked_loss(self.model, dict(zip(self.names, self.params)), idx, tgt)
-        for p in self.params:
-            p.grad = None
-        losses.sum().backward()
+        named = dict(zip(self.names, self.params))
+        n = self.cfg.micro_batches
+        if n == 1:
+            with self.autocast:
+                losses = stacked_loss(self.model, named, idx, tgt)
+            for p in self.params:
+                p.grad = None
+            losses.sum().backward()
+        else:  # gradient accumulation (TrainConfig.micro_batches): a micro-batch at a time
+            for p in self.params:
+                p.grad = None
+            losses = 0.0
+            for i_, t_ in zip(idx.chunk(n, 1), tgt.chunk(n, 1)):
+                with self.autocast:
+                    part = stacked_loss(self.model, named, i_, t_) / n
+                part.sum().backward()
+                losses = losses + part.detach()
         grads = [p.grad for p in self.params]
         if self.cfg.grad_clip > 0:
             clip_per_slot_(grads, self.cfg.grad_clip)

@@ -19,7 +19,7 @@ from typing import Any
 from .checks import INT_MAX, SEED_MAX, ConfigError, nearest
 from .checks import check_choice as _check_choice
 from .kinds import TRIAL_KINDS, TrialKind
-from .settings import DEVICES, TrialSettings
+from .settings import DEVICES, OUTER_STEPS_DEFAULT, TrialSettings
 
 __all__ = ["TrainConfig", "TrialSettings", "ConfigError", "INT_MAX", "SEED_MAX", "TRIAL_KINDS",
            "KIND_ONLY", "DEVICES", "BATCHED_ON_CPU", "nearest"]
@@ -59,6 +59,7 @@ class TrainConfig(*reversed(_SECTIONS)):  # type: ignore[misc]
 
     def __post_init__(self) -> None:
         self.validate()
+        self.outer_steps = self.budget_rounds()  # with a budget, T = ⌊budget / H⌋
 
     @property
     def trial_kind(self) -> TrialKind:
@@ -95,11 +96,17 @@ class TrainConfig(*reversed(_SECTIONS)):  # type: ignore[misc]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Build from a mapping; unknown keys are refused with the nearest known name."""
+        """Build from a mapping as a user writes one (a spec, the command line): unknown keys
+        are refused with the nearest known name, and outer_steps beside a budget
+        (``inner_steps_budget`` > 0) is refused, since the budget sets T."""
         known = set(cls.field_names())
         for key in d:
             if key not in known:
                 raise ConfigError(f"{key}: not a trainer setting{_suggest(key, known)}")
+        budget = d.get("inner_steps_budget")
+        if "outer_steps" in d and budget and not isinstance(budget, bool):
+            raise ConfigError(f"outer_steps: not with inner_steps_budget ({budget!r}), from which "
+                              f"each trial's T = ⌊budget / H⌋ follows; set one of the two")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +127,10 @@ class TrainConfig(*reversed(_SECTIONS)):  # type: ignore[misc]
         return d
 
     def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes``; with a budget, T is derived again (from a new H too)."""
+        if "outer_steps" not in changes and changes.get("inner_steps_budget",
+                                                        self.inner_steps_budget):
+            changes["outer_steps"] = OUTER_STEPS_DEFAULT
         return dataclasses.replace(self, **changes)
 
 

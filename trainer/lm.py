@@ -48,10 +48,20 @@ class LMWorker:
         for group in self.opt.param_groups:
             group["lr"] = lr
         x, y = self.sampler.next()
-        with self.autocast:
-            loss = self.model(x, y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        n = self.cfg.micro_batches
+        if n == 1:
+            with self.autocast:
+                loss = self.model(x, y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+        else:  # gradient accumulation: the batch's mean loss, a micro-batch at a time
+            self.opt.zero_grad(set_to_none=True)
+            loss = 0.0
+            for xs, ys in zip(x.chunk(n), y.chunk(n)):
+                with self.autocast:
+                    part = self.model(xs, ys) / n
+                part.backward()
+                loss = loss + part.detach()
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip, foreach=True)
         self.opt.step()

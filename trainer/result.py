@@ -52,6 +52,9 @@ class TrainResult:
     """Wall-clock seconds of the trial, data and model set-up included."""
     n_params: int = 0
     """Parameters of the model (or dimension of the toy problem)."""
+    inner_steps_done: int = 0
+    """Inner steps each worker ran: outer_steps_done · H, and the steps of a round a divergence
+    stopped (what a budget, ``inner_steps_budget``, was spent on)."""
     reason: str | None = None
     """Why a trial diverged, in words; None otherwise."""
     curve: list[dict[str, Any]] = field(default_factory=list)

@@ -72,6 +72,7 @@ class TrialTracker:
         self.best = np.full(self.K, np.inf)
         self.peak = np.full(self.K, -np.inf)
         self.tokens = np.zeros(self.K, dtype=np.int64)
+        self.inner_steps = np.zeros(self.K, dtype=np.int64)   # per worker
         self.wall_s = np.zeros(self.K)
         self.rows = np.zeros(self.K, dtype=np.int64)
         self._rounds: list[tuple[np.ndarray, dict[str, Any]]] = []
@@ -114,6 +115,7 @@ class TrialTracker:
             acc = acc + col
         self._sum[idx], self._count[idx] = acc, self._count[idx] + M
         self.tokens[idx] += self.tokens_per_step * M
+        self.inner_steps[idx] += 1
         over = np.zeros(n, dtype=bool)
         bad = ~np.isfinite(losses).all(axis=1)
         if bad.any():
@@ -195,6 +197,7 @@ class TrialTracker:
                                       np.where(self.rows == 1, first, self.initial)),
                 "outer_steps_done": self.rows.copy(), "tokens": self.tokens.copy(),
                 "wall_s": self.wall_s.copy(), "n_params": np.full(self.K, self.n_params),
+                "inner_steps_done": self.inner_steps.copy(),
                 "reason": list(self.reason), "rise": curve_rises(evals),
                 "end_rise": end_rises(self.last, best)}
 

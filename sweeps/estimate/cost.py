@@ -11,7 +11,8 @@ Each trial kind models its own FLOPs (``TrialKind.flops``, trainer/kinds/). The 
   and values (L layers, width d, sequence length T; causal masking gets no discount);
 - N counts the weights that multiply: every parameter but the input embedding lookup (a tied
   output head still multiplies, so it counts once);
-- tokens D = workers · H · outer_steps · batch_size · seq_len (what the loop consumes);
+- tokens D = workers · H · T · batch_size · seq_len (what the loop consumes), T = outer_steps,
+  or ⌊inner_steps_budget / H⌋ with a budget (the config derives it; the table prints it);
 - evaluation: forward only, (2·N + 4·L·d·T) per token, eval_batches · batch_size · seq_len
   tokens, once before the first round and once after every round;
 - left out: the outer step and AdamW updates (O(N) per step, not per token), norms, softmax
@@ -203,14 +204,14 @@ def format_cost(sc: SweepCost, card: str = DEFAULT_CARD, mfu: float = DEFAULT_MF
              "#   + (2·N + 4·L·d·T) per eval token; N = weights that multiply, L·d·T = layers ·",
              f"#   width · seq_len; GPU-hours at {mfu:.0%} MFU of {c_card.name}"]
     names = list(sc.groups[0][0])
-    head = [*names, "params", "N", "tokens", "FLOP", "GPU-h", "trials"]
+    head = [*names, "T", "params", "N", "tokens", "FLOP", "GPU-h", "trials"]
     rows = [head]
     for d, k, c in sc.groups:
         cells = [str(d[n]) for n in names]
         if c is None:
-            rows.append(cells + ["toy", "-", "-", "-", "-", str(k)])
+            rows.append(cells + ["-", "toy", "-", "-", "-", "-", str(k)])
             continue
-        rows.append(cells + [_si(c.params), _si(c.flop_params), _si(c.tokens), f"{c.flops:.3g}",
+        rows.append(cells + [str(c.evals - 1), _si(c.params), _si(c.flop_params), _si(c.tokens), f"{c.flops:.3g}",
                              f"{_hours(c.flops, c_card, mfu):.3g}", _trials_cell(sc, k)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines += ["#   " + "  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]

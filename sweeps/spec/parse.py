@@ -210,6 +210,11 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
                                 f"one place{w}")
             space[key] = parse_axis(key, value, trial, kind.ranges if kind else True,
                                     kind.name if kind else "grid", w)
+    if "outer_steps" in space and "inner_steps_budget" in space:  # each was checked alone
+        with problems.check():
+            raise SpecError(f"space.outer_steps: not with space.inner_steps_budget, from which "
+                            f"each trial's T = ⌊budget / H⌋ follows; sweep one of the two"
+                            f"{at(space_raw, 'outer_steps')}")
 
     search = None
     if kind is not None and not problems.messages:  # its checks read the axes and settings

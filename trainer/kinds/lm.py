@@ -41,6 +41,12 @@ class LMSettings:
     """Tokens per training sequence."""
     batch_size: int = 8
     """Sequences per inner step, per worker."""
+    micro_batches: int = 1
+    """Gradient accumulation: each inner step's batch_size sequences run as this many equal
+    micro-batches whose gradients add up before the one AdamW step, so a step holds one
+    micro-batch's activations at a time. The same step up to float rounding, so a runtime
+    setting (records.identity.RUNTIME_FIELDS): it never enters a trial id. batch_size must
+    divide by it."""
 
     # --- the inner optimizer (AdamW, one global warmup+cosine schedule over T*H steps) ---
     warmup_steps: int = 10
@@ -74,6 +80,10 @@ class LMSettings:
         check_int(self, "vocab_size", 2)
         check_int(self, "seq_len", 2)
         check_int(self, "batch_size", 1)
+        check_int(self, "micro_batches", 1)
+        if self.batch_size % self.micro_batches:
+            raise ConfigError(f"micro_batches: {self.micro_batches} does not divide batch_size "
+                              f"{self.batch_size}; micro-batches are equal, so pick a divisor")
         check_int(self, "warmup_steps", 0)
         check_number(self, "min_lr_ratio", lambda v: 0 <= v <= 1, "a number in [0, 1]")
         check_number(self, "weight_decay", lambda v: v >= 0, "a number >= 0")
@@ -92,9 +102,10 @@ class LMSettings:
 class LMKind(TrialKind):
     name = "lm"
     settings = LMSettings
-    memory_keys = ("model", "vocab_size", "workers", "batch_size", "seq_len", "batched", "device")
+    memory_keys = ("model", "vocab_size", "workers", "batch_size", "micro_batches", "seq_len",
+                   "batched", "device")
     cost_keys = ("model", "vocab_size", "seq_len", "batch_size", "H", "workers", "outer_steps",
-                 "eval_batches")
+                 "inner_steps_budget", "eval_batches")
 
     def problem(self, cfg: "TrainConfig"):
         from ..lm import LMProblem
@@ -116,10 +127,11 @@ class LMKind(TrialKind):
         m = resolve_model(cfg.model, cfg.vocab_size)
         p = count_params(m)
         state = 4 * p * (4 + 4 * cfg.workers)
-        tokens = cfg.batch_size * cfg.seq_len
+        micro = cfg.batch_size // cfg.micro_batches      # sequences whose activations are held
+        tokens = micro * cfg.seq_len
         per_layer = tokens * (10 * m.d_model + 4 * m.d_ff)
         if device != "cuda":  # CUDA's fused attention kernels never store the T x T probabilities
-            per_layer += cfg.batch_size * m.n_head * cfg.seq_len ** 2
+            per_layer += micro * m.n_head * cfg.seq_len ** 2
         per_worker = 4 * (m.n_layer * per_layer + 3 * tokens * m.vocab_size)
         # batched workers hold every worker's activations at once; sequential ones, one at a time
         at_once = cfg.workers if cfg.batched_on(device) else 1
@@ -128,7 +140,8 @@ class LMKind(TrialKind):
     def too_big(self, cfg: "TrainConfig") -> tuple[str, str]:
         return (f"model: {cfg.model!r} with workers={cfg.workers}, batch_size={cfg.batch_size}, "
                 f"seq_len={cfg.seq_len}",
-                "a smaller model, fewer workers, a smaller batch_size or seq_len")
+                "a smaller model, fewer workers, more micro_batches, a smaller batch_size or "
+                "seq_len")
 
     def flops(self, cfg: "TrainConfig") -> FlopModel:
         """PaLM's model FLOPs (sweeps/estimate/cost.py's docstring): 6·N + 12·L·d·T per training token,

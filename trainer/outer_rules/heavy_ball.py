@@ -21,4 +21,5 @@ RULE = OuterRule(
     # on a mode Δ = μe, u = m' = βm + μe: e' = (1 − αμ)e − αβm
     matrix=lambda mu, alpha, beta: linear_map(mu, 1 - alpha * mu, -alpha * beta, beta),
     summary="θ ← θ − α·m",
+    effective_lr=lambda alpha, beta: alpha / (1 - beta),             # m settles at Δ/(1 − β)
 )

@@ -23,4 +23,6 @@ RULE = OuterRule(
     matrix=lambda mu, alpha, beta: linear_map(mu, 1 - alpha * mu * (1 + beta),
                                               -alpha * beta ** 2, beta),
     summary="θ ← θ − α·(Δ + β·m), torch.optim.SGD(nesterov=True)",
+    # a constant Δ settles m at Δ/(1 − β), and u = Δ + β·m at Δ/(1 − β)
+    effective_lr=lambda alpha, beta: alpha / (1 - beta),
 )

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["OuterRule", "State", "Hyper", "linear_map"]
+__all__ = ["OuterRule", "State", "Hyper", "EffectiveLR", "linear_map"]
 
 State = dict[str, list[Any]]
 """Entry name -> one tensor per parameter, (K, *) with one row per trial (a per-trial count is
@@ -36,6 +36,8 @@ Update = Callable[[Sequence[Any], State, Hyper], Sequence[Any]]
 """(Δ per parameter, state, hp) -> u per parameter; the state is updated in place."""
 Matrix = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """(μ, α, β) broadcast alike -> A of shape (*shape, 2, 2) on the state (e, m)."""
+EffectiveLR = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(α, β) broadcast alike -> the effective outer learning rate, elementwise."""
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,18 @@ class OuterRule:
     optimizer's). Trials of a pack may differ in them (trainer.packed.PACKABLE)."""
     momentum: str = "m"
     """The state entry the curve's momentum columns report (norm after, cosine with Δ before)."""
+    effective_lr: EffectiveLR | None = None
+    """(α, β) -> the rule's effective outer learning rate: the multiple of Δ a step moves θ by
+    once Δ is constant and the state has settled (nesterov and heavy_ball α/(1 − β), the
+    normalized nesterov α), so grids of different momentum conventions share an axis
+    (docs/analysis.md); None where no such multiple exists (adam divides by √v)."""
 
 
-def linear_map(mu: np.ndarray, a00: np.ndarray, a01: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """A on (e, m) of a rule whose momentum is m' = β·m + μ·e: rows (a00, a01) and (μ, β)."""
+def linear_map(mu: np.ndarray, a00: np.ndarray, a01: np.ndarray, beta: np.ndarray,
+               gain: np.ndarray | float = 1.0) -> np.ndarray:
+    """A on (e, m) of a rule whose momentum is m' = β·m + gain·μ·e: rows (a00, a01) and
+    (gain·μ, β); gain 1 sums Δ into m (nesterov, heavy_ball), 1 − β averages it."""
     A = np.empty(mu.shape + (2, 2))
     A[..., 0, 0], A[..., 0, 1] = a00, a01
-    A[..., 1, 0], A[..., 1, 1] = mu, beta
+    A[..., 1, 0], A[..., 1, 1] = gain * mu, beta
     return A
