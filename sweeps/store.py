@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from records.columns import CURVE_SCHEMA, TRIAL_SCHEMA
+from records.columns import CURVE_SCHEMA, PARAM_PREFIX, TRIAL_SCHEMA, param_fields
 from records.identity import row_trial_id, trial_id
 from records.reader import list_parquet, read_parquet, read_part
 from records.trust import (COMPACTED_PREFIX, MAX_FOOTER, damaged, footer_problem, is_compacted,
@@ -224,8 +224,12 @@ class Store:
         read = read_part(self.fs, f"{self.root}/{sub}", sub)  # type: ignore[arg-type]
         self.skipped.update(read.skipped)
         t = read.table
+        params = [c for c in t.column_names if c.startswith(PARAM_PREFIX)] \
+            if schema is TRIAL_SCHEMA else []  # a user's parameters, typed as stored
         t = pa.Table.from_arrays([t[f.name] if f.name in t.column_names
-                                  else pa.nulls(len(t), f.type) for f in schema], schema=schema)
+                                  else pa.nulls(len(t), f.type) for f in schema]
+                                 + [t[c] for c in params],
+                                 schema=pa.schema(list(schema) + [t.schema.field(c) for c in params]))
         return t.select(columns) if columns else t
 
     def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
@@ -381,9 +385,11 @@ class Store:
 
 
 def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Trial rows as a TRIAL_SCHEMA table, each value cast to its column's type."""
-    return pa.Table.from_pylist([{f.name: _cast(r.get(f.name), f.type) for f in TRIAL_SCHEMA}
-                                 for r in rows], schema=TRIAL_SCHEMA)
+    """Trial rows as a TRIAL_SCHEMA table, each value cast to its column's type, then a user's
+    parameters, a typed column each (``records.columns.param_fields``)."""
+    schema = pa.schema(list(TRIAL_SCHEMA) + param_fields(rows))
+    return pa.Table.from_pylist([{f.name: _cast(r.get(f.name), f.type) for f in schema}
+                                 for r in rows], schema=schema)
 
 
 def curve_table(ids: list[str], trial: Any, columns: dict[str, Any]) -> pa.Table:
