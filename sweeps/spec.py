@@ -19,6 +19,7 @@ from trainer.config import TrainConfig
 
 from . import yamlmarks
 from .loggers import parse_loggers
+from .params import check_user_entry, is_param_key, param_axes
 from .search import COMMON_KEYS, SEARCH_KINDS, GridSettings, SearchKind, search_kind
 from .space import SpaceAxis, parse_axis
 from .validate import SpecError, at, check_key, check_keys, finite, int_at_least, mapping, setting, show
@@ -203,6 +204,9 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
     for key, value in space_raw.items():
         w = at(space_raw, key)
         with problems.check():
+            if is_param_key(key):  # a user's parameter (kind: python): sweeps/params.py
+                space.update(param_axes(key, value, w))
+                continue
             check_key(space_raw, key, fields, "space.")
             if key in trial_raw:
                 raise SpecError(f"space.{key}: also set under trial (line "
@@ -210,6 +214,10 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
                                 f"one place{w}")
             space[key] = parse_axis(key, value, trial, kind.ranges if kind else True,
                                     kind.name if kind else "grid", w)
+
+    if not problems.messages:  # imports a user's entry (kind: python), checks its params
+        with problems.check():
+            check_user_entry(trial_raw, trial, space, space_raw)
 
     search = None
     if kind is not None and not problems.messages:  # its checks read the axes and settings

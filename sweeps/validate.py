@@ -138,6 +138,6 @@ def setting(trial: dict[str, Any], key: str, value: Any, prefix: str, where: str
     if nonfinite_anywhere(value):
         raise SpecError(f"{prefix}{key}: NaN and infinity are not allowed{where}")
     trial_check(trial, key, plain(value), prefix, where)
-    if field_kind(key) == "model":
+    if key == "model":  # the LM's (a user's params are a mapping too: sweeps/params.py)
         check_model(value, f"{prefix}{key}", where)
     return coerce(key, plain(value))
