@@ -38,6 +38,7 @@ from .store import Store, now, trial_id
 from .trainable import failed_row, make_trainable
 from .trial import display_id, pack_configs
 from .uri import check_uri, with_endpoint
+from .usercode import other_code_note, spec_code
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command", "runs_locally"]
 
@@ -151,16 +152,19 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
     for f, why in store.skipped.items():
         _log(stream, f"skipped a file that is not a trustworthy trial row (its trial runs "
                      f"again): {f}: {why}")
+    note = None if force else other_code_note(spec, rows)  # kind python: sweeps/usercode.py
+    if note:
+        _log(stream, note)
     p = spec.search_kind.plan(spec, rows, force)
     summary = RunSummary(store_uri=store.uri, total=p.total, skipped=p.done, folder=store.folder)
 
     # sweep.json keeps no secret: the command line and the spec's output go in redacted
     run_info = {"started_at": now(), "ended_at": None, "force": force,
                 "planned": p.to_sample, "skipped": p.done, "argv": redact_data(sys.argv),
-                "search": spec.search_kind.about(spec)}
+                "search": spec.search_kind.about(spec), "code": spec_code(spec)}
     meta.update(name=spec.name, spec=redact_data(spec.to_dict()), spec_file=spec.source,
                 search=spec.search_kind.about(spec),
-                versions=versions(), git_commit=git_commit())
+                versions=versions(), git_commit=git_commit(), code=run_info["code"])
     meta.setdefault("created_at", run_info["started_at"])
     meta["runs"] = (meta.get("runs") or []) + [run_info]
     try:
