@@ -65,10 +65,11 @@ def _scalar(label: str, v: Any, where: str) -> None:
 
 
 def check_user_entry(trial_raw: dict, trial: dict[str, Any], space: dict[str, SpaceAxis],
-                     space_raw: dict) -> None:
+                     space_raw: dict, load: bool = True) -> None:
     """Import the entry of a ``kind: python`` spec and check its parameters (module
     docstring); coerce ``trial['params']`` and the param axes to the entry's types in place.
-    A spec of another kind may not set ``entry`` or ``params``."""
+    A spec of another kind may not set ``entry`` or ``params``. ``load=False``: the entry is
+    not imported; each parameter's values need only share one type (a stored spec)."""
     kind = TRIAL_KINDS.get(trial.get("kind", "lm"))
     swept = [k for k in space if k.startswith(PARAM_PREFIX)]
     fixed = dict(trial.get(PARAMS_FIELD) or {})
@@ -89,7 +90,7 @@ def check_user_entry(trial_raw: dict, trial: dict[str, Any], space: dict[str, Sp
         raise SpecError(f"trial.entry: missing; kind {kind.name} runs a user's function, "
                         f"e.g. entry: \"mypkg.problem:make\"{at(trial_raw, 'kind')}")
     try:
-        takes, anything = entry_parameters(load_entry(entry))
+        takes, anything = entry_parameters(load_entry(entry)) if load else ({}, True)
     except EntryError as e:
         raise SpecError(f"trial.{e}{at(trial_raw, 'entry')}") from None
     params_raw = trial_raw.get(PARAMS_FIELD) or {}

@@ -157,9 +157,10 @@ class _Problems:
                 f"  and {m}" for m in self.messages[1:]) + f"\n  ({len(self.messages)} problems)")
 
 
-def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
+def parse_spec(data: Any, where: str = "spec", user_code: bool = True) -> SweepSpec:
     """Validate parsed YAML (a mapping) into a SweepSpec; one SpecError names every offending
-    key (the first on the first line)."""
+    key (the first on the first line). ``user_code=False`` reads a kind-python spec without
+    importing its entry (a stored spec, read where the user's code may not be)."""
     if not isinstance(data, dict):
         raise SpecError(f"{where}: a spec is a mapping with keys {', '.join(TOP_KEYS)}; "
                         f"got {show(data) if data is not None else 'an empty file'}")
@@ -217,7 +218,7 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
 
     if not problems.messages:  # imports a user's entry (kind: python), checks its params
         with problems.check():
-            check_user_entry(trial_raw, trial, space, space_raw)
+            check_user_entry(trial_raw, trial, space, space_raw, load=user_code)
 
     search = None
     if kind is not None and not problems.messages:  # its checks read the axes and settings

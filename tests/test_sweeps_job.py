@@ -107,6 +107,28 @@ def test_job_submit_runs_the_smoke_spec(head, tmp_path):
             assert token.encode() not in f.read_bytes(), f
 
 
+def test_job_submit_runs_a_users_project_from_its_working_dir(head, tmp_path):
+    """kind: python (docs/user-kind.md): the user's package travels as the job's working dir;
+    the tool is on the nodes (here: on PYTHONPATH, as an installed package would be)."""
+    import json
+    import shutil
+
+    url, env = head
+    proj = tmp_path / "tinyfit"
+    shutil.copytree(ROOT / "examples" / "tinyfit", proj,
+                    ignore=shutil.ignore_patterns("results", "__pycache__"))
+    out = tmp_path / "results"
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", ".",
+           "--runtime-env-json", json.dumps({"env_vars": {"PYTHONPATH": str(ROOT)}}), "--",
+           sys.executable, "-m", "sweeps", "run", "spec.yaml", "--output", str(out)]
+    r = subprocess.run(cmd, cwd=proj, env={**env, "RAY_AUTH_MODE": "token"},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    trials = pd.read_parquet(out / "tinyfit" / "trials")
+    assert len(trials) == 16 and set(trials.status) <= {"completed", "diverged"}
+    assert str(trials["params.width"].dtype) == "int64" and trials.code_hash.nunique() == 1
+
+
 def _auth_token(env: dict) -> str:
     """The token the head and the client use: $RAY_AUTH_TOKEN, else Ray's token file."""
     if env.get("RAY_AUTH_TOKEN"):

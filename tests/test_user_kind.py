@@ -151,9 +151,9 @@ def test_the_example_sweeps_end_to_end_then_reruns_nothing(project):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
 
-    def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        r = subprocess.run([sys.executable, "-m", "sweeps", *args], cwd=project, env=env,
-                           capture_output=True, text=True, timeout=timeout)
+    def cli(*args: str, cwd: Path = project) -> subprocess.CompletedProcess:
+        r = subprocess.run([sys.executable, "-m", "sweeps", *args], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         return r
 
@@ -174,9 +174,13 @@ def test_the_example_sweeps_end_to_end_then_reruns_nothing(project):
     assert meta["spec"]["space"]["params.width"] == [8, 16]
     assert (folder / "report.html").exists()
 
-    shown = cli("show", str(folder)).stdout
+    # read where the user's code is not: show, report and status never import the entry
+    elsewhere = project.parent
+    status = cli("status", str(folder), cwd=elsewhere).stdout
+    assert "missing          0" in status
+    shown = cli("show", str(folder), cwd=elsewhere).stdout
     assert "params.width" in shown and "H=5, R=2, params.width=16" in shown
-    cli("report", str(folder), "--out", str(project / "again.html"))
+    cli("report", str(folder), "--out", str(project / "again.html"), cwd=elsewhere)
     assert (project / "again.html").stat().st_size > 10_000
 
     r = cli("run", "spec.yaml", "--no-report")
