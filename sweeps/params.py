@@ -15,14 +15,14 @@ import dataclasses
 import math
 from typing import Any
 
-from trainer.config import TRIAL_KINDS
+from trainer.config import TRIAL_KINDS, TrainConfig, TrialKind
 from trainer.kinds.python import PARAM_PREFIX, PARAMS_FIELD
 from trainer.user_entry import EntryError, Param, entry_parameters, load_entry
 
 from .space import SpaceAxis
 from .validate import SpecError, at, item_at, plain, show
 
-__all__ = ["is_param_key", "param_axes", "check_user_entry"]
+__all__ = ["is_param_key", "param_axes", "check_user_entry", "trial_kind_of"]
 
 _SCALARS = (bool, int, float, str)
 
@@ -64,17 +64,21 @@ def _scalar(label: str, v: Any, where: str) -> None:
                         f"{show(v)}{where}")
 
 
+def trial_kind_of(trial: dict[str, Any]) -> TrialKind:
+    """The registry entry of the spec's ``trial.kind`` (the default kind when unset); the
+    kind was checked with the trial settings."""
+    return TRIAL_KINDS.lookup(trial.get("kind", TrainConfig.__dataclass_fields__["kind"].default))
+
+
 def check_user_entry(trial_raw: dict, trial: dict[str, Any], space: dict[str, SpaceAxis],
                      space_raw: dict, load: bool = True) -> None:
     """Import the entry of a ``kind: python`` spec and check its parameters (module
     docstring); coerce ``trial['params']`` and the param axes to the entry's types in place.
     A spec of another kind may not set ``entry`` or ``params``. ``load=False``: the entry is
     not imported; each parameter's values need only share one type (a stored spec)."""
-    kind = TRIAL_KINDS.get(trial.get("kind", "lm"))
+    kind = trial_kind_of(trial)
     swept = [k for k in space if k.startswith(PARAM_PREFIX)]
     fixed = dict(trial.get(PARAMS_FIELD) or {})
-    if kind is None:
-        return
     if not kind.takes_entry:
         for key in ("entry", PARAMS_FIELD):
             if trial.get(key):

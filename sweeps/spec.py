@@ -19,7 +19,7 @@ from trainer.config import TrainConfig
 
 from . import yamlmarks
 from .loggers import parse_loggers
-from .params import check_user_entry, is_param_key, param_axes
+from .params import check_user_entry, is_param_key, param_axes, trial_kind_of
 from .search import COMMON_KEYS, SEARCH_KINDS, GridSettings, SearchKind, search_kind
 from .space import SpaceAxis, parse_axis
 from .validate import SpecError, at, check_key, check_keys, finite, int_at_least, mapping, setting, show
@@ -233,6 +233,10 @@ def parse_spec(data: Any, where: str = "spec", user_code: bool = True) -> SweepS
         if kind is not None and resources.pack > 1 and not kind.packs:
             raise SpecError(f"resources.pack: packing needs a grid search (its points known up "
                             f"front); {kind.summary}, got search.kind {kind.name!r}"
+                            f"{at(data.get('resources') or {}, 'pack')}")
+        if resources.pack > 1 and not trial_kind_of(trial).packs:
+            raise SpecError(f"resources.pack: trials of kind {trial_kind_of(trial).name} do not "
+                            f"pack (their kind has no stack); leave pack at 1"
                             f"{at(data.get('resources') or {}, 'pack')}")
 
     output = data.get("output", "results")

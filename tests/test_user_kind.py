@@ -92,6 +92,10 @@ def test_a_required_parameter_nobody_sets_and_params_of_another_kind(project):
                            "  params.noise: [0, 1]\n"))
     assert spec.trial["params"] == {"width": 3}
     assert spec.space["params.noise"].values == (0.0, 1.0)
+    p = project / "pack.yaml"
+    p.write_text(_spec(project).read_text() + "resources: {pack: 4}\n")
+    with pytest.raises(SpecError, match=r"^resources\.pack: trials of kind python do not pack"):
+        load_spec(p)
     p = project / "lm.yaml"
     p.write_text("name: x\ntrial:\n  kind: lm\n  params: {width: 4}\n")
     with pytest.raises(SpecError, match=r"^trial\.params: only for a trial kind that runs a "

@@ -55,6 +55,9 @@ class TrialKind:
     """The settings ``memory`` reads (the memory preflight tries the extremes of these)."""
     cost_keys: ClassVar[tuple[str, ...]] = ()
     """The settings ``flops`` reads (trials equal in these cost the same)."""
+    packs: ClassVar[bool] = True
+    """Its trials pack (``stack()`` gives a class, read without importing torch); False: a
+    spec with ``resources.pack`` above 1 is refused."""
     takes_entry: ClassVar[bool] = False
     """Its trials run a user's function (``entry``, ``params``): the spec imports and checks
     it, and each row records the user's code as ``code_hash`` (kinds/python.py)."""

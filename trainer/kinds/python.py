@@ -82,6 +82,7 @@ class PythonKind(TrialKind):
     name = "python"
     settings = PythonSettings
     takes_entry = True
+    packs = False
     memory_keys = ("entry", "params", "workers")
     cost_keys = ("entry", "params", "workers", "H", "outer_steps")
 
