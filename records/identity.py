@@ -66,9 +66,12 @@ def setting_kind(name: str) -> SettingKind:
     """'int', 'float', 'str' or 'model' (a preset name or a mapping) for a TrainConfig field,
     from its annotation; 'param' for a user parameter, ``params.<name>`` (its type is the
     entry's, checked by the spec: trainer/kinds/python.py)."""
-    if name.startswith(PARAM_PREFIX):
+    kind = _kinds().get(name)  # the hot path: planning asks for every field of every trial
+    if kind is None:
+        if not name.startswith(PARAM_PREFIX):
+            raise KeyError(name)
         return "param"
-    return _kinds()[name]
+    return kind
 
 
 @lru_cache(maxsize=None)
