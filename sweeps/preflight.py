@@ -25,6 +25,7 @@ import os
 from typing import Any
 
 from trainer.config import TRIAL_KINDS, ConfigError, TrainConfig
+from trainer.kinds.python import PARAM_PREFIX
 
 from .spec import SpecError, SweepSpec
 
@@ -50,7 +51,8 @@ def largest_configs(spec: SweepSpec) -> list[TrainConfig]:
     """One TrainConfig per combination of the memory-relevant axes (range axes: both ends);
     every other axis at its first value."""
     base = {k: _values(spec, k)[0] for k in spec.space}
-    keys = [k for k in MEM_KEYS if k in spec.space]
+    keys = [k for k in MEM_KEYS if k in spec.space] + [  # a user's params may size the model
+        k for k in spec.space if k.startswith(PARAM_PREFIX)]
     out = []
     for combo in itertools.product(*(_values(spec, k) for k in keys)):
         try:

@@ -196,3 +196,13 @@ def test_the_example_sweeps_end_to_end_then_reruns_nothing(project):
     assert "16 trials, 16 already stored, 0 to run" in r.stderr
     assert f"16 stored trial(s) of tinyfit.problem:make ran other code ({now} (16)" in r.stderr
     assert "--force reruns" in r.stderr
+
+
+def test_check_counts_the_users_model_per_swept_param_for_cost_and_memory(project):
+    from sweeps.cost import sweep_cost
+    from sweeps.preflight import largest_configs
+
+    spec = load_spec(_spec(project, params="{depth: 1}", space="  params.width: [4, 8]\n"))
+    groups = {d["params.width"]: (k, c.params) for d, k, c in sweep_cost(spec).groups}
+    assert groups == {4: (1, 4 * 4 + 4 + 4 + 1), 8: (1, 4 * 8 + 8 + 8 + 1)}  # built, not trained
+    assert [c.params["width"] for c in largest_configs(spec)] == [4, 8]  # memory: every width
