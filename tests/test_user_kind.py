@@ -206,3 +206,22 @@ def test_check_counts_the_users_model_per_swept_param_for_cost_and_memory(projec
     groups = {d["params.width"]: (k, c.params) for d, k, c in sweep_cost(spec).groups}
     assert groups == {4: (1, 4 * 4 + 4 + 4 + 1), 8: (1, 4 * 8 + 8 + 8 + 1)}  # built, not trained
     assert [c.params["width"] for c in largest_configs(spec)] == [4, 8]  # memory: every width
+
+
+def test_an_entry_may_return_a_lower_level_problem(project):
+    """For full control (its own workers and inner step) an entry returns a trainer.loop
+    Problem; the outer step, restarts and divergence stay the tool's."""
+    from trainer import TrainConfig, train
+
+    _entry(project, "own_problem", """
+        from trainer.toy import ToyProblem
+
+        def make(trial, dim: int = 8):
+            return ToyProblem(trial.replace(kind="toy", toy_dim=dim))
+        """)
+    cfg = TrainConfig(kind="python", entry="own_problem:make", params={"dim": 8}, lr=0.5,
+                      outer_steps=3, H=2, workers=2)
+    r = train(cfg)
+    alone = train(cfg.replace(kind="toy", toy_dim=8, entry="", params=None))
+    assert r.status == "completed" and r.n_params == 8 and r.final_loss == alone.final_loss
+    assert cfg.trial_kind.memory(cfg, "cpu").params == 8

@@ -27,7 +27,18 @@ from .user_entry import EntryError, load_entry
 if TYPE_CHECKING:  # types only: trainer.config imports the kinds, which build this
     from .config import TrainConfig
 
-__all__ = ["UserProblem", "UserAdapter", "UserWorker", "Shape", "build_user", "shape_of"]
+__all__ = ["UserProblem", "UserAdapter", "UserWorker", "Shape", "build_user", "shape_of",
+           "user_problem", "is_problem"]
+
+_PROBLEM = ("params", "n_params", "tokens_per_step", "scheduled", "make_worker", "evaluate",
+            "extra_row")
+"""What a ``trainer.loop.Problem`` has: an entry may return one for full control (its own
+workers and inner optimizer; the outer step, restarts and divergence stay the tool's)."""
+
+
+def is_problem(out: Any) -> bool:
+    """Whether ``out`` is a lower-level ``trainer.loop.Problem`` (it has every member)."""
+    return not isinstance(out, UserProblem) and all(hasattr(out, a) for a in _PROBLEM)
 
 
 @dataclass
@@ -68,15 +79,19 @@ def _key(cfg: TrainConfig) -> tuple[str, str]:
     return cfg.entry, json.dumps(cfg.params or {}, sort_keys=True)
 
 
-def build_user(cfg: TrainConfig) -> UserProblem:
+def build_user(cfg: TrainConfig) -> Any:
     """Call the entry with the trial's settings and parameters, torch seeded with its seed (the
-    global RNG left as it was); EntryError when it does not return a valid UserProblem."""
+    global RNG left as it was): a valid UserProblem, or a lower-level Problem (``is_problem``);
+    EntryError for anything else."""
     if not cfg.entry:
         raise EntryError("entry: kind python needs an entry, 'module.path:function'")
     fn = load_entry(cfg.entry)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         out = fn(cfg, **(cfg.params or {}))
+    if is_problem(out):
+        _SHAPES[_key(cfg)] = Shape(int(out.n_params), int(out.tokens_per_step), 0)
+        return out
     _check(cfg.entry, out)
     _SHAPES[_key(cfg)] = Shape(sum(p.numel() for p in out.model.parameters()),
                                out.tokens_per_batch, out.eval_tokens)
@@ -87,7 +102,8 @@ def _check(entry: str, out: Any) -> None:
     what = f"entry {entry} returned"
     if not isinstance(out, UserProblem):
         raise EntryError(f"{what} a {type(out).__name__}; it must return trainer.user."
-                         f"UserProblem(model=..., batches=..., loss=..., evaluate=...)")
+                         f"UserProblem(model=..., batches=..., loss=..., evaluate=...) (or, "
+                         f"to own the workers too, a trainer.loop.Problem)")
     if not isinstance(out.model, torch.nn.Module) or not any(True for _ in out.model.parameters()):
         raise EntryError(f"{what} a UserProblem whose model is {type(out.model).__name__}; "
                          f"expected a torch.nn.Module with parameters")
@@ -166,10 +182,10 @@ class UserAdapter:
 
     scheduled = True
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, user: UserProblem):
         self.cfg = cfg
         self.device = resolve_device(cfg)
-        self.user = build_user(cfg)
+        self.user = user
         self.model = self.user.model.to(self.device)
         self.params = list(self.model.parameters())
         self.n_params = sum(p.numel() for p in self.params)
@@ -191,3 +207,10 @@ class UserAdapter:
 
     def extra_row(self) -> dict:
         return {}
+
+
+def user_problem(cfg: TrainConfig) -> Any:
+    """The trial's Problem: the entry's UserProblem adapted (the tool's workers and AdamW), or
+    the lower-level Problem it returned, as it is."""
+    out = build_user(cfg)
+    return UserAdapter(cfg, out) if isinstance(out, UserProblem) else out

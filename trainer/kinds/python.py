@@ -87,9 +87,9 @@ class PythonKind(TrialKind):
     cost_keys = ("entry", "params", "workers", "H", "outer_steps")
 
     def problem(self, cfg: "TrainConfig"):
-        from ..user import UserAdapter
+        from ..user import user_problem
 
-        return UserAdapter(cfg)
+        return user_problem(cfg)
 
     def _shape(self, cfg: "TrainConfig"):
         from ..user import shape_of
