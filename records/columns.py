@@ -24,13 +24,14 @@ import numpy as np
 import pyarrow as pa
 
 from trainer.config import TrainConfig
+from trainer.kinds.python import PARAM_PREFIX, PARAMS_FIELD
 from trainer.result import CURVE_COLUMNS, TrainResult
 
 from .identity import RUNTIME_FIELDS, setting_kind
 
 __all__ = ["Role", "ROLES", "ROLE_KEY", "AXES", "RUNTIME_FIELDS", "TRIAL_COLUMNS",
            "TRIAL_SCHEMA", "CURVE_SCHEMA", "trial_roles", "column_roles", "rows_table",
-           "curve_table", "curve_rows_table"]
+           "curve_table", "curve_rows_table", "param_fields", "PARAM_PREFIX"]
 
 Role = Literal["axis", "setting", "runtime", "result", "bookkeeping"]
 ROLES: tuple[Role, ...] = ("axis", "setting", "runtime", "result", "bookkeeping")
@@ -51,8 +52,11 @@ def _field(name: str, typ: pa.DataType, role: Role) -> pa.Field:
 def _config_columns() -> list[pa.Field]:
     names = sorted(TrainConfig.field_names(),
                    key=lambda n: (n not in _LEAD, _LEAD.index(n) if n in _LEAD else 0))
+    # a user's params: JSON text, what the trial_id hashes; each is a typed setting column of
+    # its own (param_fields), so the mapping itself is bookkeeping, not a slice key
     return [_field(n, _KIND_TYPES[setting_kind(n)], "axis" if n in AXES else
-                   "runtime" if n in RUNTIME_FIELDS else "setting") for n in names]
+                   "runtime" if n in RUNTIME_FIELDS else
+                   "bookkeeping" if n == PARAMS_FIELD else "setting") for n in names]
 
 
 def _result_columns() -> list[pa.Field]:
@@ -74,8 +78,24 @@ TRIAL_COLUMNS: tuple[pa.Field, ...] = tuple(
     + [_field("error", pa.string(), "result")]
     # the cost estimate of what the trial ran (sweeps.estimate.cost.row_flops); null for toy trials
     + [_field("flops", pa.float64(), "result")]
-    + [_field(n, pa.string(), "bookkeeping") for n in ("node_id", "started_at", "finished_at")])
+    + [_field(n, pa.string(), "bookkeeping") for n in ("node_id", "started_at", "finished_at")]
+    # the user's code a kind-python trial ran (trainer.user_entry.code_hash); null otherwise
+    + [_field("code_hash", pa.string(), "bookkeeping")])
 TRIAL_SCHEMA = pa.schema(TRIAL_COLUMNS)
+
+_PARAM_TYPES = ((bool, pa.bool_()), (int, pa.int64()), (float, pa.float64()), (str, pa.string()))
+
+
+def param_fields(rows: list[dict]) -> list[pa.Field]:
+    """The typed columns of the user parameters in ``rows`` (``params.<name>``, role
+    ``setting``), in name order, each typed by its values' Python type (the spec gives every
+    value of one parameter one type: trainer/kinds/python.py)."""
+    out = []
+    for name in sorted({k for r in rows for k in r if k.startswith(PARAM_PREFIX)}):
+        v = next((r[name] for r in rows if r.get(name) is not None), None)
+        typ = next((t for py, t in _PARAM_TYPES if isinstance(v, py)), pa.string())
+        out.append(_field(name, typ, "setting"))
+    return out
 
 
 def trial_roles() -> dict[str, Role]:
@@ -98,9 +118,11 @@ CURVE_SCHEMA = pa.schema([pa.field("trial_id", pa.string())]
 
 
 def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Trial rows as a TRIAL_SCHEMA table, each value cast to its column's type."""
-    return pa.Table.from_pylist([{f.name: _cast(r.get(f.name), f.type) for f in TRIAL_SCHEMA}
-                                 for r in rows], schema=TRIAL_SCHEMA)
+    """Trial rows as a TRIAL_SCHEMA table, each value cast to its column's type, then a user's
+    parameters, a typed column each (``param_fields``)."""
+    schema = pa.schema(list(TRIAL_SCHEMA) + param_fields(rows))
+    return pa.Table.from_pylist([{f.name: _cast(r.get(f.name), f.type) for f in schema}
+                                 for r in rows], schema=schema)
 
 
 def curve_table(ids: list[str], trial: Any, columns: dict[str, Any]) -> pa.Table:

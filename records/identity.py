@@ -24,11 +24,12 @@ from functools import lru_cache
 from typing import Any, Literal, Mapping
 
 from trainer.config import TrainConfig
+from trainer.kinds.python import PARAM_PREFIX
 
 __all__ = ["trial_id", "row_trial_id", "settings_id", "setting_kind", "SettingKind",
            "ID_SETTINGS_V1", "RUNTIME_FIELDS", "setting_defaults"]
 
-SettingKind = Literal["int", "float", "str", "model"]
+SettingKind = Literal["int", "float", "str", "model", "param"]
 
 RUNTIME_FIELDS = ("batched", "threads", "device", "micro_batches")
 """Settings left out of trial_id: batched and sequential workers do the same math, as do one
@@ -64,8 +65,14 @@ def _kind_of(name: str, annotation: Any) -> SettingKind:
 
 def setting_kind(name: str) -> SettingKind:
     """'int', 'float', 'str' or 'model' (a preset name or a mapping) for a TrainConfig field,
-    from its annotation."""
-    return _kinds()[name]
+    from its annotation; 'param' for a user parameter, ``params.<name>`` (its type is the
+    entry's, checked by the spec: trainer/kinds/python.py)."""
+    kind = _kinds().get(name)  # the hot path: planning asks for every field of every trial
+    if kind is None:
+        if not name.startswith(PARAM_PREFIX):
+            raise KeyError(name)
+        return "param"
+    return kind
 
 
 @lru_cache(maxsize=None)
@@ -83,12 +90,13 @@ def row_trial_id(row: Mapping[str, Any]) -> str:
     mapping read back from its JSON text; a null column (a file written before the setting
     existed) is left out, as the writing version left it out."""
     fields = {k: row.get(k) for k in TrainConfig.field_names()}
-    model = fields.get("model")
-    if isinstance(model, str) and model.startswith("{"):
-        try:
-            fields["model"] = json.loads(model)
-        except ValueError:
-            pass
+    for name, kind in _kinds().items():  # the LM's model, a user's params
+        v = fields.get(name)
+        if kind == "model" and isinstance(v, str) and v.startswith("{"):
+            try:
+                fields[name] = json.loads(v)
+            except ValueError:
+                pass
     return settings_id(fields)
 
 

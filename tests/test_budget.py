@@ -9,8 +9,8 @@ import pytest
 import analysis
 from records.identity import row_trial_id, trial_id
 from sweeps.estimate.cost import sweep_cost, trial_cost
-from sweeps.spec import SpecError, parse_spec
-from sweeps.store import Store
+from sweeps.spec.parse import SpecError, parse_spec
+from sweeps.store.store import Store
 from sweeps.tune.trainable import result_row
 from sweeps.tune.trial import trial_config
 from trainer import TrainConfig, train

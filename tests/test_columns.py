@@ -20,7 +20,8 @@ def test_roles_come_from_the_config_and_the_result() -> None:
     assert results and all(roles[n] == "result" for n in results)      # rise among them
     assert roles["rise"] == "result" and roles["error"] == "result"
     for name in TrainConfig.field_names():
-        want = "axis" if name in AXES else "runtime" if name in RUNTIME_FIELDS else "setting"
+        want = "axis" if name in AXES else "runtime" if name in RUNTIME_FIELDS else \
+            "bookkeeping" if name == "params" else "setting"  # a user's: params.<name> columns
         assert roles[name] == want, name
     assert roles["trial_id"] == roles["sweep"] == roles["node_id"] == "bookkeeping"
     assert set(roles) == set(TRIAL_SCHEMA.names)

@@ -42,6 +42,8 @@ def head():
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
          "--node-ip-address=127.0.0.1", f"--temp-dir={tmp}", "--num-cpus=2", "--num-gpus=0",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+         # its own job agent port: the default (52365) is taken by any other Ray head here
+         f"--dashboard-agent-listen-port={_free_port()}",
          "--disable-usage-stats"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{dash}"
@@ -105,6 +107,32 @@ def test_job_submit_runs_the_smoke_spec(head, tmp_path):
     for f in out.rglob("*"):
         if f.is_file():
             assert token.encode() not in f.read_bytes(), f
+
+
+def test_job_submit_runs_a_users_project_from_its_working_dir(head, tmp_path):
+    """kind: python (docs/user-kind.md): the user's package travels as the job's working dir;
+    the tool is on the nodes (here: on PYTHONPATH, as an installed package would be)."""
+    import json
+    import shutil
+
+    url, env = head
+    proj = tmp_path / "tinyfit"
+    shutil.copytree(ROOT / "examples" / "tinyfit", proj,
+                    ignore=shutil.ignore_patterns("results", "__pycache__"))
+    out = tmp_path / "results"
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", ".",
+           "--runtime-env-json", json.dumps({"env_vars": {"PYTHONPATH": str(ROOT)}}), "--",
+           sys.executable, "-m", "sweeps", "run", "spec.yaml", "--output", str(out)]
+    for _ in range(10):  # a fresh head's job agent may not be up yet (a loaded machine)
+        r = subprocess.run(cmd, cwd=proj, env={**env, "RAY_AUTH_MODE": "token"},
+                           capture_output=True, text=True, timeout=600)
+        if "No available agent" not in r.stdout + r.stderr:
+            break
+        time.sleep(5)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    trials = pd.read_parquet(out / "tinyfit" / "trials")
+    assert len(trials) == 16 and set(trials.status) <= {"completed", "diverged"}
+    assert str(trials["params.width"].dtype) == "int64" and trials.code_hash.nunique() == 1
 
 
 def _auth_token(env: dict) -> str:

@@ -25,11 +25,15 @@ from trainer.config import KIND_ONLY, TRIAL_KINDS, TrainConfig
 from trainer.settings import TrialSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+# kind python's example is the user project of examples/tinyfit, imported as its own package
+sys.path.insert(0, str(ROOT / "examples" / "tinyfit"))
 EXAMPLES = {
     "lm": {"kind": "lm", "workers": 2, "H": 2, "outer_steps": 2, "seq_len": 16, "batch_size": 2,
            "eval_batches": 1, "threads": 1},
     "toy": {"kind": "toy", "toy_dim": 32, "workers": 2, "H": 2, "outer_steps": 2, "lr": 0.5,
             "threads": 1},
+    "python": {"kind": "python", "entry": "tinyfit.problem:make", "params": {"width": 4},
+               "workers": 2, "H": 2, "outer_steps": 2, "threads": 1},
 }
 
 
@@ -68,7 +72,7 @@ def test_a_bad_setting_of_a_kind_is_refused_by_name(name: str) -> None:
     from trainer.config import ConfigError
 
     first = TRIAL_KINDS[name].fields()[0]
-    bad = {"model": 3, "toy_dim": 0}[first]
+    bad = {"model": 3, "toy_dim": 0, "entry": 3}[first]
     with pytest.raises(ConfigError, match=rf"^{first}:"):
         TrainConfig(**{**EXAMPLES[name], first: bad})
     # every kind's settings are checked whatever the kind: they are all in the trial's id
@@ -100,6 +104,7 @@ def test_stack_trains_a_pack_as_the_trials_alone(name: str) -> None:
     from trainer import train, train_packed
 
     stack = TRIAL_KINDS[name].stack()
+    assert TRIAL_KINDS[name].packs == (stack is not None)  # what the spec reads, no torch
     if stack is None:
         pytest.skip(f"{name} trials do not pack")
     assert stack.name == name

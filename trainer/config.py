@@ -19,6 +19,7 @@ from typing import Any
 from .checks import INT_MAX, SEED_MAX, ConfigError, nearest
 from .checks import check_choice as _check_choice
 from .kinds import TRIAL_KINDS, TrialKind
+from .kinds.python import PARAM_PREFIX, fold_params
 from .settings import DEVICES, OUTER_STEPS_DEFAULT, TrialSettings
 
 __all__ = ["TrainConfig", "TrialSettings", "ConfigError", "INT_MAX", "SEED_MAX", "TRIAL_KINDS",
@@ -98,7 +99,9 @@ class TrainConfig(*reversed(_SECTIONS)):  # type: ignore[misc]
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """Build from a mapping as a user writes one (a spec, the command line): unknown keys
         are refused with the nearest known name, and outer_steps beside a budget
-        (``inner_steps_budget`` > 0) is refused, since the budget sets T."""
+        (``inner_steps_budget`` > 0) is refused, since the budget sets T. A user parameter
+        may come as its own key, ``params.<name>`` (a spec's axis, a stored column)."""
+        d = fold_params(d)
         known = set(cls.field_names())
         for key in d:
             if key not in known:
@@ -119,11 +122,13 @@ class TrainConfig(*reversed(_SECTIONS)):  # type: ignore[misc]
         return d
 
     def flat(self) -> dict[str, Any]:
-        """Scalar columns for a Parquet row: a mapping (a model's fields) becomes its JSON text."""
+        """Scalar columns for a Parquet row: a mapping (a model's fields) becomes its JSON text;
+        each user parameter is a column of its own too, ``params.<name>`` (kinds/python.py)."""
         d = self.to_dict()
         for name in _MAPPINGS:
             if isinstance(d[name], dict):
                 d[name] = json.dumps(d[name], sort_keys=True)
+        d.update({PARAM_PREFIX + k: v for k, v in (self.params or {}).items()})
         return d
 
     def replace(self, **changes: Any) -> "TrainConfig":

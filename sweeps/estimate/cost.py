@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
 from trainer.config import TRIAL_KINDS, TrainConfig
+from trainer.kinds.python import PARAM_PREFIX
 
 from sweeps.spec.space import numeric_ends
 from sweeps.spec.parse import SweepSpec
@@ -144,13 +145,14 @@ def _corners(spec: SweepSpec) -> Iterable[tuple[dict[str, Any], int]]:
     numeric cost setting, so the ends bound it), for a kind that cannot say where its trials
     fall."""
     axes = {k: (numeric_ends(a.values) if a.values is not None else [a.low, a.high])
-            for k, a in spec.space.items() if k in COST_FIELDS}
+            for k, a in spec.space.items() if _costs(k)}
     return ((dict(zip(axes, combo)), 1) for combo in itertools.product(*axes.values()))
 
 
 def sweep_cost(spec: SweepSpec) -> SweepCost:
-    varying = [k for k in spec.space if k in COST_FIELDS]
-    points = spec.search_kind.cost_points(spec, COST_FIELDS)  # grouped: bounded time
+    varying = [k for k in spec.space if _costs(k)]
+    points = spec.search_kind.cost_points(spec, COST_FIELDS + tuple(  # grouped: bounded time
+        k for k in varying if k not in COST_FIELDS))
     counts: Literal["exact", "most", "corners"] = (
         "corners" if points is None else "most" if spec.search_kind.adaptive else "exact")
     seen: dict[str, tuple[dict[str, Any], int, TrialCost | None]] = {}
@@ -165,6 +167,12 @@ def sweep_cost(spec: SweepSpec) -> SweepCost:
                                                       for k, v in point.items()}})
         seen[key] = (key_d, n, trial_cost(cfg))
     return SweepCost(groups=list(seen.values()), trials=spec.n_trials, counts=counts)
+
+
+def _costs(key: str) -> bool:
+    """Whether an axis changes a trial's cost: a cost setting, or a user's parameter (it may
+    size the user's model: trainer/kinds/python.py)."""
+    return key in COST_FIELDS or key.startswith(PARAM_PREFIX)
 
 
 def _int_if_whole(name: str, v: Any) -> Any:

@@ -25,6 +25,7 @@ import os
 from typing import Any
 
 from trainer.config import TRIAL_KINDS, ConfigError, TrainConfig
+from trainer.kinds.python import PARAM_PREFIX
 
 from sweeps.spec.space import numeric_ends
 from sweeps.spec.parse import SpecError, SweepSpec
@@ -52,7 +53,8 @@ def largest_configs(spec: SweepSpec) -> list[TrainConfig]:
     as the estimate grows with each; so the count stays small for any spec); every other
     axis at its first value."""
     base = {k: _values(spec, k)[0] for k in spec.space}
-    keys = [k for k in MEM_KEYS if k in spec.space]
+    keys = [k for k in MEM_KEYS if k in spec.space] + [  # a user's params may size the model
+        k for k in spec.space if k.startswith(PARAM_PREFIX)]
     out = []
     for combo in itertools.product(*(numeric_ends(_values(spec, k)) for k in keys)):
         try:

@@ -19,6 +19,7 @@ from trainer.config import TrainConfig
 
 from sweeps.spec import yamlmarks
 from sweeps.tune.loggers import parse_loggers
+from sweeps.spec.params import check_user_entry, is_param_key, param_axes, trial_kind_of
 from sweeps.search import COMMON_KEYS, SEARCH_KINDS, GridSettings, SearchKind, search_kind
 from sweeps.spec.space import SpaceAxis, parse_axis
 from sweeps.spec.validate import SpecError, at, check_key, check_keys, finite, int_at_least, mapping, setting, show
@@ -156,9 +157,10 @@ class _Problems:
                 f"  and {m}" for m in self.messages[1:]) + f"\n  ({len(self.messages)} problems)")
 
 
-def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
+def parse_spec(data: Any, where: str = "spec", user_code: bool = True) -> SweepSpec:
     """Validate parsed YAML (a mapping) into a SweepSpec; one SpecError names every offending
-    key (the first on the first line)."""
+    key (the first on the first line). ``user_code=False`` reads a kind-python spec without
+    importing its entry (a stored spec, read where the user's code may not be)."""
     if not isinstance(data, dict):
         raise SpecError(f"{where}: a spec is a mapping with keys {', '.join(TOP_KEYS)}; "
                         f"got {show(data) if data is not None else 'an empty file'}")
@@ -203,6 +205,9 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
     for key, value in space_raw.items():
         w = at(space_raw, key)
         with problems.check():
+            if is_param_key(key):  # a user's parameter (kind: python): sweeps/spec/params.py
+                space.update(param_axes(key, value, w))
+                continue
             check_key(space_raw, key, fields, "space.")
             if key in trial_raw:
                 raise SpecError(f"space.{key}: also set under trial (line "
@@ -215,6 +220,10 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
             raise SpecError(f"space.outer_steps: not with space.inner_steps_budget, from which "
                             f"each trial's T = ⌊budget / H⌋ follows; sweep one of the two"
                             f"{at(space_raw, 'outer_steps')}")
+
+    if not problems.messages:  # imports a user's entry (kind: python), checks its params
+        with problems.check():
+            check_user_entry(trial_raw, trial, space, space_raw, load=user_code)
 
     search = None
     if kind is not None and not problems.messages:  # its checks read the axes and settings
@@ -229,6 +238,10 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
         if kind is not None and resources.pack > 1 and not kind.packs:
             raise SpecError(f"resources.pack: packing needs a grid search (its points known up "
                             f"front); {kind.summary}, got search.kind {kind.name!r}"
+                            f"{at(data.get('resources') or {}, 'pack')}")
+        if resources.pack > 1 and not trial_kind_of(trial).packs:
+            raise SpecError(f"resources.pack: trials of kind {trial_kind_of(trial).name} do not "
+                            f"pack (their kind has no stack); leave pack at 1"
                             f"{at(data.get('resources') or {}, 'pack')}")
 
     output = data.get("output", "results")

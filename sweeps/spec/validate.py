@@ -114,6 +114,9 @@ def trial_check(base: dict[str, Any], key: str, value: Any, prefix: str, where: 
         msg = str(e)
         if msg.startswith(f"{key}:"):
             msg = msg[len(key) + 1:].strip()
+        elif msg.startswith(f"{key}."):  # an entry of a mapping (a user's params.<name>)
+            sub, _, msg = msg.partition(":")
+            label, msg = f"{prefix}{sub}", msg.strip()
         raise SpecError(f"{label}: {msg}{where}") from None
     except TypeError as e:  # a constructor surprise: still name the key
         raise SpecError(f"{label}: {e}{where}") from None
@@ -138,6 +141,6 @@ def setting(trial: dict[str, Any], key: str, value: Any, prefix: str, where: str
     if nonfinite_anywhere(value):
         raise SpecError(f"{prefix}{key}: NaN and infinity are not allowed{where}")
     trial_check(trial, key, plain(value), prefix, where)
-    if field_kind(key) == "model":
+    if key == "model":  # the LM's (a user's params are a mapping too: sweeps/spec/params.py)
         check_model(value, f"{prefix}{key}", where)
     return coerce(key, plain(value))

@@ -98,7 +98,8 @@ def _status(store: Store, meta: dict | None, spec_path: str | None) -> str:
     if spec_path:
         spec = load_spec(spec_path)
     elif meta and meta.get("spec"):
-        spec = parse_spec(meta["spec"], where=f"{store.uri}/sweep.json")
+        # as run: a user's entry (kind: python) is not imported, its values are typed already
+        spec = parse_spec(meta["spec"], where=f"{store.uri}/sweep.json", user_code=False)
     else:
         spec = None
     c = counts(store, spec, store.rows)

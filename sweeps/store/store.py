@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from records.columns import (CURVE_SCHEMA, TRIAL_SCHEMA, curve_rows_table, curve_table,
-                             rows_table)
+from records.columns import (CURVE_SCHEMA, PARAM_PREFIX, TRIAL_SCHEMA, curve_rows_table,
+                             curve_table, rows_table)
 from records.identity import row_trial_id, trial_id
 from records.meta import META_DEPTH, meta_problem, parse_meta
 from records.reader import list_parquet, read_parquet, read_part
@@ -174,8 +174,12 @@ class Store:
         read = read_part(self.fs, f"{self.root}/{sub}", sub)  # type: ignore[arg-type]
         self.skipped.update(read.skipped)
         t = read.table
+        params = [c for c in t.column_names if c.startswith(PARAM_PREFIX)] \
+            if schema is TRIAL_SCHEMA else []  # a user's parameters, typed as stored
         t = pa.Table.from_arrays([t[f.name] if f.name in t.column_names
-                                  else pa.nulls(len(t), f.type) for f in schema], schema=schema)
+                                  else pa.nulls(len(t), f.type) for f in schema]
+                                 + [t[c] for c in params],
+                                 schema=pa.schema(list(schema) + [t.schema.field(c) for c in params]))
         return t.select(columns) if columns else t
 
     def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:

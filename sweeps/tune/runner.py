@@ -37,6 +37,7 @@ from sweeps.store.store import Store, now, trial_id
 from sweeps.tune.trainable import failed_row
 from sweeps.tune.tuner import library_logs, log, one_line, run_trials
 from sweeps.store.uri import check_uri, with_endpoint
+from sweeps.spec.usercode import other_code_note, spec_code
 
 __all__ = ["run_sweep", "RunSummary", "resolve_output", "resume_command", "runs_locally"]
 
@@ -162,16 +163,19 @@ def _run_locked(spec: SweepSpec, store: Store, out: str, max_concurrent: int | N
     for f, why in store.skipped.items():
         _log(stream, f"skipped a file that is not a trustworthy trial row (its trial runs "
                      f"again): {f}: {why}")
+    note = None if force else other_code_note(spec, rows)  # kind python: sweeps/spec/usercode.py
+    if note:
+        _log(stream, note)
     p = spec.search_kind.plan(spec, rows, force)
     summary = RunSummary(store_uri=store.uri, total=p.total, skipped=p.done, folder=store.folder)
 
     # sweep.json keeps no secret: the command line and the spec's output go in redacted
     run_info = {"started_at": now(), "ended_at": None, "force": force,
                 "planned": p.to_sample, "skipped": p.done, "argv": redact_data(sys.argv),
-                "search": spec.search_kind.about(spec)}
+                "search": spec.search_kind.about(spec), "code": spec_code(spec)}
     run_info["spec"] = record_spec(meta, redact_data(spec.to_dict()))  # every spec run kept
     meta.update(name=spec.name, spec_file=spec.source, search=spec.search_kind.about(spec),
-                versions=versions(), git_commit=git_commit())
+                versions=versions(), git_commit=git_commit(), code=run_info["code"])
     meta.setdefault("created_at", run_info["started_at"])
     meta["runs"] = (meta.get("runs") or []) + [run_info]
     try:

@@ -166,10 +166,19 @@ def result_row(spec: "SweepSpec", cfg: TrainConfig, tid: str, summary: dict[str,
     ``TrainResult.summary()``), provenance."""
     return {"sweep": spec.name, "trial_id": tid, **cfg.flat(), **summary, "error": None,
             "flops": row_flops(cfg, summary["tokens"], summary["outer_steps_done"]),
-            "node_id": node, "started_at": started, "finished_at": now()}
+            "node_id": node, "started_at": started, "finished_at": now(),
+            "code_hash": cfg.trial_kind.code_version(cfg)}
 
 
 def failed_row(spec: "SweepSpec", cfg: TrainConfig, error: str) -> dict[str, Any]:
     """The row of a trial that still crashed after Tune's retries."""
     return {"sweep": spec.name, "trial_id": trial_id(cfg), **cfg.flat(), "status": "failed",
-            "error": error, "finished_at": now()}
+            "error": error, "finished_at": now(), "code_hash": _code(cfg)}
+
+
+def _code(cfg: TrainConfig) -> str | None:
+    """The user's code hash for a failed row; None when the entry itself cannot be read."""
+    try:
+        return cfg.trial_kind.code_version(cfg)
+    except Exception:  # noqa: BLE001 - the row records the failure, not a second one
+        return None

@@ -13,6 +13,7 @@ from ..checks import ConfigError
 from ..registry import Registry
 from .base import FlopModel, TrialKind
 from .lm import LM
+from .python import PYTHON
 from .toy import TOY
 
 __all__ = ["TRIAL_KINDS", "TrialKind", "FlopModel"]
@@ -22,3 +23,4 @@ TRIAL_KINDS: Registry[TrialKind] = Registry(
         f"kind: expected one of {', '.join(known)}, got {name!r}"))
 TRIAL_KINDS.register(LM)
 TRIAL_KINDS.register(TOY)
+TRIAL_KINDS.register(PYTHON)

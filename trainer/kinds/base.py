@@ -55,6 +55,12 @@ class TrialKind:
     """The settings ``memory`` reads (the memory preflight tries the extremes of these)."""
     cost_keys: ClassVar[tuple[str, ...]] = ()
     """The settings ``flops`` reads (trials equal in these cost the same)."""
+    packs: ClassVar[bool] = True
+    """Its trials pack (``stack()`` gives a class, read without importing torch); False: a
+    spec with ``resources.pack`` above 1 is refused."""
+    takes_entry: ClassVar[bool] = False
+    """Its trials run a user's function (``entry``, ``params``): the spec imports and checks
+    it, and each row records the user's code as ``code_hash`` (kinds/python.py)."""
     theory_keys: ClassVar[tuple[str, ...]] = ()
     """The settings ``linear_model`` reads; none: the kind has no linear model (the report
     draws a prediction for its sweeps only under a spectrum the user assumes)."""
@@ -83,6 +89,11 @@ class TrialKind:
 
     def flops(self, cfg: "TrainConfig") -> FlopModel | None:
         """Its FLOP model, or None: no estimate (its rows' ``flops`` is null)."""
+        return None
+
+    def code_version(self, cfg: "TrainConfig") -> str | None:
+        """The user's code a trial runs, as a content hash (the ``code_hash`` column), or
+        None: the tool's own code, whose commit sweep.json records."""
         return None
 
     def linear_model(self, settings: Mapping[str, Any], modes: Any = None
