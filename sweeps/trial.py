@@ -19,10 +19,23 @@ from .validate import field_kind
 if TYPE_CHECKING:  # types only: the spec imports the search kinds, which import this
     from .spec import SweepSpec
 
-__all__ = ["trial_config", "pack_configs", "objective", "finite", "display_id", "OBJECTIVE"]
+__all__ = ["trial_config", "pack_configs", "objective", "finite", "display_id", "OBJECTIVE",
+           "MEMBER_FIELDS", "member_rows"]
 
 OBJECTIVE = "objective"
 """The name of the value every report carries for the searcher: the spec's metric, finite."""
+
+
+MEMBER_FIELDS = ("final_loss", "best_loss", "initial_loss", "end_rise")
+"""What a pack's last report carries per member it trained (``members``: [trial_id, status,
+*MEMBER_FIELDS]): what a searcher judges a probe by (trainer.result.outcome), as it judges one
+trial from its own last report."""
+
+
+def member_rows(result: dict | None) -> dict[str, dict[str, Any]]:
+    """trial_id → {status, final_loss, ...} of each member a pack's last report names."""
+    return {m[0]: dict(zip(("status", *MEMBER_FIELDS), m[1:]))
+            for m in (result or {}).get("members") or []}
 
 
 def _native(name: str, v: Any) -> Any:

@@ -29,7 +29,7 @@ from trainer.result import RISE
 
 from ..space import iter_points
 from ..store import DONE_STATUSES, trial_id
-from ..trial import trial_config
+from ..trial import member_rows, trial_config
 from ..validate import SpecError, at, int_at_least, show
 from .base import Plan, SearchKind, TuneSetup
 from .boundary import _fraction, word_of_row
@@ -72,9 +72,18 @@ class SliceMap:
     lattice: LatticeMap
 
 
+def _shape(spec: "SweepSpec", params: dict[str, Any]) -> str:
+    """What trials must share to be packed together (all but trainer.packed.PACKABLE)."""
+    from trainer.packed import PACKABLE  # imports torch: only when packing
+
+    cfg = trial_config(spec, params).to_dict()
+    return json.dumps({k: v for k, v in cfg.items() if k not in PACKABLE}, sort_keys=True)
+
+
 class Map(SearchKind):
     name = "map"
     adaptive = True
+    packs = True
     summary = "a map search refines a stable-region map where its corners disagree"
     keys = ("axes", "coarse", "audits", "seed", "rise", "max_trials")
 
@@ -170,29 +179,53 @@ class Map(SearchKind):
         pending: list[set[tuple[int, int]]] = [set() for _ in maps]
         turn, started = [0], [0]
         room = math.inf if s.max_trials is None else s.max_trials - plan.done
+        pack = spec.resources.pack
+        shape = [_shape(spec, self.params(spec, m.point, (0, 0))) if pack > 1 else ""
+                 for m in maps]
+
+        def ready(i: int) -> list[tuple[int, int]]:
+            if not queue[i] and not pending[i]:  # its last round has landed: the next one
+                queue[i] = maps[i].lattice.wanted()[::-1]
+            return queue[i]
+
+        def take(i: int) -> dict[str, Any]:
+            p = queue[i].pop()
+            pending[i].add(p)
+            started[0] += 1
+            params = self.params(spec, maps[i].point, p)
+            return {"params": params, "map": i, "at": list(p),
+                    "trial_id": trial_id(trial_config(spec, params))}
 
         def propose() -> dict[str, Any] | str | None:
-            if started[0] < room:
-                for k in range(len(maps)):  # round robin, so every map moves
-                    i = (turn[0] + k) % len(maps)
-                    if not queue[i] and not pending[i]:  # its last round has landed
-                        queue[i] = maps[i].lattice.wanted()[::-1]
-                    if queue[i]:
-                        p = queue[i].pop()
-                        pending[i].add(p)
-                        turn[0], started[0] = i + 1, started[0] + 1
-                        params = self.params(spec, maps[i].point, p)
-                        return {"params": params, "map": i, "at": list(p),
-                                "trial_id": trial_id(trial_config(spec, params))}
-            return None if any(pending) else "finished"
+            order = [(turn[0] + k) % len(maps) for k in range(len(maps))]  # every map moves
+            first = next((i for i in order if started[0] < room and ready(i)), None)
+            if first is None:
+                return None if any(pending) else "finished"
+            turn[0] = first + 1
+            if pack == 1:
+                return take(first)
+            members = []  # a pack: the ready rounds of maps of one shape, up to `pack` probes
+            for i in order:
+                while (shape[i] == shape[first] and len(members) < pack and started[0] < room
+                       and ready(i)):
+                    members.append(take(i))
+            return {"pack": [m["params"] for m in members], "ids": [m["trial_id"] for m in
+                    members], "at": [[m["map"], *m["at"]] for m in members]}
 
-        def landed(config: dict[str, Any], result: dict | None, error: bool) -> None:
-            # judged from the trial's last report (status, losses, end_rise), as the plan
-            # judges the stored row: no read of the store
-            i, p = config["map"], tuple(config["at"])
-            done = not error and result and result.get("status") in DONE_STATUSES
+        def judge(i: int, p: tuple[int, int], result: dict | None) -> None:
+            done = result is not None and result.get("status") in DONE_STATUSES
             maps[i].lattice.record(p, word_of_row(result if done else None, s.rise))
             pending[i].discard(p)
+
+        def landed(config: dict[str, Any], result: dict | None, error: bool) -> None:
+            # judged from the trial's last report (status, losses, end_rise; a pack's names
+            # each member), as the plan judges the stored row: no read of the store
+            if "pack" not in config:
+                judge(config["map"], tuple(config["at"]), None if error else result)
+                return
+            got = {} if error else member_rows(result)
+            for tid, (i, a, b) in zip(config["ids"], config["at"]):
+                judge(i, (a, b), got.get(tid))  # a member not named (stored before) reruns
 
         n = max(plan.to_sample, 1)
         return TuneSetup(searcher=CallbackSearcher(propose, landed), num_samples=n,
