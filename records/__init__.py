@@ -1,7 +1,8 @@
 """records: what a sweep stores, and the one way it is read (docs/architecture.md).
 
 Trial identity (``identity``), the column declarations and their roles (``columns``), the trust
-rule every reader applies (``trust``) and the one reader (``reader``). No Ray, no plotly, no
+rule every reader applies (``trust``), the one reader (``reader``), and the map a map search
+refines from its rows (``lattice_map``), which the search and its report both replay. No Ray, no plotly, no
 torch: the sweep service writes through it, ``analysis`` and a pandas user read through it.
 """
 
