@@ -27,7 +27,8 @@ from .edge_figure import edge_figure
 from .figures import axis_ticks, fmt, slice_title
 from .stability import RISE, RISES, group_by, key_dict, label, pct
 
-__all__ = ["is_map_search", "rebuild_maps", "map_cells", "filled_trials", "map_parts"]
+__all__ = ["is_map_search", "rebuild_maps", "map_cells", "filled_trials", "map_summary",
+           "render_map", "map_parts"]
 
 _KIND = {MEASURED: "measured", FILLED: "filled", AUDIT: "audit"}
 
@@ -156,33 +157,87 @@ def _thresholds(trials: pd.DataFrame, rise: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def map_summary(trials: pd.DataFrame, search: dict) -> dict[str, Any]:
+    """The maps, their cells, the counts per map and per slice, and (for α × β maps) the edge
+    summary of the filled map (``boundary_report.boundary_summary``)."""
+    a, b = search["axes"]
+    maps = rebuild_maps(trials, search)
+    cells = map_cells(maps, search)
+    per_map = _per_map(maps)
+    slices = [k for k in search.get("others", []) if k != "seed" and k in per_map]
+    rise = float(search.get("rise") or RISE)
+    edges = boundary_summary(filled_trials(cells), rise) if {a, b} == {"alpha", "beta"} else None
+    return {"maps": maps, "cells": cells, "per_map": per_map, "slices": slices, "rise": rise,
+            "counts": _slice_table(per_map, slices), "edges": edges}
+
+
+def _unfinished(m: dict[str, Any], n_trials: int, cap: int | None) -> str:
+    """A sentence naming the maps left unfinished and why, or ''."""
+    per_map = m["per_map"]
+    unfinished = per_map[~per_map["finished"]]
+    if not len(unfinished):
+        return ""
+    shown = [c for c in unfinished.columns if c not in _per_map_cols]
+    where = "; ".join(f"{slice_title(shown, r[shown].values)} at round {int(r['rounds'])}"
+                      for _, r in unfinished.iterrows())
+    why = (f"the max_trials cap ({cap}) was reached" if cap is not None and n_trials >= cap
+           else "the run stopped (or a probe failed)")
+    return (f"{len(unfinished)} of {len(per_map)} maps are unfinished: {why}; {where}. Their "
+            f"unknown cells are blank.")
+
+
+def render_map(trials: pd.DataFrame, meta: dict, name: str = "") -> str:
+    """The terminal view of a map store: the answer, the counts, a text map per slice (#
+    stable, x not, + a bin holding both, blank unknown; β up, α right, binned to 64 × 24)."""
+    search = meta["search"]
+    a, b = search["axes"]
+    m = map_summary(trials, search)
+    out = [f"sweep {name}: {len(trials)} probes · map search over {a} × {b} at threshold "
+           f"{pct(m['rise'])}"]
+    note = _unfinished(m, len(trials), search.get("max_trials"))
+    out += [note] if note else []
+    if m["edges"] is not None:
+        out.append(boundary_answer(m["edges"]))
+    out += ["", "measured, filled, audited (per slice, over its seeds):",
+            m["counts"].to_string(index=False)]
+    for key, part in group_by(m["cells"], m["slices"]):
+        title = slice_title(m["slices"], key if isinstance(key, tuple) else (key,)) or "map"
+        st = part.groupby([a, b])["stable"].agg(
+            lambda v: np.nan if v.isna().any() else float(v.min()))
+        grid = st.to_numpy().reshape(part[a].nunique(), part[b].nunique())
+        out += ["", f"{title}:", _text(grid)]
+    return "\n".join(out)
+
+
+def _text(grid: np.ndarray, cols: int = 64, rows: int = 24) -> str:
+    ia = np.array_split(np.arange(grid.shape[0]), min(cols, grid.shape[0]))
+    jb = np.array_split(np.arange(grid.shape[1]), min(rows, grid.shape[1]))
+    lines = []
+    for j in reversed(jb):
+        line = ""
+        for i in ia:
+            v = grid[np.ix_(i, j)]
+            line += (" " if np.isnan(v).all() else "#" if np.nanmin(v) == 1 else
+                     "x" if np.nanmax(v) == 0 else "+")
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def map_parts(trials: pd.DataFrame, meta: dict, table: Callable[[pd.DataFrame], str]
               ) -> tuple[list[str], list[tuple[str, go.Figure]]]:
     """The page's sections (HTML) and figures for a map store."""
     search = meta["search"]
     a, b = search["axes"]
-    rise = float(search.get("rise") or RISE)
-    maps = rebuild_maps(trials, search)
-    cells = map_cells(maps, search)
-    per_map = _per_map(maps)
-    slices = [k for k in search.get("others", []) if k != "seed" and k in per_map]
-    counts = _slice_table(per_map, slices)
+    m = map_summary(trials, search)
+    rise, cells, per_map, slices, counts = (m["rise"], m["cells"], m["per_map"], m["slices"],
+                                            m["counts"])
+    s = m["edges"]
     na, nb = len(search["lattice"][a]), len(search["lattice"][b])
     parts, figures = [], []
-    cap = search.get("max_trials")
-    unfinished = per_map[~per_map["finished"]]
-    if len(unfinished):
-        shown = [c for c in unfinished.columns if c not in _per_map_cols]
-        where = "; ".join(f"{slice_title(shown, r[shown].values)} at round {int(r['rounds'])}"
-                          for _, r in unfinished.iterrows())
-        why = (f"the max_trials cap ({cap}) was reached" if cap is not None and
-               len(trials) >= cap else "the run stopped (or a probe failed)")
-        parts.append(f"<p class='answer'><b>{len(unfinished)} of {len(per_map)} maps are "
-                     f"unfinished: {html.escape(why)}; {html.escape(where)}. Their unknown "
-                     f"cells are blank.</b></p>")
-    s = None
-    if {a, b} == {"alpha", "beta"}:
-        s = boundary_summary(filled_trials(cells), rise)
+    note = _unfinished(m, len(trials), search.get("max_trials"))
+    if note:
+        parts.append(f"<p class='answer'><b>{html.escape(note)}</b></p>")
+    if s is not None:
         parts.append(f"<p class='answer'>{html.escape(boundary_answer(s))}</p>")
     total = int(counts["measured"].sum())
     parts.append(f"<p class='lead'>{len(trials)} probes on {len(per_map)} maps of {na} {a} × "
@@ -202,8 +257,7 @@ def map_parts(trials: pd.DataFrame, meta: dict, table: Callable[[pd.DataFrame], 
     if s is not None and len(s["edges"]):
         alphas = sorted(search["lattice"]["alpha"])
         efig = edge_figure(s["edges"].drop(columns=["seeds", "ragged"]),
-                           [alphas[i] for i in axis_ticks(alphas)[0]] if len(alphas) > 9
-                           else alphas,
+                           alphas[::max(1, len(alphas) // 8)] + alphas[-1:],
                            title="Stable α edge per β from the map: ● edge, ▲ stable to the "
                                  "lattice's end, ▼ below it; bars: smallest to largest seed",
                            spread="seeds from")

@@ -21,6 +21,7 @@ from .answer import answer_sentence
 from .boundary_report import (boundary_answer, boundary_summary, gain_table, is_line_search,
                               line_keys, store_rise)
 from .figures import fmt, slice_title
+from .map_report import is_map_search, render_map
 from .load import load_curves, load_sweep_meta, load_trials
 from .metrics import summarize
 from .stability import (RISE, RISES, TOLS, cell_outcome, display_keys, fixed_settings,
@@ -196,6 +197,8 @@ def render_show(path: str | Path, rise: float | None = None, tol: float = 0.05, 
     name = (meta.get("spec") or {}).get("name") or Path(str(path).rstrip("/")).name
     if is_line_search(meta):
         text = render_lines(boundary_summary(trials, store_rise(meta, rise)), name)
+    elif is_map_search(meta):
+        text = render_map(trials, meta, name)
     else:
         text = render_summary(summarize(trials, rise=RISE if rise is None else rise, tol=tol,
                                         rises=rises, tols=tols, diverge=diverge,

@@ -2,7 +2,7 @@
 
 Toy (default): the 512 × 512 slice of sweeps/specs/toy_map.yaml, H = 4, R = 0, one seed. The
 grid runs as the spec says (packs of 4,096, one batched computation each); the map search runs
-on the same lattice through the same sweep service (one trial per Ray trial). Printed: both
+on the same lattice through the same sweep service, each round of probes as packs too. Printed: both
 trial counts and their ratio, the share of the grid the map measured, the cells on which the
 filled map and the grid agree (stable or not, at the search's threshold), the largest
 difference of the α edge per β in lattice steps, the audits and how many agreed, and both wall
@@ -90,8 +90,7 @@ def toy(out: str, grid: str | None) -> dict[str, float]:
     if grid is None:
         t_grid = _run(base, out)
         grid = f"{out}/{base['name']}"
-    m = {**base, "name": "toy-map-adaptive", "search": {"kind": "map"},
-         "resources": {"cpu": 1, "gpu": 0}}
+    m = {**base, "name": "toy-map-adaptive", "search": {"kind": "map"}}  # packed, as the grid
     t_map = _run(m, out)
     r = compare(Path(grid), Path(out) / m["name"])
     print(_line("toy 512 × 512, H=4, R=0", r, t_grid, t_map), flush=True)
