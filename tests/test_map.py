@@ -297,3 +297,23 @@ def test_killed_then_rerun_ends_with_the_same_map_and_no_probe_twice(tmp_path, e
     resumed, once = load_trials(folder), load_trials(runs[1])
     assert resumed["trial_id"].is_unique and set(resumed["trial_id"]) == set(once["trial_id"])
     pd.testing.assert_frame_equal(_map_of(folder), _map_of(runs[1]))
+
+
+def test_a_capped_map_says_where_it_stopped_and_shows_what_it_has():
+    from analysis.map_report import render_map
+
+    spec = _spec(max_trials=120)
+    kind = spec.search_kind
+    rows: list = []
+    while (p := kind.plan(spec, rows, False)).to_sample:  # rounds until the cap
+        for q in p.todo[: p.to_sample]:
+            cfg = trial_config(spec, q)
+            ok = cfg.alpha < 1.5 - cfg.beta
+            rows.append({"trial_id": trial_id(cfg), **cfg.flat(), "initial_loss": 1.0,
+                         "status": "completed" if ok else "diverged",
+                         "final_loss": 0.5 if ok else math.inf, "best_loss": 0.5,
+                         "end_rise": 0.0})
+    assert len(rows) == 120
+    text = render_map(pd.DataFrame(rows), {"search": kind.about(spec)}, "m")
+    assert "2 of 2 maps are unfinished: the max_trials cap (120) was reached" in text
+    assert "R=0, seed=0 at round" in text and "measured, filled, audited" in text
