@@ -6,6 +6,7 @@ trial configuration. Ray is imported inside the trial, so this module is cheap t
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -160,7 +161,8 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
             return
     tune.report({**base, "status": "diverged" if statuses and all(x == "diverged" for x in statuses)
                  else "completed", "packed": len(points), "skipped": not configs,
-                 "diverged_members": statuses.count("diverged"), "members": members,
+                 "diverged_members": statuses.count("diverged"),
+                 "members": json.dumps(members),  # text: Tune's loggers skip it quietly
                  OBJECTIVE: 0.0})
 
 

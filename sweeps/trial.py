@@ -8,6 +8,7 @@ trial is named (``trial_id``) the same way before Ray starts and inside the tria
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +28,15 @@ OBJECTIVE = "objective"
 
 
 MEMBER_FIELDS = ("final_loss", "best_loss", "initial_loss", "end_rise")
-"""What a pack's last report carries per member it trained (``members``: [trial_id, status,
-*MEMBER_FIELDS]): what a searcher judges a probe by (trainer.result.outcome), as it judges one
+"""What a pack's last report carries per member it trained (``members``: a JSON list of
+[trial_id, status, *MEMBER_FIELDS]): what a searcher judges a probe by (trainer.result.outcome), as it judges one
 trial from its own last report."""
 
 
 def member_rows(result: dict | None) -> dict[str, dict[str, Any]]:
     """trial_id → {status, final_loss, ...} of each member a pack's last report names."""
-    return {m[0]: dict(zip(("status", *MEMBER_FIELDS), m[1:]))
-            for m in (result or {}).get("members") or []}
+    members = (result or {}).get("members") or "[]"
+    return {m[0]: dict(zip(("status", *MEMBER_FIELDS), m[1:])) for m in json.loads(members)}
 
 
 def _native(name: str, v: Any) -> Any:

@@ -180,7 +180,7 @@ def _drive(spec, slots: int) -> tuple[int, int, list]:
             ok = cfg.alpha < 1.5 - cfg.beta
             rows.append([trial_id(cfg), "completed" if ok else "diverged",
                          0.5 if ok else math.inf, 0.5, 1.0, 0.0])
-        result = ({"status": "completed", "members": rows} if "pack" in config else
+        result = ({"status": "completed", "members": json.dumps(rows)} if "pack" in config else
                   dict(zip(("trial_id", "status", "final_loss", "best_loss", "initial_loss",
                             "end_rise"), rows[0])))
         searcher.on_trial_complete(tid, result)
