@@ -146,6 +146,15 @@ def _map_figure(cells: pd.DataFrame, a: str, b: str, title: str) -> go.Figure:
     return fig
 
 
+def _ticks(alphas: list[float], n: int = 7) -> list[float]:
+    """About ``n`` lattice values evenly spread on a log scale (the edge figure's α ticks)."""
+    a = np.asarray(alphas, dtype=float)
+    if len(a) <= n or a.min() <= 0:
+        return list(a)
+    return sorted({float(a[np.abs(np.log(a) - np.log(t)).argmin()])
+                   for t in np.geomspace(a.min(), a.max(), n)})
+
+
 def _thresholds(trials: pd.DataFrame, rise: float) -> pd.DataFrame:
     """Measured probes only: how many change outcome at each other threshold."""
     at = label(trials, rise=rise)["stable"].to_numpy()
@@ -240,7 +249,8 @@ def map_parts(trials: pd.DataFrame, meta: dict, table: Callable[[pd.DataFrame], 
     if s is not None:
         parts.append(f"<p class='answer'>{html.escape(boundary_answer(s))}</p>")
     total = int(counts["measured"].sum())
-    parts.append(f"<p class='lead'>{len(trials)} probes on {len(per_map)} maps of {na} {a} × "
+    n_maps = f"{len(per_map)} map{'' if len(per_map) == 1 else 's'}"
+    parts.append(f"<p class='lead'>{len(trials)} probes on {n_maps} of {na} {a} × "
                  f"{nb} {b} (map search at blow-up threshold {pct(rise)}): {total} lattice "
                  f"points measured of the {len(per_map) * na * nb} the grid it stands for "
                  f"would run ({total / max(len(per_map) * na * nb, 1):.1%}).</p>")
@@ -257,7 +267,7 @@ def map_parts(trials: pd.DataFrame, meta: dict, table: Callable[[pd.DataFrame], 
     if s is not None and len(s["edges"]):
         alphas = sorted(search["lattice"]["alpha"])
         efig = edge_figure(s["edges"].drop(columns=["seeds", "ragged"]),
-                           alphas[::max(1, len(alphas) // 8)] + alphas[-1:],
+                           _ticks(alphas),
                            title="Stable α edge per β from the map: ● edge, ▲ stable to the "
                                  "lattice's end, ▼ below it; bars: smallest to largest seed",
                            spread="seeds from")
@@ -270,7 +280,7 @@ def map_parts(trials: pd.DataFrame, meta: dict, table: Callable[[pd.DataFrame], 
               f"seed is). Dark green / dark red: measured stable / not stable; light: filled "
               f"from agreeing neighbours; ◇ audits. Threshold {pct(rise)}.</p>"]
     for i, (key, part) in enumerate(group_by(cells, slices) if slices else [((), cells)]):
-        title = slice_title(slices, key if isinstance(key, tuple) else (key,)) or "map"
+        title = slice_title(slices, key if isinstance(key, tuple) else (key,)) or "the one slice"
         fig = _map_figure(part, a, b, f"Map — {title}")
         figures.append((f"map_{i}", fig))
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,

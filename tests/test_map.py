@@ -155,13 +155,13 @@ def test_plan_replays_the_store_and_asks_for_the_same_next_batch():
     assert capped.search_kind.plan(capped, rows, False).to_sample == 0
 
 
-def _drive(spec, slots: int) -> tuple[int, int, list]:
-    """Run the kind's searcher against an oracle, ``slots`` Tune trials at a time; (Tune
-    trials, probes, the maps)."""
+def _drive(spec, slots: int, rows=(), asked=None) -> tuple[int, int, list]:
+    """Run the kind's searcher against an oracle, ``slots`` Tune trials at a time, over the
+    stored ``rows``; (Tune trials, probes, the maps). ``asked`` collects the trial_ids run."""
     from sweeps.trial import pack_configs
 
     kind = spec.search_kind
-    plan = kind.plan(spec, [], False)
+    plan = kind.plan(spec, list(rows), False)
     searcher = kind.tune(spec, plan, out="/nonexistent").searcher
     searcher.set_search_properties("objective", "min", {})
     running, n_tune, probes, k = {}, 0, 0, 0
@@ -177,6 +177,8 @@ def _drive(spec, slots: int) -> tuple[int, int, list]:
         tid, config = running.popitem()
         rows = []
         for cfg in pack_configs(spec, config):
+            if asked is not None:
+                asked.append(trial_id(cfg))
             ok = cfg.alpha < 1.5 - cfg.beta
             rows.append([trial_id(cfg), "completed" if ok else "diverged",
                          0.5 if ok else math.inf, 0.5, 1.0, 0.0])
@@ -200,6 +202,28 @@ def test_the_searcher_sends_rounds_as_batches_and_ends_with_the_replayed_map(pac
     assert probes == sum(len(m.lattice.seen) for m in maps)
     if pack == 4096:  # one pack a round, both maps (R = 0, 3) in it
         assert n_tune == max(m.lattice.rounds for m in maps)
+
+
+def _oracle_row(spec, point) -> dict:
+    cfg = trial_config(spec, point)
+    ok = cfg.alpha < 1.5 - cfg.beta
+    return {"trial_id": trial_id(cfg), **cfg.flat(), "initial_loss": 1.0, "best_loss": 0.5,
+            "status": "completed" if ok else "diverged", "final_loss": 0.5 if ok else math.inf,
+            "end_rise": 0.0}
+
+
+def test_points_a_grid_already_stored_are_read_not_run():
+    # the rows of a grid on every other α of the lattice (a coarser grid of the same space)
+    spec = _spec()
+    a, b = SPACE_VALUES
+    rows = [_oracle_row(spec, {"alpha": x, "beta": y, "R": r, "seed": 0})
+            for x in a[::2] for y in b for r in (0, 3)]
+    asked: list = []
+    _, probes, maps = _drive(spec, 2, rows, asked)
+    stored = {r["trial_id"] for r in rows}
+    assert asked and not set(asked) & stored and len(asked) == len(set(asked))
+    fresh = [m for m in _drive(spec, 2)[2]]
+    assert [m.lattice.seen for m in maps] == [m.lattice.seen for m in fresh]
 
 
 @pytest.mark.parametrize("search, space, match", [

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
 from records.lattice_map import LatticeMap, estimate, replay
 from trainer.result import RISE
@@ -70,6 +70,9 @@ class SliceMap:
 
     point: dict[str, Any]
     lattice: LatticeMap
+    stored: Callable[[tuple[int, int]], str | None] = lambda p: None
+    """The outcome of a point's stored row, None when none is stored (a later round may ask
+    for a point a grid of the same lattice already ran: it is read, not proposed)."""
 
 
 def _shape(spec: "SweepSpec", params: dict[str, Any]) -> str:
@@ -150,6 +153,7 @@ class Map(SearchKind):
                 def lookup(p, point=point):
                     row = by_id.get(trial_id(trial_config(spec, self.params(spec, point, p))))
                     return None if row is None else word_of_row(row, s.rise)
+                m.stored = lookup
                 replay(m.lattice, lookup)
             out.append(m)
         return out
@@ -184,8 +188,14 @@ class Map(SearchKind):
                  for m in maps]
 
         def ready(i: int) -> list[tuple[int, int]]:
-            if not queue[i] and not pending[i]:  # its last round has landed: the next one
-                queue[i] = maps[i].lattice.wanted()[::-1]
+            while not queue[i] and not pending[i]:  # its last round has landed: the next one
+                batch = maps[i].lattice.wanted()
+                known = {p: w for p in batch if (w := maps[i].stored(p)) is not None}
+                for p, w in known.items():  # stored already (a grid's row): read, not run
+                    maps[i].lattice.record(p, w)
+                queue[i] = [p for p in batch if p not in known][::-1]
+                if not batch:
+                    break
             return queue[i]
 
         def take(i: int) -> dict[str, Any]:
