@@ -97,7 +97,7 @@ def toy(out: str, grid: str | None) -> dict[str, float]:
     return {**r, "t_map": t_map, "t_grid": t_grid or float("nan")}
 
 
-def lm(out: str, size: str, grid: str | None) -> dict[str, float]:
+def lm(out: str, size: str, grid: str | None, coarse: int | None = None) -> dict[str, float]:
     na, nb = (int(x) for x in size.lower().split("x"))
     base = load_spec(ROOT / "sweeps/specs/restart_cpu.yaml").to_dict()
     space = {"alpha": {"low": 0.7, "high": 11.2, "num": na, "log": True},
@@ -108,7 +108,8 @@ def lm(out: str, size: str, grid: str | None) -> dict[str, float]:
     if grid is None:
         t_grid = _run(g, out)
         grid = f"{out}/{g['name']}"
-    coarse = max(1, int(np.log2(max(na, nb) - 1)) - 3)
+    if coarse is None:  # a 3 × 3 to 5 × 5 start: 2 on 33 × 17
+        coarse = max(1, int(np.log2(max(na, nb) - 1)) - 3)
     m = {**g, "name": f"lm-map-{size}", "search": {"kind": "map", "coarse": coarse,
                                                    "audits": 4}}
     t_map = _run(m, out)
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--lm", action="store_true", help="also the LM slice (grid and map)")
     ap.add_argument("--lm-only", action="store_true", help="only the LM slice")
     ap.add_argument("--lm-size", default="33x17", help="α × β lattice of the LM slice")
+    ap.add_argument("--lm-coarse", type=int, help="coarse halvings of the LM map (default: "
+                    "2 on 33x17; see docs/performance.md for what a coarse start misses)")
     ap.add_argument("--grid", help="a stored grid of toy_map.yaml to compare with")
     ap.add_argument("--lm-grid", help="a stored grid of the LM slice to compare with")
     ap.add_argument("--out", help="keep the stores here (default: a temporary folder)")
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if not args.lm_only:
             res.update(toy(out, args.grid))
         if args.lm or args.lm_only:
-            res.update({f"lm_{k}": v for k, v in lm(out, args.lm_size, args.lm_grid).items()})
+            res.update({f"lm_{k}": v for k, v in lm(out, args.lm_size, args.lm_grid,
+                                                          args.lm_coarse).items()})
     return res
 
 
