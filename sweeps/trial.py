@@ -29,8 +29,8 @@ OBJECTIVE = "objective"
 
 MEMBER_FIELDS = ("final_loss", "best_loss", "initial_loss", "end_rise")
 """What a pack's last report carries per member it trained (``members``: a JSON list of
-[trial_id, status, *MEMBER_FIELDS]): what a searcher judges a probe by (trainer.result.outcome), as it judges one
-trial from its own last report."""
+[trial_id, status, *MEMBER_FIELDS]): what a searcher judges a probe by
+(trainer.result.outcome), as it judges one trial from its own last report."""
 
 
 def member_rows(result: dict | None) -> dict[str, dict[str, Any]]:
