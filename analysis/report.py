@@ -28,6 +28,7 @@ from .figures import Overlay, facet_figures, fmt, slice_title
 from .load import load_curves, load_sweep_meta, load_trials
 from .answer import answer_sentence
 from .boundary_report import boundary_parts, is_line_search, store_rise
+from .map_report import is_map_search, map_parts
 from .edge_figure import edge_figure
 from .effective import X_AXES, convention_note, edge_title, effective_view, x_title
 from .metrics import summarize
@@ -180,6 +181,11 @@ def write_report(path: str | Path, out_html: str | Path, rise: float | None = No
         parts[:0] = _head(name, meta, len(trials))
         return _write_page(path, out_html, png_dir, name, meta, parts, figures,
                            "line keys: every setting but α", source, skipped)
+    if is_map_search(meta):  # a lattice refined where it changes: the page of map_report
+        parts, figures = map_parts(trials, meta, _table)
+        parts[:0] = _head(name, meta, len(trials))
+        return _write_page(path, out_html, png_dir, name, meta, parts, figures,
+                           "map keys: every setting but the map's two axes", source, skipped)
     rise = RISE if rise is None else rise
     s = summarize(trials, rise=rise, tol=tol, rises=rises, tols=tols, diverge=diverge,
                   curves=lambda ids: load_curves(path, trial_ids=ids))

@@ -22,6 +22,7 @@ from .boundary_report import (boundary_answer, boundary_summary, gain_table, is_
                               line_keys, store_rise)
 from .effective import X_AXES, convention_note, effective_view
 from .figures import fmt, slice_title
+from .map_report import is_map_search, render_map
 from .load import load_curves, load_sweep_meta, load_trials
 from .metrics import summarize
 from .stability import (RISE, RISES, TOLS, cell_outcome, display_keys, fixed_settings,
@@ -212,6 +213,8 @@ def render_show(path: str | Path, rise: float | None = None, tol: float = 0.05, 
             raise ValueError("x: the effective outer LR view is for a grid's store; a "
                              "boundary search's edges are on its α axis")
         text = render_lines(boundary_summary(trials, store_rise(meta, rise)), name)
+    elif is_map_search(meta):
+        text = render_map(trials, meta, name)
     else:
         text = render_summary(summarize(trials, rise=RISE if rise is None else rise, tol=tol,
                                         rises=rises, tols=tols, diverge=diverge,

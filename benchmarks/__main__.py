@@ -9,7 +9,7 @@ import importlib
 import sys
 
 SUITE = ["trainer_overhead", "sweep_overhead", "batched", "packed", "mfu", "diverged_cost",
-         "stacked_forward", "boundary", "grid_start", "scale", "driver_memory", "gpu"]
+         "stacked_forward", "boundary", "map", "grid_start", "scale", "driver_memory", "gpu"]
 
 
 def parse(argv: list[str]) -> tuple[list[str], list[str]]:

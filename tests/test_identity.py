@@ -76,6 +76,7 @@ def test_new_settings_are_not_v1():
     ("restart_cpu.yaml", "restart-cpu"),
     ("restart_boundary.yaml", "restart-boundary"),
     ("restart_toy.yaml", "restart-toy"),
+    ("restart_map.yaml", "restart-map"),
 ])
 def test_each_committed_store_plans_zero_trials(spec_file, store):
     """Each spec with a committed store, planned against that store as `run` plans it, has

@@ -28,6 +28,9 @@ EXAMPLES = {
                           "points_to_evaluate": [{"alpha": 0.5, "beta": 0.0}]}},
     "boundary": {"space": {"beta": [0.0, 0.9], "R": [0, 3]},
                  "search": {"kind": "boundary", "low": 0.25, "high": 4.0, "resolution": 0.1}},
+    "map": {"space": {"alpha": {"low": 0.25, "high": 4.0, "num": 9, "log": True},
+                      "beta": {"low": 0.0, "high": 0.9, "num": 6}, "R": [0, 3]},
+            "search": {"kind": "map", "coarse": 1, "audits": 2}},
 }
 
 

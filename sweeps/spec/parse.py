@@ -237,7 +237,7 @@ def parse_spec(data: Any, where: str = "spec", user_code: bool = True) -> SweepS
         resources = _parse_resources(mapping(data.get("resources"), "resources", data))
         if kind is not None and resources.pack > 1 and not kind.packs:
             raise SpecError(f"resources.pack: packing needs a grid search (its points known up "
-                            f"front); {kind.summary}, got search.kind {kind.name!r}"
+                            f"front) or a map search (a round at a time); {kind.summary}, got search.kind {kind.name!r}"
                             f"{at(data.get('resources') or {}, 'pack')}")
         if resources.pack > 1 and not trial_kind_of(trial).packs:
             raise SpecError(f"resources.pack: trials of kind {trial_kind_of(trial).name} do not "

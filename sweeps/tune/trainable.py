@@ -6,6 +6,7 @@ trial configuration. Ray is imported inside the trial, so this module is cheap t
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -17,7 +18,7 @@ from trainer.config import TrainConfig
 from sweeps.tune import faults
 from sweeps.estimate.cost import row_flops
 from sweeps.store.store import Store, curve_table, now, trial_id
-from sweeps.tune.trial import OBJECTIVE, finite, objective, trial_config
+from sweeps.tune.trial import MEMBER_FIELDS, OBJECTIVE, finite, objective, trial_config
 
 if TYPE_CHECKING:  # types only: the spec imports the search kinds, which import this
     from sweeps.spec.parse import SweepSpec
@@ -138,6 +139,7 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
                      **({"eval_loss_mean": float(ev.mean())} if len(ev) else {})})
 
     statuses: list[str] = []
+    members: list[list[Any]] = []
     if configs:
         rows, curves = [], []
         for start, track in run_packed(configs, on_round if spec.loggers else None):
@@ -147,6 +149,8 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
                      for c, tid, s in zip(configs[start:start + track.K], mine, summaries)]
             curves.append(curve_table(mine, *track.curve_columns()))
             statuses += [s["status"] for s in summaries]
+            members += [[tid, s["status"], *(s.get(k) for k in MEMBER_FIELDS)]
+                        for tid, s in zip(mine, summaries)]
         try:
             store.write_pack(rows, pa.concat_tables(curves, promote_options="permissive"))
         except Exception as e:  # noqa: BLE001 - as _stored: the driver names it, no retry
@@ -157,7 +161,9 @@ def _packed_trial(spec: "SweepSpec", output: str, force: bool, points: list[dict
             return
     tune.report({**base, "status": "diverged" if statuses and all(x == "diverged" for x in statuses)
                  else "completed", "packed": len(points), "skipped": not configs,
-                 "diverged_members": statuses.count("diverged"), OBJECTIVE: 0.0})
+                 "diverged_members": statuses.count("diverged"),
+                 "members": json.dumps(members),  # text: Tune's loggers skip it quietly
+                 OBJECTIVE: 0.0})
 
 
 def result_row(spec: "SweepSpec", cfg: TrainConfig, tid: str, summary: dict[str, Any], node: str,

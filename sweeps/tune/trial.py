@@ -8,6 +8,7 @@ trial is named (``trial_id``) the same way before Ray starts and inside the tria
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +20,23 @@ from sweeps.spec.validate import field_kind
 if TYPE_CHECKING:  # types only: the spec imports the search kinds, which import this
     from sweeps.spec.parse import SweepSpec
 
-__all__ = ["trial_config", "pack_configs", "objective", "finite", "display_id", "OBJECTIVE"]
+__all__ = ["trial_config", "pack_configs", "objective", "finite", "display_id", "OBJECTIVE",
+           "MEMBER_FIELDS", "member_rows"]
 
 OBJECTIVE = "objective"
 """The name of the value every report carries for the searcher: the spec's metric, finite."""
+
+
+MEMBER_FIELDS = ("final_loss", "best_loss", "initial_loss", "end_rise")
+"""What a pack's last report carries per member it trained (``members``: a JSON list of
+[trial_id, status, *MEMBER_FIELDS]): what a searcher judges a probe by
+(trainer.result.outcome), as it judges one trial from its own last report."""
+
+
+def member_rows(result: dict | None) -> dict[str, dict[str, Any]]:
+    """trial_id → {status, final_loss, ...} of each member a pack's last report names."""
+    members = (result or {}).get("members") or "[]"
+    return {m[0]: dict(zip(("status", *MEMBER_FIELDS), m[1:])) for m in json.loads(members)}
 
 
 def _native(name: str, v: Any) -> Any:
