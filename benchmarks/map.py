@@ -32,7 +32,7 @@ from analysis import load_trials
 from analysis.lines import line_edges
 from analysis.map_report import filled_trials, map_cells, rebuild_maps
 from analysis.stability import label
-from sweeps.local_ray import local_ray
+from sweeps.tune.local_ray import local_ray
 from sweeps.tune.runner import run_sweep
 from sweeps.spec.parse import load_spec, parse_spec
 
