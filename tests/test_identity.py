@@ -78,10 +78,19 @@ def test_new_settings_are_not_v1():
     ("restart_toy.yaml", "restart-toy"),
     ("restart_map.yaml", "restart-map"),
 ])
-def test_each_committed_store_plans_zero_trials(spec_file, store):
-    """Each spec with a committed store, planned against that store as `run` plans it, has
-    nothing left to train: every stored id is still the id its spec makes."""
+def test_each_committed_store_reruns_zero_trials(spec_file, store, tmp_path, monkeypatch, capsys):
+    """Each spec with a committed store, run into a copy of that store, trains nothing: every
+    stored id is still the id its spec makes (Ray is never started: nothing to run)."""
+    import shutil
+
+    import sweeps.tune.runner as runner
+    from sweeps.cli import main
+
+    shutil.copytree(ROOT / "docs/results" / store, tmp_path / store)
+    monkeypatch.setattr(runner, "run_trials", lambda *a, **k: pytest.fail("a trial would run"))
     spec = load_spec(ROOT / "sweeps/specs" / spec_file)
-    rows = Store.at(str(ROOT / "docs/results" / store)).read_trials().to_pylist()
-    plan = spec.search_kind.plan(spec, rows, False)
-    assert rows and plan.to_sample == 0, (spec_file, plan.to_sample, plan.total)
+    rows = Store.at(str(tmp_path / store)).read_trials().to_pylist()
+    assert rows and spec.search_kind.plan(spec, rows, False).to_sample == 0
+    assert main(["run", str(ROOT / "sweeps/specs" / spec_file), "--output", str(tmp_path),
+                 "--no-report"]) == 0
+    assert "0 to run" in capsys.readouterr().err
