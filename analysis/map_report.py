@@ -64,7 +64,7 @@ def rebuild_maps(trials: pd.DataFrame, search: dict) -> list[tuple[dict, Lattice
 
 def map_cells(maps: list[tuple[dict, LatticeMap]], search: dict) -> pd.DataFrame:
     """One row per (map, lattice point): its other axes, the two axes' values, ``stable`` (1,
-    0, NaN where unknown) and ``kind`` (measured, filled, audit, unknown)."""
+    0, NaN where unknown) and ``cell`` (measured, filled, audit, unknown)."""
     a, b = search["axes"]
     va, vb = np.asarray(search["lattice"][a]), np.asarray(search["lattice"][b])
     ga, gb = np.meshgrid(va, vb, indexing="ij")
@@ -73,7 +73,7 @@ def map_cells(maps: list[tuple[dict, LatticeMap]], search: dict) -> pd.DataFrame
         f, k = m.fill().astype(float), m.kinds()
         f[f < 0] = np.nan
         part = pd.DataFrame({a: ga.ravel(), b: gb.ravel(), "stable": f.ravel(),
-                             "kind": [_KIND.get(int(x), "unknown") for x in k.ravel()]})
+                             "cell": [_KIND.get(int(x), "unknown") for x in k.ravel()]})
         parts.append(part.assign(**point))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -83,7 +83,7 @@ def filled_trials(cells: pd.DataFrame) -> pd.DataFrame:
     its best, below its start), any other diverged. Points still unknown are left out."""
     known = cells[cells["stable"].notna()]
     ok = known["stable"].to_numpy() == 1
-    return known.drop(columns=["stable", "kind"]).assign(
+    return known.drop(columns=["stable", "cell"]).assign(
         status=np.where(ok, "completed", "diverged"), initial_loss=1.0,
         final_loss=np.where(ok, 0.5, np.inf), best_loss=0.5, end_rise=0.0)
 
@@ -119,7 +119,7 @@ def _map_figure(cells: pd.DataFrame, a: str, b: str, title: str) -> go.Figure:
     va, vb = sorted(cells[a].unique()), sorted(cells[b].unique())
     g = cells.groupby([a, b], sort=True)
     stable = g["stable"].agg(lambda s: np.nan if s.isna().any() else float(s.min()))
-    measured = g["kind"].agg(lambda s: bool(s.isin(["measured", "audit"]).all()))
+    measured = g["cell"].agg(lambda s: bool(s.isin(["measured", "audit"]).all()))
     z = (stable * 2 + measured.astype(float)).to_numpy().reshape(len(va), len(vb)).T
     scale = [[0, "#f4b6b6"], [0.25, "#f4b6b6"], [0.25, "#c0392b"], [0.5, "#c0392b"],
              [0.5, "#b7e4c0"], [0.75, "#b7e4c0"], [0.75, "#1e8449"], [1, "#1e8449"]]
@@ -128,7 +128,7 @@ def _map_figure(cells: pd.DataFrame, a: str, b: str, title: str) -> go.Figure:
         colorscale=scale, showscale=False,
         hovertemplate="%{x}, %{y}: %{z}<extra>0 filled not stable, 1 measured not stable, "
                       "2 filled stable, 3 measured stable</extra>"))
-    au = cells[cells["kind"] == "audit"]
+    au = cells[cells["cell"] == "audit"]
     if len(au):
         x = np.searchsorted(va, au[a]).astype(float)
         y = np.searchsorted(vb, au[b]).astype(float)

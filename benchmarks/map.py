@@ -69,23 +69,29 @@ def compare(grid_dir: Path, map_dir: Path) -> dict[str, float]:
     steps = np.abs(np.searchsorted(alphas, em["edge"].fillna(0).to_numpy()) -
                    np.searchsorted(alphas, eg["edge"].reindex(em.index).fillna(0).to_numpy()))
     audits = [m.audit_agreed() for _, m in maps]
-    return {"grid": len(grid), "map": len(probes), "agree": agree, "cells": len(both),
-            "edge_steps": int(steps.max()) if len(steps) else 0,
-            "audits": sum(a for a, _ in audits), "audits_agreed": sum(b for _, b in audits)}
+    return {"grid": float(len(grid)), "map": float(len(probes)), "agree": agree,
+            "cells": float(len(both)), "edge_steps": float(steps.max()) if len(steps) else 0.0,
+            "audits": float(sum(a for a, _ in audits)),
+            "audits_agreed": float(sum(b for _, b in audits))}
 
 
 def _line(what: str, r: dict, t_grid: float | None, t_map: float) -> str:
     grid_t = "stored, not timed" if t_grid is None else f"{t_grid:.1f} s"
-    return (f"map ({what}): grid {r['grid']} trials ({grid_t}), map {r['map']} trials in "
+    return (f"map ({what}): grid {r['grid']:.0f} trials ({grid_t}), map {r['map']:.0f} trials in "
             f"{t_map:.1f} s = {r['map'] / r['grid']:.2%} of the grid; cells the same "
-            f"{r['agree']:.3%} of {r['cells']}; α edge per β within {r['edge_steps']} lattice "
-            f"step(s); audits {r['audits_agreed']}/{r['audits']} agreed; trials ratio "
+            f"{r['agree']:.3%} of {r['cells']:.0f}; α edge per β within {r['edge_steps']:.0f} lattice "
+            f"step(s); audits {r['audits_agreed']:.0f}/{r['audits']:.0f} agreed; trials ratio "
             f"{r['grid'] / r['map']:.1f}x")
 
 
-def toy(out: str, grid: str | None) -> dict[str, float]:
+def toy(out: str, grid: str | None, size: str = "512x512") -> dict[str, float]:
     base = load_spec(ROOT / "sweeps/specs/toy_map.yaml").to_dict()
     base["output"] = out
+    na, nb = (int(x) for x in size.lower().split("x"))
+    for axis, n in (("alpha", na), ("beta", nb)):  # the spec's (linear) ranges, n points
+        values = base["space"][axis]
+        if len(values) != n:
+            base["space"][axis] = {"low": min(values), "high": max(values), "num": n}
     t_grid = None
     if grid is None:
         t_grid = _run(base, out)
@@ -93,7 +99,7 @@ def toy(out: str, grid: str | None) -> dict[str, float]:
     m = {**base, "name": "toy-map-adaptive", "search": {"kind": "map"}}  # packed, as the grid
     t_map = _run(m, out)
     r = compare(Path(grid), Path(out) / m["name"])
-    print(_line("toy 512 × 512, H=4, R=0", r, t_grid, t_map), flush=True)
+    print(_line(f"toy {na} × {nb}, H=4, R=0", r, t_grid, t_map), flush=True)
     return {**r, "t_map": t_map, "t_grid": t_grid or float("nan")}
 
 
@@ -126,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--lm-size", default="33x17", help="α × β lattice of the LM slice")
     ap.add_argument("--lm-coarse", type=int, help="coarse halvings of the LM map (default: "
                     "2 on 33x17; see docs/performance.md for what a coarse start misses)")
+    ap.add_argument("--toy-size", default="512x512", help="α × β lattice of the toy slice "
+                    "(toy_map.yaml's ranges; the goal is stated at 512x512)")
     ap.add_argument("--grid", help="a stored grid of toy_map.yaml to compare with")
     ap.add_argument("--lm-grid", help="a stored grid of the LM slice to compare with")
     ap.add_argument("--out", help="keep the stores here (default: a temporary folder)")
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with local_ray(), tempfile.TemporaryDirectory() as tmp:
         out = args.out or tmp
         if not args.lm_only:
-            res.update(toy(out, args.grid))
+            res.update(toy(out, args.grid, args.toy_size))
         if args.lm or args.lm_only:
             res.update({f"lm_{k}": v for k, v in lm(out, args.lm_size, args.lm_grid,
                                                           args.lm_coarse).items()})

@@ -32,6 +32,7 @@ FAST = {
 SLOW = {
     "sweep_overhead": ["--trials", "1"],
     "boundary": ["--resolution", "0.5"],
+    "map": ["--toy-size", "17x9"],
     "grid_start": ["--points", "1000", "--baseline", "1000"],
     "scale": ["--points", "1000", "--trials", "4", "--no-driver", "--store-trials", "50"],
     "driver_memory": ["--trials", "6", "--baseline-trials", "6", "--warmup", "0",

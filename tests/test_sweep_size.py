@@ -70,6 +70,8 @@ def test_every_kind_refuses_more_than_the_limit():
     with pytest.raises(SpecError, match=r"^space: 160,000 lines × at most \d+ probes"):
         parse_spec({"name": "b", "trial": TINY, "space": lines,
                     "search": {"kind": "boundary", "low": 0.1, "high": 10}})
+    with pytest.raises(SpecError, match=r"^space: the maps stand for a grid of .* = 3,200,000"):
+        parse_spec({"name": "m", "trial": TINY, "space": space, "search": {"kind": "map"}})
     with pytest.raises(SpecError, match=r"^search.num_samples: num_samples = 2,000,000 trials"):
         parse_spec({"name": "o", "trial": TINY, "space": {"alpha": {"low": 0.1, "high": 2}},
                     "search": {"kind": "optuna", "num_samples": 2_000_000}})

@@ -22,16 +22,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Literal
 
 from records.lattice_map import LatticeMap, estimate, replay
 from trainer.result import RISE
 
-from sweeps.spec.space import iter_points
+from sweeps.spec.space import grid_size, grouped_points, iter_points
 from sweeps.store.store import DONE_STATUSES, trial_id
 from sweeps.tune.trial import member_rows, trial_config
 from sweeps.spec.validate import SpecError, at, int_at_least, show
-from sweeps.search.base import Plan, SearchKind, TuneSetup
+from sweeps.search.base import Plan, SearchKind, TuneSetup, check_size
 from sweeps.search.boundary import _fraction, word_of_row
 
 if TYPE_CHECKING:
@@ -112,6 +112,10 @@ class Map(SearchKind):
         audits = int_at_least(d, "audits", 0, "search.", optional=True)
         seed = int_at_least(d, "seed", 0, "search.", optional=True)
         cap = int_at_least(d, "max_trials", 1, "search.", optional=True)
+        shape = " × ".join(f"{len(a.values)} {k}" for k, a in space.items())
+        # planning walks every map's lattice: the grid it stands for is its bound
+        check_size(grid_size(space), "space", f"the maps stand for a grid of {shape}",
+                   "give fewer values, or a boundary search (search.kind: boundary)")
         return MapSettings(axes=(axes[0], axes[1]), coarse=4 if coarse is None else coarse,
                            audits=8 if audits is None else audits,
                            seed=0 if seed is None else seed,
@@ -138,8 +142,10 @@ class Map(SearchKind):
         n = self.n_maps(spec) * estimate(self.shape(spec), s.coarse, s.audits)
         return n if s.max_trials is None else min(n, s.max_trials)
 
-    def cost_points(self, spec: "SweepSpec") -> Iterable[tuple[dict[str, Any], int]]:
-        return ((point, 1) for point in iter_points(spec.space))
+    def cost_points(self, spec: "SweepSpec", keys: Collection[str] | None = None
+                    ) -> Iterable[tuple[dict[str, Any], int]]:
+        """At most every point of the lattice once: the grid it stands for, grouped."""
+        return grouped_points(spec.space, keys)
 
     def maps(self, spec: "SweepSpec", rows: list[dict[str, Any]], force: bool) -> list[SliceMap]:
         """Every map, with the stored probes that lie on it replayed in."""
