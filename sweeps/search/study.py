@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from sweeps.store.errors import StoreError, StudyBusyError
-from sweeps.store.lock import pid_alive
+from sweeps.store.lock import describe_holder, parse_holder, pid_alive
 from sweeps.store.redact import redact
 
 __all__ = ["hold_study", "storage_file", "fail_running", "BEAT_S", "STALE_S", "LEASE_KEY"]
@@ -60,11 +60,8 @@ def storage_file(uri: str) -> str | None:
 
 
 def _holder(info: dict[str, Any] | None) -> str:
-    if not info:
-        return "another driver"
-    out = f" for the sweep at {info['output']}" if info.get("output") else ""
-    return (f"pid {info.get('pid')} on host {info.get('host')} (started "
-            f"{info.get('started_at')}){out}")
+    out = f" for the sweep at {info['output']}" if info and info.get("output") else ""
+    return describe_holder(info, nobody="another driver") + out
 
 
 def _busy(study: str, uri: str, info: dict[str, Any] | None, extra: str = "") -> StudyBusyError:
@@ -141,7 +138,7 @@ def _flock(lock: str, uri: str, study: str, info: dict[str, Any],
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                held = _parse(os.pread(fd, 4096, 0))
+                held = parse_holder(os.pread(fd, 4096, 0))
                 os.close(fd)
                 raise _busy(study, uri, held) from None
             try:  # the file we locked may have been released and unlinked meanwhile
@@ -157,7 +154,7 @@ def _flock(lock: str, uri: str, study: str, info: dict[str, Any],
         raise StoreError(f"search.storage: cannot write the study's lock {lock}: "
                          f"{e.strerror or e}") from None
     try:
-        taken = _parse(os.pread(fd, 4096, 0))
+        taken = parse_holder(os.pread(fd, 4096, 0))
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         _after_taking(uri, study, log, storage_factory, taken)
@@ -216,11 +213,3 @@ def _lease(uri: str, study: str, info: dict[str, Any], log: Callable[[str], None
                 storage.set_study_system_attr(sid, LEASE_KEY, None)
         except Exception:  # noqa: BLE001 - a lease left behind goes stale by itself
             pass
-
-
-def _parse(data: bytes) -> dict[str, Any] | None:
-    try:
-        info = json.loads(data.decode() or "null")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return info if isinstance(info, dict) else None

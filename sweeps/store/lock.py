@@ -32,7 +32,7 @@ from typing import Any
 from sweeps.store.errors import StoreError, SweepBusyError
 from sweeps.store.uri import store_hint
 
-__all__ = ["SweepLock", "pid_alive"]
+__all__ = ["SweepLock", "pid_alive", "describe_holder", "parse_holder"]
 
 
 def pid_alive(pid: Any) -> bool:
@@ -48,9 +48,11 @@ def pid_alive(pid: Any) -> bool:
     return True
 
 
-def _holder(info: dict[str, Any] | None) -> str:
+def describe_holder(info: dict[str, Any] | None, nobody: str = "another run") -> str:
+    """Who holds a lock, from what its holder wrote (pid, host, start): the words of every
+    refusal that names one (this sweep's lock, an Optuna study's)."""
     if not info:
-        return "another run"
+        return nobody
     return (f"pid {info.get('pid')} on host {info.get('host')} (started "
             f"{info.get('started_at')})")
 
@@ -80,7 +82,7 @@ class SweepLock:
 
     def _busy(self, info: dict[str, Any] | None, hint: str) -> SweepBusyError:
         return SweepBusyError(f"sweep {self.store.name!r} at {self.store.uri} is already being "
-                              f"run by {_holder(info)}; {hint}")
+                              f"run by {describe_holder(info)}; {hint}")
 
     # ------------------------------------------------------------------ a filesystem
     def _acquire_flock(self) -> None:
@@ -93,7 +95,7 @@ class SweepLock:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    info = _parse(os.pread(fd, 4096, 0))
+                    info = parse_holder(os.pread(fd, 4096, 0))
                     os.close(fd)
                     raise self._busy(info, "wait for it to finish or stop it (two runs of one "
                                            "sweep would run its trials twice)") from None
@@ -105,7 +107,7 @@ class SweepLock:
                     break
                 os.close(fd)
             self._fd = fd  # held from here on: release() undoes what follows if it fails
-            self.taken_over = _parse(os.pread(fd, 4096, 0))  # left by a run that was killed
+            self.taken_over = parse_holder(os.pread(fd, 4096, 0))  # left by a run that was killed
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(self.info).encode(), 0)
         except SweepBusyError:
@@ -118,7 +120,7 @@ class SweepLock:
     def _read_object(self) -> dict[str, Any] | None:
         try:
             with self.store.fs.open_input_stream(self.path) as f:
-                return _parse(f.read())
+                return parse_holder(f.read())
         except FileNotFoundError:
             return None
 
@@ -162,7 +164,8 @@ class SweepLock:
                 os.close(fd)
 
 
-def _parse(data: bytes) -> dict[str, Any] | None:
+def parse_holder(data: bytes) -> dict[str, Any] | None:
+    """What a lock's holder wrote (a JSON object), or None when it is not that."""
     try:
         info = json.loads(data.decode() or "null")
     except (ValueError, UnicodeDecodeError):
