@@ -71,22 +71,48 @@ def kill_once_stored(p: subprocess.Popen, trials: Path, n: int, log: Path,
         p.wait(timeout=30)
 
 
-def run_until_stored(tmp_path: Path, spec: Path, folder: Path, timeout: float = 300
-                     ) -> tuple[subprocess.Popen, Path, dict[str, str], str]:
-    """``python -m sweeps run SPEC`` one trial at a time in a session of its own (its own
-    embedded Ray under a fresh RAY_TMPDIR), returned once its first row is in ``folder``: the
-    process, its log, its environment and the Ray temp folder (remove it when done)."""
-    import sys
-    import time
+ROOT = Path(__file__).resolve().parents[1]
 
+
+@contextlib.contextmanager
+def ray_env() -> Iterator[dict[str, str]]:
+    """The environment of a ``python -m sweeps run`` subprocess with an embedded Ray of its
+    own: a fresh RAY_TMPDIR under /tmp (short: Unix socket paths are limited), no usage
+    stats, this checkout on PYTHONPATH, no RAY_ADDRESS. The folder is removed afterwards."""
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+           "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
+    try:
+        yield env
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def start_run(spec: Path, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    """``python -m sweeps run SPEC --no-report`` in a session of its own, output to ``log``."""
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec), "--no-report",
+                             *args], cwd=ROOT, env=env, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.fixture()
+def env() -> Iterator[dict[str, str]]:
+    """``ray_env()`` for one test (a module that runs several sweeps on one Ray scopes its own)."""
+    with ray_env() as e:
+        yield e
+
+
+def run_until_stored(tmp_path: Path, spec: Path, folder: Path, env: dict[str, str],
+                     timeout: float = 300) -> tuple[subprocess.Popen, Path]:
+    """``python -m sweeps run SPEC`` one trial at a time in a session of its own, returned once
+    its first row is in ``folder``: the process and its log."""
+    import time
+
     log = tmp_path / "run.log"
-    p = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec), "--max-concurrent",
-                          "1"], cwd=tmp_path, env=env, stdout=open(log, "w"),
-                         stderr=subprocess.STDOUT, start_new_session=True)
+    p = start_run(spec, env, log, "--max-concurrent", "1")
     deadline = time.time() + timeout
     trials = folder / "trials"
     while not (trials.exists() and any(trials.glob("*.parquet"))):
@@ -95,7 +121,7 @@ def run_until_stored(tmp_path: Path, spec: Path, folder: Path, timeout: float = 
                 os.killpg(p.pid, 9)
             raise AssertionError(log.read_text()[-3000:])
         time.sleep(0.05)
-    return p, log, env, ray_tmp
+    return p, log
 
 
 def mount_tmpfs(path: Path, size: str) -> None:

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +17,7 @@ import pandas as pd
 import pytest
 
 from analysis import load_trials
-from conftest import kill_once_stored
+from conftest import kill_once_stored, ray_env, start_run
 from analysis.lines import edge_ratios, line_edges, ratio_summary
 from analysis.theory import max_rate, power_law_spectrum
 from sweeps.search.boundary import BoundarySettings, Line
@@ -151,12 +147,8 @@ def _predicted_edge(beta: float, H: int, R: int) -> float:
 
 @pytest.fixture(scope="module")
 def env():
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    e = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
-         "PYTHONPATH": str(ROOT)}
-    e.pop("RAY_ADDRESS", None)
-    yield e
-    subprocess.run(["rm", "-rf", ray_tmp], check=False)
+    with ray_env() as e:
+        yield e
 
 
 def _write(tmp: Path, out: Path) -> Path:
@@ -166,16 +158,10 @@ def _write(tmp: Path, out: Path) -> Path:
     return p
 
 
-def _run(spec: Path, env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec), "--no-report"],
-                            cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory, env):
     tmp = tmp_path_factory.mktemp("boundary")
-    p = _run(_write(tmp, tmp / "out"), env, tmp / "run.log")
+    p = start_run(_write(tmp, tmp / "out"), env, tmp / "run.log")
     assert p.wait(timeout=400) == 0, (tmp / "run.log").read_text()[-3000:]
     return tmp / "out" / "toy-boundary"
 
@@ -201,11 +187,11 @@ def test_killed_then_rerun_ends_with_the_same_edges_and_no_probe_twice(tmp_path,
     out = tmp_path / "out"
     folder = out / "toy-boundary"
     spec = _write(tmp_path, out)
-    kill_once_stored(_run(spec, env, tmp_path / "run1.log"), folder / "trials", 12,
+    kill_once_stored(start_run(spec, env, tmp_path / "run1.log"), folder / "trials", 12,
                      tmp_path / "run1.log")
     before = {f.name: f.stat().st_mtime_ns for f in (folder / "trials").glob("*.parquet")}
     assert 12 <= len(before) < len(list((whole / "trials").glob("*.parquet")))
-    p = _run(spec, env, tmp_path / "run2.log")
+    p = start_run(spec, env, tmp_path / "run2.log")
     assert p.wait(timeout=400) == 0, (tmp_path / "run2.log").read_text()[-3000:]
     after = {f.name: f.stat().st_mtime_ns for f in (folder / "trials").glob("*.parquet")}
     assert all(after[k] == v for k, v in before.items())  # nothing stored was trained again

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,16 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {"model": "tiny", "workers": 2, "H": 2, "outer_steps": 3, "batch_size": 4, "seq_len": 32,
         "eval_batches": 1, "warmup_steps": 1, "threads": 1}
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
-
-
-@pytest.fixture()
-def env(tmp_path):
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Unix socket paths are limited
-    e = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
-         "PYTHONPATH": str(ROOT)}
-    e.pop("RAY_ADDRESS", None)
-    yield e
-    subprocess.run(["rm", "-rf", ray_tmp], check=False)
 
 
 def _spec(tmp_path: Path, name: str, seeds: int, file: str | None = None,

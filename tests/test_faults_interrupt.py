@@ -51,12 +51,12 @@ def _stored(folder: Path) -> list[str]:
     return sorted(p.stem for p in d.glob("*.parquet")) if d.exists() else []
 
 
-def test_ctrl_c_exits_130_says_what_is_missing_and_how_to_resume(tmp_path):
+def test_ctrl_c_exits_130_says_what_is_missing_and_how_to_resume(tmp_path, env):
     n = 5
     out = tmp_path / "out"
     spec = _spec(tmp_path, "cc", n, out, outer_steps=8)
     folder = out / "cc"
-    p, log, env, ray_tmp = run_until_stored(tmp_path, spec, folder)
+    p, log = run_until_stored(tmp_path, spec, folder, env)
     try:
         os.killpg(p.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
         rc = p.wait(timeout=120)
@@ -65,7 +65,6 @@ def test_ctrl_c_exits_130_says_what_is_missing_and_how_to_resume(tmp_path):
             os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        subprocess.run(["rm", "-rf", ray_tmp], check=False)
     text = log.read_text()
     stored = _stored(folder)
     assert rc == 130, text[-3000:]
@@ -85,7 +84,7 @@ def test_ctrl_c_exits_130_says_what_is_missing_and_how_to_resume(tmp_path):
     assert "PARTIAL RESULTS: its last run was interrupted" in (tmp_path / "r.html").read_text()
     # the printed command resumes it: only the missing trials run, each stored once
     r = subprocess.run([sys.executable, "-m", "sweeps", "run", str(spec), "--output", str(out),
-                        "--no-report"], cwd=tmp_path, env={**env, "RAY_TMPDIR": ray_tmp},
+                        "--no-report"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"{len(stored)} already stored, {n - len(stored)} to run" in r.stderr

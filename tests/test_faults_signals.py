@@ -47,14 +47,14 @@ def _group_alive(pgid: int) -> list[str]:
 @pytest.mark.parametrize("sig,to_group", [(signal.SIGTERM, False), (signal.SIGTERM, True),
                                           (signal.SIGHUP, False)],
                          ids=["sigterm-driver", "sigterm-group", "sighup-driver"])
-def test_a_stop_signal_records_the_interruption_and_a_rerun_finishes(tmp_path, sig, to_group):
+def test_a_stop_signal_records_the_interruption_and_a_rerun_finishes(tmp_path, env, sig, to_group):
     n = 3
     out = tmp_path / "out"
     spec = tmp_path / "sig.yaml"
     spec.write_text(json.dumps({"name": "sig", "trial": TINY, "space": {"seed": list(range(n))},
                                 "resources": {"cpu": 1, "gpu": 0}, "output": str(out)}))
     folder = out / "sig"
-    p, log, env, ray_tmp = run_until_stored(tmp_path, spec, folder)
+    p, log = run_until_stored(tmp_path, spec, folder, env)
     try:
         sent = time.monotonic()
         if to_group:
@@ -96,7 +96,6 @@ def test_a_stop_signal_records_the_interruption_and_a_rerun_finishes(tmp_path, s
     r = subprocess.run([sys.executable, "-m", "sweeps", "run", str(spec), "--output", str(out),
                         "--no-report"], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=600)
-    subprocess.run(["rm", "-rf", ray_tmp], check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     stored_now = _stored(folder)
     assert f"{len(stored)} already stored, {n - len(stored)} to run" in r.stderr

@@ -17,12 +17,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
 
 from sweeps.store.errors import StudyBusyError
 from sweeps.search.sampler import make_storage
@@ -102,16 +102,6 @@ def test_a_lease_on_a_database_refuses_a_second_driver_and_a_stale_one_is_taken_
 
 
 # ------------------------------------------------------------------ real drivers
-@pytest.fixture()
-def env():
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Unix socket paths are limited
-    e = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
-         "PYTHONPATH": str(ROOT)}
-    e.pop("RAY_ADDRESS", None)
-    yield e
-    subprocess.run(["rm", "-rf", ray_tmp], check=False)
-
-
 def _spec(tmp: Path, out: str, storage: str, n: int, file: str) -> Path:
     spec = {"name": "shared", "trial": TOY, "output": str(tmp / out),
             "space": {"alpha": {"low": 0.2, "high": 1.2}, "beta": [0.0, 0.5, 0.9]},

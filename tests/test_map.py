@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +19,7 @@ import pytest
 from analysis import load_trials
 from analysis.lines import line_edges
 from analysis.map_report import filled_trials, map_cells, rebuild_maps
-from conftest import kill_once_stored
+from conftest import kill_once_stored, ray_env, start_run
 from records.lattice_map import LatticeMap, estimate, replay
 from sweeps.spec.parse import SpecError, parse_spec
 from sweeps.store.store import trial_id
@@ -244,12 +240,8 @@ def test_bad_map_sections_are_refused(search, space, match):
 # ---------------------------------------------------------------------------- real Ray
 @pytest.fixture(scope="module")
 def env():
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    e = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
-         "PYTHONPATH": str(ROOT)}
-    e.pop("RAY_ADDRESS", None)
-    yield e
-    subprocess.run(["rm", "-rf", ray_tmp], check=False)
+    with ray_env() as e:
+        yield e
 
 
 def _write(tmp: Path, out: Path, name: str, search: dict, pack: int = 1) -> Path:
@@ -260,19 +252,13 @@ def _write(tmp: Path, out: Path, name: str, search: dict, pack: int = 1) -> Path
     return p
 
 
-def _run(spec: Path, env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec), "--no-report"],
-                            cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, env):
     tmp = tmp_path_factory.mktemp("map")
-    procs = [_run(_write(tmp, tmp / "out", "toy-grid", {"kind": "grid"}, pack=561), env,
+    procs = [start_run(_write(tmp, tmp / "out", "toy-grid", {"kind": "grid"}, pack=561), env,
                   tmp / "grid.log")]
     assert procs[0].wait(timeout=600) == 0, (tmp / "grid.log").read_text()[-3000:]
-    p = _run(_write(tmp, tmp / "out", "toy-map", SEARCH), env, tmp / "map.log")
+    p = start_run(_write(tmp, tmp / "out", "toy-map", SEARCH), env, tmp / "map.log")
     assert p.wait(timeout=900) == 0, (tmp / "map.log").read_text()[-3000:]
     return tmp / "out" / "toy-grid", tmp / "out" / "toy-map"
 
@@ -310,11 +296,11 @@ def test_killed_then_rerun_ends_with_the_same_map_and_no_probe_twice(tmp_path, e
     out = tmp_path / "out"
     folder = out / "toy-map"
     spec = _write(tmp_path, out, "toy-map", SEARCH)
-    kill_once_stored(_run(spec, env, tmp_path / "run1.log"), folder / "trials", 60,
+    kill_once_stored(start_run(spec, env, tmp_path / "run1.log"), folder / "trials", 60,
                      tmp_path / "run1.log")
     before = {f.name: f.stat().st_mtime_ns for f in (folder / "trials").glob("*.parquet")}
     assert 60 <= len(before) < len(list((runs[1] / "trials").glob("*.parquet")))
-    p = _run(spec, env, tmp_path / "run2.log")
+    p = start_run(spec, env, tmp_path / "run2.log")
     assert p.wait(timeout=900) == 0, (tmp_path / "run2.log").read_text()[-3000:]
     after = {f.name: f.stat().st_mtime_ns for f in (folder / "trials").glob("*.parquet")}
     assert all(after[k] == v for k, v in before.items())  # nothing stored was trained again
