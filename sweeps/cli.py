@@ -9,9 +9,11 @@ Ray, Optuna, torch and the analysis code are imported only by the commands that 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -234,14 +236,16 @@ def _dispatch(args: argparse.Namespace, started: float) -> Any:
         kw["skipped"] = store.skipped
         kw["x"] = args.x
         if cmd == "show":
-            print(analysis.render_show(args.results, **kw))
+            with _warnings_said():
+                print(analysis.render_show(args.results, **kw))
             return 0
         _name_skipped(store.skipped)
         if args.theory_spectrum:
             kw["theory_overlay"] = _spectrum_overlay(args)
         out = args.out or report_path(args.results)
-        analysis.write_report(args.results, out, png_dir=args.png,
-                              source=redact(args.results), **kw)
+        with _warnings_said():
+            analysis.write_report(args.results, out, png_dir=args.png,
+                                  source=redact(args.results), **kw)
         print(out)
         return 0
     if cmd == "train":
@@ -274,12 +278,30 @@ def _finish_report(store_uri: str) -> None:
     out = report_path(store_uri)
     try:
         skipped = open_results(store_uri)[0].skipped
-        print(analysis.render_show(store_uri, skipped=skipped))
-        analysis.write_report(store_uri, out, source=redact(store_uri), skipped=skipped)
+        with _warnings_said():
+            print(analysis.render_show(store_uri, skipped=skipped))
+            analysis.write_report(store_uri, out, source=redact(store_uri), skipped=skipped)
     except Exception as e:  # the results are safe in the store; only the summary failed
         print(f"{PROG}: results stored, but the report failed: {e}", file=sys.stderr)
         return
     print(f"report: {out}")
+
+
+@contextlib.contextmanager
+def _warnings_said():
+    """What analysis warns of (a curve file it could not read, a row it refused), said once
+    each on stderr in the CLI's voice, without Python's file:line noise."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            said = []
+            for w in caught:
+                msg = str(w.message)
+                if issubclass(w.category, UserWarning) and msg not in said:
+                    said.append(msg)
+                    print(f"{PROG}: {msg}", file=sys.stderr)
 
 
 def _name_skipped(skipped: dict[str, str]) -> None:

@@ -203,8 +203,11 @@ def test_node_lost_mid_sweep_finishes_on_the_other_node(cluster, tmp_path, capsy
     import ray  # noqa: F401 - puts Ray's bundled psutil on the path
     import psutil
 
+    # 240 rounds: about 4 s a trial on a quiet 2-core machine. At 60 (1 s) the node was killed
+    # after its last trial had ended, and nothing was left to retry.
+    steps = 240
     spec = _spec(tmp_path, "nodeloss", {"seed": [0, 1, 2, 3]}, str(tmp_path / "out"),
-                 trial={"outer_steps": 60}, search={"kind": "grid", "max_failures": 3})
+                 trial={"outer_steps": steps}, search={"kind": "grid", "max_failures": 3})
     ids = _ids(spec)
     trials = tmp_path / "out" / "nodeloss" / "trials"
     victim = sorted(cluster.worker_nodes, key=lambda n: n.node_id)[-1]
@@ -243,7 +246,7 @@ def test_node_lost_mid_sweep_finishes_on_the_other_node(cluster, tmp_path, capsy
     err = capsys.readouterr().err
     assert removed.is_set()
     assert "trial crashed, retrying" in err, err  # the trial on the lost node ran again
-    t = _check_store(tmp_path / "out" / "nodeloss", ids, 60)
+    t = _check_store(tmp_path / "out" / "nodeloss", ids, steps)
     assert (t.status == "completed").all()
     survivor = {n.node_id for n in cluster.worker_nodes}
     last = t.sort_values("finished_at").tail(2)
