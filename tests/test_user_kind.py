@@ -103,6 +103,26 @@ def test_a_required_parameter_nobody_sets_and_params_of_another_kind(project):
         load_spec(p)
 
 
+def test_an_entry_that_raises_while_check_builds_it_is_refused_naming_its_params(project,
+                                                                                 capsys):
+    """`check` and `run` build the model once to count it; the user's own error there is bad
+    input (exit 2) that names the entry and the params, and `run` writes nothing."""
+    from sweeps.cli import main
+
+    _entry(project, "odd_width", """
+        def make(trial, width: int = 4):
+            if width % 2:
+                raise ValueError("width must be even")
+        """)
+    spec = _spec(project, "odd_width:make", "{}", "  params.width: [4, 3]\n")
+    for cmd in ("check", "run"):
+        assert main([cmd, str(spec)]) == 2
+        err = capsys.readouterr().err
+        assert ("trial: entry odd_width:make with params {'width': " in err
+                and "raised ValueError: width must be even" in err), err
+    assert not (project / "results").exists()
+
+
 def test_a_wrong_return_fails_the_trial_with_a_clear_error(project):
     from trainer import TrainConfig, train
     from trainer.user_entry import EntryError
@@ -199,13 +219,15 @@ def test_the_example_sweeps_end_to_end_then_reruns_nothing(project):
 
 
 def test_check_counts_the_users_model_per_swept_param_for_cost_and_memory(project):
-    from sweeps.estimate.cost import sweep_cost
+    from sweeps.estimate.cost import format_cost, sweep_cost
     from sweeps.estimate.preflight import largest_configs
 
     spec = load_spec(_spec(project, params="{depth: 1}", space="  params.width: [4, 8]\n"))
     groups = {d["params.width"]: (k, c.params) for d, k, c in sweep_cost(spec).groups}
     assert groups == {4: (1, 4 * 4 + 4 + 4 + 1), 8: (1, 4 * 8 + 8 + 8 + 1)}  # built, not trained
     assert [c.params["width"] for c in largest_configs(spec)] == [4, 8]  # memory: every width
+    header = format_cost(sweep_cost(spec))
+    assert "6·N per training sample" in header and "L·d·T" not in header  # its own model
 
 
 def test_an_entry_may_return_a_lower_level_problem(project):

@@ -128,7 +128,14 @@ def shape_of(cfg: TrainConfig) -> Shape:
         except EntryError:
             raise
         except Exception:  # noqa: BLE001 - user code that needs real tensors: build for real
-            build_user(cfg)
+            try:
+                build_user(cfg)
+            except EntryError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the user's error, said with its trial
+                raise EntryError(f"entry {cfg.entry} with params {dict(cfg.params or {})} "
+                                 f"raised {type(e).__name__}: {e} (building the model once, "
+                                 f"on the CPU, to count its parameters)") from e
     return _SHAPES[key]
 
 

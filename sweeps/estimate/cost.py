@@ -26,15 +26,16 @@ seconds on a CPU), gets no estimate: its rows' ``flops`` is null.
 from __future__ import annotations
 
 import itertools
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
-from trainer.config import TRIAL_KINDS, TrainConfig
+from trainer.config import TRIAL_KINDS, ConfigError, TrainConfig
 from trainer.kinds.python import PARAM_PREFIX
 
 from sweeps.spec.space import numeric_ends
 from sweeps.spec.parse import SweepSpec
-from sweeps.spec.validate import field_kind
+from sweeps.spec.validate import SpecError, field_kind
 
 __all__ = ["Card", "CARDS", "DEFAULT_CARD", "DEFAULT_MFU", "TrialCost", "SweepCost",
            "trial_cost", "row_flops", "sweep_cost", "format_cost", "COST_FIELDS"]
@@ -82,6 +83,8 @@ class TrialCost:
     """One evaluation of the global model: (2·N + 4·L·d·T) · its tokens."""
     evals: int
     """Evaluations: one before the first round, one after each round."""
+    formula: str = ""
+    """The kind's FLOP model in words (``TrialKind.flop_formula``)."""
 
     @property
     def train_flops(self) -> float:
@@ -104,7 +107,7 @@ def trial_cost(cfg: TrainConfig, tokens: int | None = None,
         tokens = f.tokens_per_round * rounds
     return TrialCost(params=f.params, flop_params=f.flop_params, tokens=int(tokens),
                      train_flops_per_token=f.train_flops_per_token, eval_flops=f.eval_flops,
-                     evals=rounds + 1)
+                     evals=rounds + 1, formula=cfg.trial_kind.flop_formula)
 
 
 def row_flops(cfg: TrainConfig, tokens: int, outer_steps_done: int) -> float | None:
@@ -126,6 +129,8 @@ class SweepCost:
     """What a group's count is: its trials (a grid); the most trials it can get (the boundary
     search: its lines' most probes); or nothing (a sampler: the groups are the corners of the
     space, and the sweep's total lies between trials × the cheapest and trials × the dearest)."""
+    kinds: tuple[str, ...] = ()
+    """The trial kinds the spec runs."""
 
     def bounds(self) -> tuple[float | None, float] | None:
         """The sweep's FLOPs (low, high): equal for a grid; low unknown (None) when the counts
@@ -156,6 +161,7 @@ def sweep_cost(spec: SweepSpec) -> SweepCost:
     counts: Literal["exact", "most", "corners"] = (
         "corners" if points is None else "most" if spec.search_kind.adaptive else "exact")
     seen: dict[str, tuple[dict[str, Any], int, TrialCost | None]] = {}
+    kinds: dict[str, None] = {}
     for point, n in (_corners(spec) if points is None else points):
         key_d = {k: point[k] for k in varying if k in point}
         key = repr(sorted(key_d.items(), key=lambda kv: kv[0]))
@@ -165,8 +171,13 @@ def sweep_cost(spec: SweepSpec) -> SweepCost:
             continue
         cfg = TrainConfig.from_dict({**spec.trial, **{k: _int_if_whole(k, v)
                                                       for k, v in point.items()}})
-        seen[key] = (key_d, n, trial_cost(cfg))
-    return SweepCost(groups=list(seen.values()), trials=spec.n_trials, counts=counts)
+        try:
+            seen[key] = (key_d, n, trial_cost(cfg))
+        except ConfigError as e:  # a user's entry that cannot build its model: bad input
+            raise SpecError(f"trial: {e}") from None
+        kinds[cfg.kind] = None
+    return SweepCost(groups=list(seen.values()), trials=spec.n_trials, counts=counts,
+                     kinds=tuple(kinds))
 
 
 def _costs(key: str) -> bool:
@@ -207,10 +218,12 @@ def format_cost(sc: SweepCost, card: str = DEFAULT_CARD, mfu: float = DEFAULT_MF
     c_card = CARDS[card]
     bounds = sc.bounds()
     if bounds is None:
-        return "# cost: toy trials (kind: toy) get no FLOP estimate (their flops column is null)"
-    lines = ["# cost before launch (docs/sweeps.md): FLOP = (6·N + 12·L·d·T) per training token",
-             "#   + (2·N + 4·L·d·T) per eval token; N = weights that multiply, L·d·T = layers ·",
-             f"#   width · seq_len; GPU-hours at {mfu:.0%} MFU of {c_card.name}"]
+        return (f"# cost: trials of kind {', '.join(sc.kinds) or '?'} get no FLOP estimate "
+                "(their flops column is null)")
+    lines = ["# cost before launch (docs/sweeps.md):"]
+    for formula in dict.fromkeys(c.formula for _, _, c in sc.groups if c is not None):
+        lines += ["#   " + line for line in textwrap.wrap(formula, 90)]
+    lines.append(f"#   GPU-hours at {mfu:.0%} MFU of {c_card.name}")
     names = list(sc.groups[0][0])
     head = [*names, "T", "params", "N", "tokens", "FLOP", "GPU-h", "trials"]
     rows = [head]

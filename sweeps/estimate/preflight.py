@@ -92,7 +92,10 @@ def check_memory_fits(spec: SweepSpec, local: bool) -> None:
     configs = largest_configs(spec)
     if not configs:
         return
-    sized = [(estimate_memory(c, _device(c, spec)).total_bytes, c) for c in configs]
+    try:
+        sized = [(estimate_memory(c, _device(c, spec)).total_bytes, c) for c in configs]
+    except ConfigError as e:  # a user's entry that cannot build its model: bad input
+        raise SpecError(f"trial: {e}") from None
     _, cfg = max(sized, key=lambda x: x[0])
     device = _device(cfg, spec)
     free = limit

@@ -55,6 +55,8 @@ class TrialKind:
     """The settings ``memory`` reads (the memory preflight tries the extremes of these)."""
     cost_keys: ClassVar[tuple[str, ...]] = ()
     """The settings ``flops`` reads (trials equal in these cost the same)."""
+    flop_formula: ClassVar[str] = ""
+    """What ``flops`` models, as ``check`` prints it above its cost table."""
     packs: ClassVar[bool] = True
     """Its trials pack (``stack()`` gives a class, read without importing torch); False: a
     spec with ``resources.pack`` above 1 is refused."""

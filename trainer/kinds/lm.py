@@ -143,6 +143,9 @@ class LMKind(TrialKind):
                 "a smaller model, fewer workers, more micro_batches, a smaller batch_size or "
                 "seq_len")
 
+    flop_formula = ("FLOP = (6·N + 12·L·d·T) per training token + (2·N + 4·L·d·T) per eval "
+                    "token; N = weights that multiply, L·d·T = layers · width · seq_len")
+
     def flops(self, cfg: "TrainConfig") -> FlopModel:
         """PaLM's model FLOPs (sweeps/estimate/cost.py's docstring): 6·N + 12·L·d·T per training token,
         (2·N + 4·L·d·T) per eval token, N the weights that multiply."""

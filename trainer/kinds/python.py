@@ -109,6 +109,9 @@ class PythonKind(TrialKind):
         return (f"workers: {cfg.workers} with entry {cfg.entry} and params {cfg.params}",
                 "fewer workers, or params that make a smaller model")
 
+    flop_formula = ("FLOP = 6·N per training sample + 2·N per eval sample; N = the entry's "
+                    "model's parameters as built once, a sample as its UserProblem counts them")
+
     def flops(self, cfg: "TrainConfig") -> FlopModel | None:
         """6·N per training sample (token) and 2·N per eval sample, N the model's parameters
         as built once; samples per batch and per eval are the UserProblem's own counts."""
