@@ -38,7 +38,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from trainer.config import KIND_ONLY
+from trainer.config import KIND_READS
 from trainer.result import OUTCOMES, RISE, first_spike_round, outcome, spiked
 
 from .load import fill_end_rise
@@ -167,11 +167,13 @@ def fixed_settings(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def read_settings(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:
-    """``keys`` less the settings that only another trial kind reads (``KIND_ONLY``), when
-    every trial of ``frame`` is of one kind: an LM sweep's header lists no toy_dim."""
+    """``keys`` less the kind sections' settings that no trial kind of ``frame`` reads
+    (``KIND_READS``): an LM sweep's header lists no toy_dim, a toy sweep's no weight_decay."""
     kinds = set(frame["kind"].dropna().unique()) if "kind" in frame else set()
-    unread = {f for kind, fields in KIND_ONLY.items() if kinds and kind not in kinds
-              for f in fields}
+    if not kinds <= KIND_READS.keys() or not kinds:
+        return list(keys)  # a kind this code does not know: hide nothing
+    read = {f for kind in kinds for f in KIND_READS[kind]}
+    unread = {f for fields in KIND_READS.values() for f in fields} - read
     return [k for k in keys if k not in unread]
 
 

@@ -323,7 +323,8 @@ def _lead(page: str) -> str:
 def test_header_lists_only_the_settings_the_trial_kind_reads(tmp_path: Path) -> None:
     # every row carries every TrainConfig field, as the store writes them: an LM sweep has
     # toy_dim=2000 in its rows and a toy sweep model=tiny, which neither trains with
-    both = {"toy_dim": 2000, "toy_power": 1.0, "corpus": "stdlib"}
+    both = {"toy_dim": 2000, "toy_power": 1.0, "corpus": "stdlib", "weight_decay": 0.1,
+            "warmup_steps": 10}
     lm = write_synthetic_sweep(tmp_path, Hs=(10,), Rs=(0,), seeds=(0,), extra=both, name="lm")
     page = write_report(lm, tmp_path / "lm.html").read_text()
     assert "model=tiny" in _lead(page) and "corpus=stdlib" in _lead(page)
@@ -334,6 +335,14 @@ def test_header_lists_only_the_settings_the_trial_kind_reads(tmp_path: Path) -> 
     same = re.search(r"same in every slice: (.*)", text).group(1)
     assert "toy_dim=2000" in same and "kind=toy" in same
     assert "model=" not in same and "corpus=" not in same
+    assert "weight_decay=" not in same and "warmup_steps=" not in same  # the toy has no AdamW
+    # a user's trial (kind: python) runs the tool's inner AdamW and schedule: its header lists
+    # their settings, though the LM section declares them, and not the LM's model or corpus
+    user = write_synthetic_sweep(tmp_path, Hs=(10,), Rs=(0,), seeds=(0,), name="user",
+                                 extra={**both, "kind": "python", "entry": "m:make"})
+    same = re.search(r"same in every slice: (.*)", render_show(user)).group(1)
+    assert "weight_decay=" in same and "warmup_steps=" in same and "entry=m:make" in same
+    assert "model=" not in same and "toy_dim" not in same
 
 
 def test_report_explains_its_columns_and_labels_its_axes(grid_report) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import KIND_ONLY, TRIAL_KINDS, TrainConfig
+from trainer.config import KIND_READS, TRIAL_KINDS, TrainConfig
 from trainer.settings import TrialSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,9 @@ def test_settings_are_a_documented_typed_section_of_train_config(name: str) -> N
         assert f.name in hints and TrainConfig.field_types()[f.name] == hints[f.name]
         # each field has its docstring on the line after it, as TrainConfig's do
         assert re.search(rf"^\s+{f.name}: .*\n\s+\"\"\"", source, re.M), f"{name}.{f.name}"
-    assert KIND_ONLY[name] == kind.fields()
+    assert KIND_READS[name] == (*kind.fields(), *kind.reads)
+    for key in kind.reads:  # another section's settings, read by this kind too
+        assert key in TrainConfig.field_names() and key not in kind.fields(), key
     section().check()  # the defaults are valid
     for key in (*kind.memory_keys, *kind.cost_keys, *kind.theory_keys):
         assert key in TrainConfig.field_names(), key

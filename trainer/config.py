@@ -23,11 +23,12 @@ from .kinds.python import PARAM_PREFIX, fold_params
 from .settings import DEVICES, OUTER_STEPS_DEFAULT, TrialSettings
 
 __all__ = ["TrainConfig", "TrialSettings", "ConfigError", "INT_MAX", "SEED_MAX", "TRIAL_KINDS",
-           "KIND_ONLY", "DEVICES", "BATCHED_ON_CPU", "nearest"]
+           "KIND_READS", "DEVICES", "BATCHED_ON_CPU", "nearest"]
 
-KIND_ONLY: dict[str, tuple[str, ...]] = {k.name: k.fields() for k in TRIAL_KINDS.values()}
-"""Fields only one trial kind reads (its settings dataclass); the other kinds ignore them, so a
-report of a sweep of one kind does not list the other's."""
+KIND_READS: dict[str, tuple[str, ...]] = {k.name: (*k.fields(), *k.reads)
+                                          for k in TRIAL_KINDS.values()}
+"""The kind sections' settings each trial kind reads: its own, and what it ``reads`` of another's
+(the others ignore them, so a report of a sweep of one kind lists only what its trials read)."""
 BATCHED_ON_CPU = True
 """batched=auto on CPU: stacked M=4 tiny workers measured 1.17-1.49x the sequential inner-step
 rate on 2 cores (docs/performance.md), never slower; flip here if a machine says otherwise."""

@@ -55,6 +55,10 @@ class TrialKind:
     """The settings ``memory`` reads (the memory preflight tries the extremes of these)."""
     cost_keys: ClassVar[tuple[str, ...]] = ()
     """The settings ``flops`` reads (trials equal in these cost the same)."""
+    reads: ClassVar[tuple[str, ...]] = ()
+    """Settings of another kind's section that this kind also reads (a user's trial runs the
+    tool's inner AdamW and schedule, whose settings the LM section declares): a report of a
+    sweep of this kind lists them."""
     flop_formula: ClassVar[str] = ""
     """What ``flops`` models, as ``check`` prints it above its cost table."""
     packs: ClassVar[bool] = True

@@ -83,6 +83,8 @@ class PythonKind(TrialKind):
     settings = PythonSettings
     takes_entry = True
     packs = False
+    reads = ("warmup_steps", "min_lr_ratio", "weight_decay", "adam_beta1", "adam_beta2",
+             "grad_clip")  # the tool's inner AdamW and its schedule (trainer.loop.inner_lr)
     memory_keys = ("entry", "params", "workers")
     cost_keys = ("entry", "params", "workers", "H", "outer_steps")
 
