@@ -72,6 +72,16 @@ def _entry(project: Path, name: str, text: str) -> None:
      r"^space\.params\.width: also set under trial\.params \(line 5\)"),
     ("tinyfit.problem:make", "{activation: [tanh]}", "",
      r"^trial\.params\.activation: expected an int, float, str or bool .*\(line 5\)"),
+    ("tinyfit.problem:make", "{}", "  params.width: {low: 4, high: 16}\n",
+     r"^space\.params\.width: a range \{low, high\} needs a sampler .* \(line 9\)"),
+    ("tinyfit.problem:make", "{}", "  params.width: {low: 4.5, high: 16, num: 3}\n",
+     r"^space\.params\.width: expected int \(the entry's annotation\), got 4\.5"),
+    ("tinyfit.problem:make", "{}", "  params.width: {low: 4, high: 5, num: 3}\n",
+     r"^space\.params\.width\.num: 3 values from 4 to 5 repeat some .*give at most 2"),
+    ("tinyfit.problem:make", "{}", "  params.width: {low: 4, hgh: 16, num: 3}\n",
+     r"^space\.params\.width\.hgh"),
+    ("tinyfit.problem:make", "{}", "  params.activation: {low: 1, high: 2, num: 2}\n",
+     r"^space\.params\.activation: expected str \(the entry's annotation\), got 1"),
 ])
 def test_the_spec_refuses_what_cannot_run_naming_key_and_line(project, entry, params, space,
                                                               error):
@@ -121,6 +131,29 @@ def test_an_entry_that_raises_while_check_builds_it_is_refused_naming_its_params
         assert ("trial: entry odd_width:make with params {'width': " in err
                 and "raised ValueError: width must be even" in err), err
     assert not (project / "results").exists()
+
+
+def test_a_param_axis_may_be_spaced_or_a_sampled_range_as_any_other_axis(project):
+    spec = load_spec(_spec(project, params="{}", space="  params.width: {low: 4, high: 32, "
+                                                          "num: 4, log: true}\n"))
+    assert spec.space["params.width"].values == (4, 8, 16, 32)
+    assert spec.n_trials == 4
+    _entry(project, "noisy", """
+        def make(trial, width: int = 4, noise: float = 0.0, act: str = "tanh"):
+            raise AssertionError("not called by the spec check")
+        """)
+    p = project / "sampled.yaml"
+    p.write_text(HEAD.format(entry="noisy:make", params="{}", space="")
+                 + "  params: {width: {low: 4, high: 12}, noise: {low: 0, high: 1}}\n"
+                 + "search: {kind: optuna, num_samples: 3}\n")
+    spec = load_spec(p)
+    width, noise = spec.space["params.width"], spec.space["params.noise"]
+    assert (width.low, width.high, width.integer) == (4, 12, True)
+    assert (noise.low, noise.high, noise.integer) == (0.0, 1.0, False)  # a float parameter
+    p.write_text(p.read_text().replace("noise: {low: 0, high: 1}", "act: {low: 0, high: 1}"))
+    with pytest.raises(SpecError, match=r"^space\.params\.act: a range needs a numeric "
+                                        r"parameter; the entry annotates it str"):
+        load_spec(p)
 
 
 def test_a_wrong_return_fails_the_trial_with_a_clear_error(project):
@@ -216,6 +249,37 @@ def test_the_example_sweeps_end_to_end_then_reruns_nothing(project):
     assert "16 trials, 16 already stored, 0 to run" in r.stderr
     assert f"16 stored trial(s) of tinyfit.problem:make ran other code ({now} (16)" in r.stderr
     assert "--force reruns" in r.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_optuna_samples_a_users_int_and_float_ranges_into_typed_columns(project):
+    """Ranges of the user's parameters reach Optuna as an int and a float distribution, and
+    each trial's values land in their typed columns."""
+    _entry(project, "noisy", """
+        from tinyfit.problem import make as base
+
+        def make(trial, width: int = 4, noise: float = 0.0):
+            return base(trial, width=width, depth=1)
+        """)
+    p = project / "sampled.yaml"
+    p.write_text(HEAD.format(entry="noisy:make", params="{}", space="")
+                 + "  params: {width: {low: 4, high: 12}, noise: {low: 0, high: 1}}\n"
+                 + "search: {kind: optuna, num_samples: 3, seed: 1}\n"
+                 + "resources: {cpu: 1}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    r = subprocess.run([sys.executable, "-m", "sweeps", "run", str(p), "--no-report"],
+                       cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import pandas as pd
+
+    trials = pd.read_parquet(project / "results" / "user" / "trials")
+    assert len(trials) == 3 and set(trials.status) <= {"completed", "diverged"}
+    assert str(trials["params.width"].dtype) == "int64"
+    assert str(trials["params.noise"].dtype) == "float64"
+    assert trials["params.width"].between(4, 12).all()
+    assert trials["params.noise"].between(0, 1).all() and trials["params.noise"].nunique() == 3
 
 
 def test_check_counts_the_users_model_per_swept_param_for_cost_and_memory(project):

@@ -2,7 +2,8 @@
 
 ``trial: {kind: python, entry: "mypkg.problem:make", params: {noise: 0.1}}`` fixes parameters;
 ``space: {params: {width: [8, 16]}}`` (or ``params.width: [8, 16]``) sweeps them, one axis
-each, named ``params.width`` as its Parquet column is. Before anything runs the entry is
+each, named ``params.width`` as its Parquet column is; an axis is a list, ``{low, high, num,
+log}`` or, for a sampler, a range ``{low, high, log}``, as any other axis. Before anything runs the entry is
 imported and every parameter checked against the function's signature: a missing module or
 function, a parameter it does not take, one it needs and no one sets, or a value of another
 type than its annotation is refused naming the key and the YAML line (docs/user-kind.md).
@@ -15,12 +16,14 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
+
 from trainer.config import TRIAL_KINDS, TrainConfig, TrialKind
 from trainer.kinds.python import PARAM_PREFIX, PARAMS_FIELD
 from trainer.user_entry import EntryError, Param, entry_parameters, load_entry
 
-from sweeps.spec.space import SpaceAxis
-from sweeps.spec.validate import SpecError, at, item_at, plain, show
+from sweeps.spec.space import NUM_MAX, SpaceAxis
+from sweeps.spec.validate import SpecError, at, check_keys, item_at, plain, show
 
 __all__ = ["is_param_key", "param_axes", "check_user_entry", "trial_kind_of"]
 
@@ -32,23 +35,32 @@ def is_param_key(key: Any) -> bool:
     return isinstance(key, str) and (key == PARAMS_FIELD or key.startswith(PARAM_PREFIX))
 
 
-def param_axes(key: str, value: Any, w: str) -> dict[str, SpaceAxis]:
-    """The axes of ``space.params`` (a mapping name -> list) or of ``space.params.<name>``
-    (a list), each a list of scalars; their types are checked with the entry's."""
+def param_axes(key: str, value: Any, w: str, ranges: bool = False,
+               kind: str = "grid") -> dict[str, SpaceAxis]:
+    """The axes of ``space.params`` (a mapping name -> axis) or of ``space.params.<name>``:
+    each a list of scalars, ``{low, high, num, log}`` (evenly spaced numbers) or, for a search
+    kind that samples (``ranges``), a range ``{low, high, log}``, as any other axis. Integer
+    ends make integer values; the entry's annotation checks the type (``check_user_entry``)."""
     if key == PARAMS_FIELD:
         if not isinstance(value, dict) or not value:
-            raise SpecError(f"space.params: expected a mapping of parameter name to a list of "
-                            f"values, got {show(value)}{w}")
+            raise SpecError(f"space.params: expected a mapping of parameter name to an axis, "
+                            f"got {show(value)}{w}")
         out: dict[str, SpaceAxis] = {}
         for name, v in value.items():
-            out.update(param_axes(f"{PARAM_PREFIX}{name}", v, at(value, name)))
+            out.update(param_axes(f"{PARAM_PREFIX}{name}", v, at(value, name), ranges, kind))
         return out
     name = key[len(PARAM_PREFIX):]
     if not name.isidentifier():
         raise SpecError(f"space.{key}: {name!r} is not a Python parameter name{w}")
+    if isinstance(value, dict):
+        if "num" not in value and not ranges:
+            raise SpecError(f"space.{key}: a range {{low, high}} needs a sampler (search.kind: "
+                            f"optuna); a {kind} axis is a list of values or {{low, high, num}}"
+                            f"{w}")
+        return {key: _param_range(key, value, w)}
     if not isinstance(value, list) or not value:
-        raise SpecError(f"space.{key}: expected a non-empty list of values (a user parameter's "
-                        f"axis is a list), got {show(value)}{w}")
+        raise SpecError(f"space.{key}: expected a non-empty list of values, {{low, high, num}} "
+                        f"or a range {{low, high, log}}, got {show(value)}{w}")
     seen = []
     for i, v in enumerate(value):
         _scalar(f"space.{key}", v, item_at(value, i, w))
@@ -56,6 +68,41 @@ def param_axes(key: str, value: Any, w: str) -> dict[str, SpaceAxis]:
             raise SpecError(f"space.{key}: value {v!r} appears twice{item_at(value, i, w)}")
         seen.append(v)
     return {key: SpaceAxis(key, values=tuple(plain(v) for v in value))}
+
+
+def _param_range(key: str, value: dict, w: str) -> SpaceAxis:
+    """``{low, high, log}`` (a range) or with ``num`` (that many values, as numpy's linspace or
+    geomspace space them); integers when both ends are."""
+    check_keys(value, ("low", "high", "num", "log"), f"space.{key}.")
+    for end in ("low", "high"):
+        v = value.get(end)
+        we = at(value, end) or w
+        if end not in value:
+            raise SpecError(f"space.{key}.{end}: missing; a range is {{low, high}}{w}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise SpecError(f"space.{key}.{end}: expected a finite number, got {show(v)}{we}")
+    low, high, log = value["low"], value["high"], value.get("log", False)
+    if low >= high:
+        raise SpecError(f"space.{key}: low ({low}) must be below high ({high}){w}")
+    if not isinstance(log, bool):
+        raise SpecError(f"space.{key}.log: expected true or false, got {show(log)}"
+                        f"{at(value, 'log')}")
+    if log and low <= 0:
+        raise SpecError(f"space.{key}: a log range needs low > 0, got {low}{w}")
+    integer = isinstance(low, int) and isinstance(high, int)
+    if "num" not in value:
+        return SpaceAxis(key, low=low, high=high, log=log, integer=integer)
+    num, wn = value["num"], at(value, "num") or w
+    if isinstance(num, bool) or not isinstance(num, int) or not 2 <= num <= NUM_MAX:
+        raise SpecError(f"space.{key}.num: expected an integer from 2 to {NUM_MAX:,} (values "
+                        f"from low to high), got {show(num)}{wn}")
+    grid = (np.geomspace if log else np.linspace)(low, high, num)
+    values = [int(round(v)) for v in grid] if integer else [float(f"{v:.12g}") for v in grid]
+    if len(set(values)) < num:
+        why = "integer ends make integer values" if integer else "rounded to 12 digits"
+        raise SpecError(f"space.{key}.num: {num} values from {low} to {high} repeat some "
+                        f"({why}); give at most {len(set(values))}{wn}")
+    return SpaceAxis(key, values=tuple(values))
 
 
 def _scalar(label: str, v: Any, where: str) -> None:
@@ -116,6 +163,9 @@ def check_user_entry(trial_raw: dict, trial: dict[str, Any], space: dict[str, Sp
                             f"{at(trial_raw, PARAMS_FIELD) or at(trial_raw, 'entry')}")
     for name, (label, w) in where.items():
         key = f"{PARAM_PREFIX}{name}"
+        if key in space and space[key].values is None:  # a range: the annotation types it
+            space[key] = _typed_range(takes.get(name), space[key], label, w)
+            continue
         values = list(space[key].values) if key in space else [fixed[name]]
         typed = _typed(takes.get(name), values, label, w)
         if key in space:
@@ -144,6 +194,21 @@ def _typed(p: Param | None, values: list[Any], label: str, w: str) -> list[Any]:
                             f"{v!r}{w}")
         out.append(v)
     return out
+
+
+def _typed_range(p: Param | None, ax: SpaceAxis, label: str, w: str) -> SpaceAxis:
+    """A range of an int parameter needs integer ends; one of a float parameter samples
+    floats (integer ends or not); text and booleans take no range."""
+    typ = p.type if p is not None else None
+    if typ in (str, bool):
+        raise SpecError(f"{label}: a range needs a numeric parameter; the entry annotates it "
+                        f"{typ.__name__}: give a list{w}")
+    if typ is int and not ax.integer:
+        raise SpecError(f"{label}: expected int ends (the entry's annotation), got "
+                        f"{ax.low!r} and {ax.high!r}{w}")
+    if typ is float:
+        return dataclasses.replace(ax, low=float(ax.low), high=float(ax.high), integer=False)
+    return ax
 
 
 def _space_at(space_raw: dict, key: str) -> str:

@@ -206,7 +206,8 @@ def parse_spec(data: Any, where: str = "spec", user_code: bool = True) -> SweepS
         w = at(space_raw, key)
         with problems.check():
             if is_param_key(key):  # a user's parameter (kind: python): sweeps/spec/params.py
-                space.update(param_axes(key, value, w))
+                space.update(param_axes(key, value, w, kind.ranges if kind else True,
+                                        kind.name if kind else "grid"))
                 continue
             check_key(space_raw, key, fields, "space.")
             if key in trial_raw:
