@@ -9,24 +9,15 @@ Ray, Optuna, torch and the analysis code are imported only by the commands that 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
-import warnings
-from pathlib import Path
 from typing import Any
 
+from sweeps.cli_errors import PROG, UsageError
 from sweeps.store.errors import ALLOW_FLAG
-from sweeps.store.redact import redact
 
-__all__ = ["main", "build_parser", "report_path"]
-
-PROG = "diloco-sweep"
-
-
-class UsageError(Exception):
-    """Bad input from the user: exit code 2."""
+__all__ = ["main", "build_parser"]
 
 
 ALLOW_HELP = ("add this spec's trials to a stored sweep of the same name whose fixed trial "
@@ -202,10 +193,14 @@ def _dispatch(args: argparse.Namespace, started: float) -> Any:
                       started=started, allow_other_settings=args.allow_other_settings)
         print(f"{s.store_uri}: " + ", ".join(f"{v} {k}" for k, v in s.counts.items()))
         if args.report:
-            _finish_report(s.folder or s.store_uri)
+            from sweeps.cli_report import finish_report
+
+            finish_report(s.folder or s.store_uri)
         return 0
     if cmd == "check":
-        return _check(args.spec, args.address, args.card, args.mfu, args.output,
+        from sweeps.cli_check import check
+
+        return check(args.spec, args.address, args.card, args.mfu, args.output,
                       args.allow_other_settings)
     if cmd == "status":
         from sweeps.store.status import status
@@ -225,29 +220,9 @@ def _dispatch(args: argparse.Namespace, started: float) -> Any:
         print(compact(store, max_trials=args.max_trials).line(store.uri))
         return 0
     if cmd in ("report", "show"):
-        _check_tol(args.tol)
-        _check_rise(args.rise)
-        from sweeps.store.status import open_results
+        from sweeps.cli_report import report_or_show
 
-        store, _ = open_results(args.results)
-        import analysis
-
-        kw = {k: v for k, v in (("tol", args.tol), ("rise", args.rise)) if v is not None}
-        kw["skipped"] = store.skipped
-        kw["x"] = args.x
-        if cmd == "show":
-            with _warnings_said():
-                print(analysis.render_show(args.results, **kw))
-            return 0
-        _name_skipped(store.skipped)
-        if args.theory_spectrum:
-            kw["theory_overlay"] = _spectrum_overlay(args)
-        out = args.out or report_path(args.results)
-        with _warnings_said():
-            analysis.write_report(args.results, out, png_dir=args.png,
-                                  source=redact(args.results), **kw)
-        print(out)
-        return 0
+        return report_or_show(args)
     if cmd == "train":
         from sweeps import cli_train
 
@@ -257,128 +232,3 @@ def _dispatch(args: argparse.Namespace, started: float) -> Any:
 
         return theory_cli.main(args)
     raise UsageError(f"unknown command {cmd!r}")
-
-
-def report_path(folder: str) -> Path:
-    """Where `run` and `report` put the HTML report unless told (the README states this rule):
-    ``report.html`` in the sweep's folder, beside its results; for a sweep on s3:// (not
-    openable in a browser) ``<name>-report.html`` in the working directory."""
-    base = folder.partition("?")[0].rstrip("/")
-    if "://" not in base or base.startswith("file://"):
-        return Path(base.removeprefix("file://")) / "report.html"
-    return Path(f"{base.rsplit('/', 1)[-1]}-report.html")
-
-
-def _finish_report(store_uri: str) -> None:
-    """The end of `run`: the terminal summary, and the report where report_path says."""
-    import analysis
-
-    from sweeps.store.status import open_results
-
-    out = report_path(store_uri)
-    try:
-        skipped = open_results(store_uri)[0].skipped
-        with _warnings_said():
-            print(analysis.render_show(store_uri, skipped=skipped))
-            analysis.write_report(store_uri, out, source=redact(store_uri), skipped=skipped)
-    except Exception as e:  # the results are safe in the store; only the summary failed
-        print(f"{PROG}: results stored, but the report failed: {e}", file=sys.stderr)
-        return
-    print(f"report: {out}")
-
-
-@contextlib.contextmanager
-def _warnings_said():
-    """What analysis warns of (a curve file it could not read, a row it refused), said once
-    each on stderr in the CLI's voice, without Python's file:line noise."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        try:
-            yield
-        finally:
-            said = []
-            for w in caught:
-                msg = str(w.message)
-                if issubclass(w.category, UserWarning) and msg not in said:
-                    said.append(msg)
-                    print(f"{PROG}: {msg}", file=sys.stderr)
-
-
-def _name_skipped(skipped: dict[str, str]) -> None:
-    for f, why in skipped.items():
-        print(f"{PROG}: left out (not a trustworthy trial row; its trial counts as missing): "
-              f"{f}: {why}", file=sys.stderr)
-
-
-def _spectrum_overlay(args: argparse.Namespace):
-    import analysis
-    from analysis.theory_report import spectrum_overlay
-
-    eta = args.theory_eta
-    if eta is None:
-        lrs = analysis.load_trials(args.results).get("lr")
-        if lrs is None or lrs.nunique() != 1:
-            raise UsageError("--theory-eta: the sweep has no single lr; give η explicitly")
-        eta = float(lrs.iloc[0])
-    return spectrum_overlay(args.theory_spectrum, eta)
-
-
-def _check_tol(tol: float | None) -> None:
-    if tol is not None and not (0 < tol < 10):
-        raise UsageError(f"--tol: expected a relative tolerance such as 0.05, got {tol}")
-
-
-def _check_rise(rise: float | None) -> None:
-    if rise is not None and not (0 < rise < 100):
-        raise UsageError(f"--rise: expected a relative rise above 0 such as 0.1 (10% above the "
-                         f"best), got {rise}")
-
-
-def _check(path: str, address: str | None = None, card: str = "h100", mfu: float = 0.4,
-           output: str | None = None, allow_other_settings: bool = False) -> int:
-    """Every check `run` makes before Ray starts (the same functions), and nothing written."""
-    import yaml
-
-    from sweeps.estimate.cost import format_cost, sweep_cost
-    from sweeps.estimate.cpu_time import cpu_time
-    from sweeps.tune.loggers import check_loggers
-    from sweeps.estimate.preflight import preflight
-    from sweeps.tune.runner import resolve_output, runs_locally
-    from sweeps.spec.parse import SpecError, load_spec
-
-    spec = load_spec(path)
-    spec.search_kind.check(spec)
-    out = resolve_output(output or spec.output)
-    check_loggers(spec, out, SpecError)
-    from sweeps.spec.history import check_stored  # run's refusal of another experiment under this name
-
-    for note in check_stored(spec, out, allow_other_settings):
-        print(f"# note: {note}", file=sys.stderr)
-    local = runs_locally(address)
-    try:
-        preflight(spec, local=local)
-    except SpecError as e:
-        # a spec for GPUs this machine does not have is a cluster's: check it as `run
-        # --address` would, and say that a local run refuses it
-        if not (local and spec.resources.gpu and str(e).startswith("resources.gpu:")):
-            raise
-        preflight(spec, local=False)
-        print(f"# note: checked as for a cluster; a local run refuses it ({e})", file=sys.stderr)
-    print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=False,
-                         allow_unicode=True).rstrip())
-    print(f"# {spec.describe()}")
-    if not 0 < mfu <= 1:
-        raise UsageError(f"--mfu: expected a fraction in (0, 1] such as 0.4, got {mfu}")
-    sc = sweep_cost(spec)
-    print(format_cost(sc, card, mfu, gpu=spec.resources.gpu))
-    est = cpu_time(spec, sc, max_concurrent=spec.search.max_concurrent) if local else None
-    if est is not None:
-        print(est.line())
-        if est.long:
-            print(f"# WARNING: {est.warning()}", file=sys.stderr)
-    corpus = spec.base.corpus
-    if isinstance(corpus, str) and corpus != "stdlib" and "://" not in corpus \
-            and not os.path.exists(corpus):
-        print(f"# note: corpus {corpus!r} is not on this machine; the trials' nodes need it",
-              file=sys.stderr)
-    return 0

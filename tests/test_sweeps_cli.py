@@ -137,7 +137,7 @@ def test_report_without_o_writes_into_the_sweeps_folder(results, tmp_path, capsy
     assert capsys.readouterr().out.strip() == str(results / "report.html")
     assert (results / "report.html").stat().st_size > 1000
     assert not list(elsewhere.iterdir())  # nothing in the working directory
-    from sweeps.cli import report_path
+    from sweeps.cli_report import report_path
 
     assert report_path("s3://bucket/pre/fake?endpoint_override=h:9&scheme=http") \
         .as_posix() == "fake-report.html"
