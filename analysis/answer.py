@@ -1,7 +1,7 @@
 """The sentence the report and ``show`` lead with: do restarts widen the stable region?
 
 Generated from the numbers of ``metrics.summarize`` and nothing else, so that it can say no,
-or the opposite, when the data does. Per R > 0 each (H, β) line is *wider* (edge ratio above 1,
+in part, or the opposite, when the data does. Per R > 0 each (H, β) line is *wider* (edge ratio above 1,
 or something stable where R=0 had nothing), *narrower*, *same*, or *undetermined* (both arms
 stable up to the grid's largest α: the grid does not reach where either breaks); a line on which
 one arm ran no trial is *no_data* and not counted. A line on which one arm is stable up to the
@@ -45,24 +45,31 @@ def line_verdicts(gains: pd.DataFrame) -> pd.Series:
 
 
 def verdict(gains: pd.DataFrame) -> str:
-    """yes, opposite, mixed, none, undetermined or no_data, from the lines of one R."""
+    """yes, in_part, opposite, in_part_opposite, mixed, none, undetermined or no_data, from the
+    lines of one R. Wider on some lines and narrower on none is *yes* only when it is at least
+    half of the lines the grid measured (wider or the same); fewer is *in part*: one line in
+    ten a grid step wider is not an answer of yes (and the same, mirrored, for narrower)."""
     v = line_verdicts(gains).value_counts()
     counted = len(gains) - v.get("no_data", 0)
     if not counted:
         return "no_data"
-    wider, narrower = v.get("wider", 0), v.get("narrower", 0)
+    wider, narrower, same = v.get("wider", 0), v.get("narrower", 0), v.get("same", 0)
     if wider and narrower:
         return "mixed"
     if wider:
-        return "yes"
+        return "yes" if 2 * wider >= wider + same else "in_part"
     if narrower:
-        return "opposite"
+        return "opposite" if 2 * narrower >= narrower + same else "in_part_opposite"
     return "undetermined" if v.get("undetermined", 0) == counted else "none"
 
 
 _LEAD = {
     "yes": "Yes: restarts every R={r} outer steps widen the stable region.",
+    "in_part": "In part: restarts every R={r} outer steps widen the stable region on fewer "
+               "than half of the lines and leave it where it is on the rest.",
     "opposite": "No, the opposite: restarts every R={r} outer steps narrow the stable region.",
+    "in_part_opposite": "Mostly no: restarts every R={r} outer steps leave the stable region "
+                        "where it is on most lines and narrow it on the rest.",
     "mixed": "Mixed: restarts every R={r} outer steps widen the stable region on some lines "
              "and narrow it on others.",
     "none": "No: restarts every R={r} outer steps leave the stable region where it is.",
@@ -73,7 +80,8 @@ _LEAD = {
 }
 
 
-VERDICT_WORDS = {"yes": "yes", "opposite": "the opposite", "mixed": "mixed", "none": "no",
+VERDICT_WORDS = {"yes": "yes", "in_part": "in part", "opposite": "the opposite",
+                 "in_part_opposite": "mostly no", "mixed": "mixed", "none": "no",
                  "undetermined": "not measured", "no_data": "no data"}
 """A verdict as the answer's words say it (README.md, "Reading the report")."""
 

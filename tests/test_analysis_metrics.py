@@ -474,3 +474,20 @@ def test_a_curve_of_a_mark_draws_a_seed_that_did_it() -> None:
     drawn = curve_trial_ids(c)
     assert {"R0-a2.0-b0.9-s0", "R0-a4.0-b0.9-s1", "R0-a0.5-b0.9-s0"} <= set(drawn)
     assert "R0-a4.0-b0.9-s0" not in drawn and "R0-a2.0-b0.9-s1" not in drawn
+
+
+@pytest.mark.parametrize("gains, word", [
+    ([1.4] + [1.0] * 9, "in_part"),           # one line in ten a grid step wider: not a yes
+    ([1.4] * 5 + [1.0] * 5, "yes"),
+    ([1.4] * 9, "yes"),
+    ([0.7] + [1.0] * 4, "in_part_opposite"),
+    ([0.7] * 3 + [1.0] * 2, "opposite"),
+    ([1.4, 0.7, 1.0], "mixed"),
+    ([1.0] * 4, "none"),
+])
+def test_the_verdict_says_yes_only_when_most_measured_lines_widen(gains, word) -> None:
+    from analysis.answer import _LEAD, VERDICT_WORDS, verdict
+
+    g = pd.DataFrame({"gain": gains, "bound": ["exact"] * len(gains)})
+    assert verdict(g) == word
+    assert word in VERDICT_WORDS and word in _LEAD
