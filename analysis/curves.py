@@ -2,7 +2,8 @@
 
 Per slice the chosen cells are the best one (lowest mean final loss among stable cells that did
 not spike, when there are such), the
-edge of the stable region (the stable cell of largest α at the best cell's β, else overall),
+edge of the stable region (the cell at the stable α edge of the best cell's β line, else the
+largest edge of any line),
 and, where present, a spiked cell (stable, a seed rose on the way and came back down), a
 blown-up one (it stayed up) and a diverged one: the smallest such α, at the best β if any, so a
 spike that recovers and a lasting blow-up are drawn side by side. One trial per cell is drawn:
@@ -38,13 +39,14 @@ def _chosen(sl: pd.DataFrame) -> dict[str, pd.Series]:
     else:
         best = clean.loc[clean["final_mean"].idxmin()]
         out["best"] = best
-    stable = sl[sl["stable"]]
-    if best is not None and len(stable):
-        same_beta = stable[stable["beta"] == best["beta"]]
-        pool = same_beta if same_beta["alpha"].max() > best["alpha"] else stable
-        edge = pool.loc[pool["alpha"].idxmax()]
-        if edge["alpha"] != best["alpha"] or edge["beta"] != best["beta"]:
-            out["edge"] = edge
+    if best is not None:
+        edges = [e for _, line in sl.groupby("beta") if (e := _line_edge(line)) is not None]
+        same_beta = [e for e in edges if e["beta"] == best["beta"]]
+        pool = [e for e in same_beta if e["alpha"] > best["alpha"]] or edges
+        if pool:
+            edge = max(pool, key=lambda e: e["alpha"])
+            if edge["alpha"] != best["alpha"] or edge["beta"] != best["beta"]:
+                out["edge"] = edge
     for role in ("spiked", "blew_up", "diverged"):
         hits = sl[sl["spiked"]] if role == "spiked" else sl[sl["outcome"] == role]
         if len(hits):
@@ -52,6 +54,16 @@ def _chosen(sl: pd.DataFrame) -> dict[str, pd.Series]:
             pool = hits[near] if near.any() else hits
             out[role] = pool.loc[pool["alpha"].idxmin()]
     return out
+
+
+def _line_edge(line: pd.DataFrame) -> pd.Series | None:
+    """The cell at the stable α edge of one β line (it and every smaller α stable,
+    docs/design.md), or None when its smallest α is not stable: on a ragged line a stable
+    cell above an unstable α is not the edge."""
+    line = line.sort_values("alpha")
+    broken = np.flatnonzero(~line["stable"].to_numpy(dtype=bool))
+    n = broken[0] if len(broken) else len(line)
+    return line.iloc[n - 1] if n else None
 
 
 def _curve_groups(cell_table: pd.DataFrame, max_slices: int) -> tuple[list[str], list]:
@@ -125,7 +137,10 @@ def curve_figure(cell_table: pd.DataFrame, curves: pd.DataFrame,
             pad = 0.05 * (hi - lo or 1.0)
             fig.update_yaxes(range=[lo - pad, hi + 3 * pad], row=row, col=1)
         r = dict(zip(keys, key if isinstance(key, tuple) else (key,))).get("R")
-        steps = curves["outer_step"].max()
+        drawn = [by_trial[t]["outer_step"].max() for t in (_drawn(role, c) for role, c
+                                                             in _chosen(sl).items())
+                 if t in by_trial]
+        steps = max(drawn, default=0)  # this slice's rounds: H = 32 runs 12 where H = 8 runs 48
         if r and r > 0 and steps / r <= 50:
             for t in range(0, int(steps) + 1, int(r)):
                 fig.add_vline(x=t, line=dict(color="#999", width=1, dash="dot"),

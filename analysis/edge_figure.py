@@ -39,12 +39,24 @@ def edge_figure(edges: pd.DataFrame, alphas: list[float], title: str = _TITLE,
         "beta", "edge", "edge_kind", "first_unstable", "n_alpha", "n_stable", "edge_lo",
         "edge_hi", "R", "H")]
     others = varying(edges, keys)
-    n_other = len(edges.groupby(others, dropna=False)) if others else 1
     hs = sorted(edges["H"].dropna().unique()) if "H" in edges else [None]
+    # a setting that follows H (outer_steps = ⌊budget / H⌋) takes one value per facet: it goes
+    # in the facet's title, not in a legend shared by every facet
+    per_h = [k for k in others if hs != [None] and (edges.groupby("H")[k].nunique(
+        dropna=False) <= 1).all()]
+    others = [k for k in others if k not in per_h]
+    n_other = len(edges.groupby(others, dropna=False)) if others else 1
     rs = sorted(edges["R"].dropna().unique()) if "R" in edges else [None]
     floor = min(alphas) / 1.35
+
+    def facet(h) -> str:
+        if h is None:
+            return ""
+        first = edges[edges["H"] == h].iloc[0]
+        return " · ".join([f"H={fmt(h)}", *(f"{k}={fmt(first[k])}" for k in per_h)])
+
     fig = make_subplots(rows=1, cols=len(hs), shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=[f"H={fmt(h)}" if h is not None else "" for h in hs])
+                        subplot_titles=[facet(h) for h in hs])
     betas = sorted(edges["beta"].unique())
     width = 0.12 if len(rs) > 1 else 0.0
     for ci, h in enumerate(hs, start=1):

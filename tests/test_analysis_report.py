@@ -316,6 +316,21 @@ def test_edge_figure_gives_every_line_its_own_colour() -> None:
     assert len(fig.data) == 4 and len({t.line.color for t in fig.data}) == 4
 
 
+def test_edge_figure_titles_each_facet_with_a_setting_that_follows_h() -> None:
+    """A budget sweep: outer_steps = ⌊budget / H⌋, one value per H. The legend is shared by
+    the facets, so it named H=8's 48 rounds beside H=32's lines; each facet says its own."""
+    import pandas as pd
+
+    from analysis.edge_figure import edge_figure
+
+    rows = [dict(H=h, outer_steps=384 // h, R=r, beta=b, edge=1.0, edge_kind="exact")
+            for h in (8, 32) for r in (0, 3) for b in (0.1, 0.9)]
+    fig = edge_figure(pd.DataFrame(rows), [0.5, 1.0, 2.0])
+    assert {t.name for t in fig.data} == {"R=0", "R=3"}
+    titles = [a.text for a in fig.layout.annotations]
+    assert "H=8 · outer_steps=48" in titles and "H=32 · outer_steps=12" in titles
+
+
 def _lead(page: str) -> str:
     return re.search(r"Same in every slice: (.*?)</p>", page).group(1)
 
@@ -384,3 +399,19 @@ def test_a_fine_map_is_one_unmarked_heatmap_with_its_edge_and_a_few_ticks() -> N
     assert len(fig.layout.xaxis.tickvals) <= TICKS and len(fig.layout.yaxis.tickvals) <= TICKS
     outline, = [t for t in fig.data if t.type == "scatter" and t.line.color == OUTLINE]
     assert len(outline.x) > 0
+
+
+def test_the_curves_edge_is_the_lines_stable_edge_not_a_stable_cell_above_a_break() -> None:
+    """A ragged β line (stable again above an unstable α): the cell drawn as "edge" is the
+    stable α edge (it and every smaller α stable), not the largest stable α."""
+    from analysis.curves import _chosen
+
+    alphas = [0.5, 1.0, 2.0, 4.0, 8.0]
+    ok = [True, True, True, False, True]  # 8 is stable again above 4's break
+    sl = pd.DataFrame({"alpha": alphas, "beta": 0.5, "stable": ok,
+                       "outcome": ["stable" if s else "blew_up" for s in ok],
+                       "spiked": False, "final_mean": [3.0, 2.0, 2.5, 4.0, 2.9],
+                       "trial_ids": [f"t{i}" for i in range(5)]})
+    chosen = _chosen(sl)
+    assert chosen["best"]["alpha"] == 1.0 and chosen["edge"]["alpha"] == 2.0
+    assert chosen["blew_up"]["alpha"] == 4.0
