@@ -77,6 +77,7 @@ def test_new_settings_are_not_v1():
     ("restart_boundary.yaml", "restart-boundary"),
     ("restart_toy.yaml", "restart-toy"),
     ("restart_map.yaml", "restart-map"),
+    ("paper_mini.yaml", "paper-mini"),
 ])
 def test_each_committed_store_reruns_zero_trials(spec_file, store, tmp_path, monkeypatch, capsys):
     """Each spec with a committed store, run into a copy of that store, trains nothing: every

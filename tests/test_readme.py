@@ -141,3 +141,20 @@ def test_the_quoted_answer_is_what_show_says_on_the_committed_rows():
     for where, quote in _quoted_answers().items():
         assert shown.startswith(quote), f"{where} quotes:\n{quote}\nshow says:\n{shown}"
         assert "Spikes that recovered" in quote or "spiked" in quote, where
+
+
+def test_every_answer_quoted_in_the_results_page_is_what_show_says():
+    """docs/results/README.md quotes `diloco-sweep show docs/results/<store>` for each committed
+    store: each quote is part of what show prints from the committed rows today, so a change
+    to the answer's rules (or to a store) cannot leave a stale quote behind."""
+    from analysis import render_show
+
+    text = (REPO / "docs" / "results" / "README.md").read_text()
+    quoted = re.findall(r"`diloco-sweep show docs/results/([\w-]+)`[^\n]*\n\n((?:> .*\n)+)",
+                        text)
+    assert {name for name, _ in quoted} >= {"restart-cpu", "restart-boundary", "restart-map",
+                                            "paper-mini"}
+    for name, block in quoted:
+        quote = " ".join(line[2:].strip() for line in block.splitlines())
+        shown = " ".join(render_show(REPO / "docs" / "results" / name).split())
+        assert " ".join(quote.split()) in shown, f"{name}: quoted\n{quote}\nshow says\n{shown[:3000]}"
