@@ -138,11 +138,23 @@ def _map_figure(cells: pd.DataFrame, a: str, b: str, title: str) -> go.Figure:
                                  hovertext=[f"audit α={fmt(p)} β={fmt(q)}" for p, q in
                                             zip(au[a], au[b])],
                                  hovertemplate="%{hovertext}<extra></extra>"))
+    # the key in the figure, so that its PNG read alone says what the colours are
+    for colour, words in (("#1e8449", "measured stable"), ("#b7e4c0", "filled stable"),
+                          ("#c0392b", "measured not stable"), ("#f4b6b6", "filled not stable")):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=words,
+                                 marker=dict(symbol="square", size=12, color=colour)))
+    for t in fig.data:
+        if t.type == "scatter" and t.name == "audit":
+            t.name = "audit (a filled point measured)"
     xt, xl = axis_ticks(va)
     yt, yl = axis_ticks(vb)
-    fig.update_layout(title=dict(text=title, x=0.01), height=560, showlegend=False,
-                      xaxis=dict(title=a, tickvals=xt, ticktext=xl),
-                      yaxis=dict(title=b, tickvals=yt, ticktext=yl))
+    fig.update_layout(title=dict(text=title, x=0.01), height=560, showlegend=True,
+                      legend=dict(orientation="v", x=1.01, xanchor="left", y=1.0,
+                                  yanchor="top"),
+                      xaxis=dict(title=a, tickvals=xt, ticktext=xl,
+                                 range=[-0.5, len(va) - 0.5]),
+                      yaxis=dict(title=b, tickvals=yt, ticktext=yl,
+                                 range=[-0.5, len(vb) - 0.5]))
     return fig
 
 

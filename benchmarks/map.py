@@ -11,7 +11,7 @@ times. Goal: at most 2% of the grid's trials, at least 99.5% of cells the same.
 ``--lm``: a slice of the main job (sweeps/specs/restart_cpu.yaml's trial settings, H = 4, R = 0,
 seed 0) on an ``--lm-size`` lattice (default 33 × 17: α from 0.7 to 11.2 on a log scale, β
 from 0.8 to 0.99), grid and map both run here. Goal: at least 5x fewer trials. On 2 cores the
-33 × 17 grid alone takes about half an hour; ``--lm-size 17x9`` is the quick one.
+33 × 17 grid alone takes about 16 minutes (load 2); ``--lm-size 17x9`` is the quick one.
 
 ``--grid PATH``: compare with a grid already stored at PATH (the same spec's store) instead of
 running it again; the printed line says so.

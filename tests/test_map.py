@@ -288,6 +288,13 @@ def test_the_toy_map_agrees_with_its_grid(runs):
     step = np.abs(np.searchsorted(alphas, em["edge"].fillna(0)) -
                   np.searchsorted(alphas, eg["edge"].fillna(0)))
     assert step.max() <= 1, pd.concat([eg["edge"], em["edge"]], axis=1)
+    # the picture carries its own key (its PNG is read alone) and spans the lattice exactly
+    from analysis.map_report import _map_figure
+
+    fig = _map_figure(cells[(cells["R"] == 0) & (cells["seed"] == 0)], "alpha", "beta", "m")
+    assert {t.name for t in fig.data if t.showlegend is not False} >= {
+        "measured stable", "filled stable", "measured not stable", "filled not stable"}
+    assert fig.layout.xaxis.range == (-0.5, 32.5) and fig.layout.yaxis.range == (-0.5, 16.5)
 
 
 @pytest.mark.ray
