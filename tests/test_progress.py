@@ -97,6 +97,17 @@ def test_format_line_says_rough_and_the_command_elapsed_time():
     assert hms(3725) == "1:02:05"
 
 
+def test_an_adaptive_search_counts_against_its_most_and_says_so():
+    """A boundary or map search may stop well before its most trials: the line bounds the
+    count and the estimate, it does not forecast them."""
+    line = format_line(280, {"completed": 5}, 2, 60.0, "x", left=300.0, at_most=True)
+    assert "5/≤280 trials" in line and "ETA ≤5:00 (an adaptive search: it may stop sooner)" in line
+    rough = format_line(280, {"completed": 1}, 2, 9.0, "x", left=60.0, rough=True, at_most=True)
+    assert "ETA ≤1:00 (rough" in rough
+    done = format_line(3, {"completed": 3}, 0, 9.0, "x", left=0.0, at_most=True)
+    assert "3/≤3 trials" in done and "stop sooner" not in done
+
+
 def test_elapsed_counts_from_the_command_start_not_from_the_callback():
     pytest.importorskip("ray.tune")
     cb = make_progress(4, io.StringIO(), t0=1000.0)

@@ -92,27 +92,34 @@ class Estimate:
 
 
 def format_line(total: int, counts: dict[str, int], running: int, elapsed: float,
-                last: str, left: float | None = None, rough: bool = False) -> str:
-    """The progress line; ``left`` is the estimate of :class:`Estimate` (None: not yet)."""
+                last: str, left: float | None = None, rough: bool = False,
+                at_most: bool = False) -> str:
+    """The progress line; ``left`` is the estimate of :class:`Estimate` (None: not yet).
+    ``at_most``: an adaptive search, whose ``total`` is the most trials it may spend, so the
+    count and the estimate are bounds ("≤"), not a forecast."""
     finished = sum(counts.values())
+    bound = "≤" if at_most else ""
     if left is None:
         eta = "ETA ?"
     elif rough and finished < total:
-        eta = f"ETA ~{hms(left)} (rough until more trials finish)"
+        eta = f"ETA {bound or '~'}{hms(left)} (rough until more trials finish)"
     else:
-        eta = f"ETA {hms(left)}"
-    return (f"[diloco-sweep] {finished}/{total} trials · {counts.get('completed', 0)} done, "
+        eta = f"ETA {bound}{hms(left)}"
+    if at_most and finished < total:
+        eta += " (an adaptive search: it may stop sooner)"
+    return (f"[diloco-sweep] {finished}/{bound}{total} trials · {counts.get('completed', 0)} done, "
             f"{counts.get('diverged', 0)} diverged, {counts.get('failed', 0)} failed, "
             f"{running} running · elapsed {hms(elapsed)}, {eta} · {last}")
 
 
 def make_progress(total: int, stream: TextIO, name_of: Callable[[dict], str] | None = None,
-                  t0: float | None = None):
+                  t0: float | None = None, at_most: bool = False):
     """A ray.tune Callback printing format_line after every finished or failed trial.
 
     ``name_of(config)`` names a trial that reported nothing (one that crashed before its one
     report); picklable, as Tune saves callbacks. ``t0``: when the command started (time.time();
-    default now), what "elapsed" counts from."""
+    default now), what "elapsed" counts from. ``at_most``: ``total`` is an adaptive search's
+    most (``format_line``)."""
     from ray.tune import Callback
 
     class Progress(Callback):
@@ -122,6 +129,7 @@ def make_progress(total: int, stream: TextIO, name_of: Callable[[dict], str] | N
             self.total = total
             self.counts = {"completed": 0, "diverged": 0, "failed": 0}
             self.estimate = Estimate(total)
+            self.at_most = at_most
             self.stream = stream
 
             self.pending_since: float | None = None
@@ -146,7 +154,8 @@ def make_progress(total: int, stream: TextIO, name_of: Callable[[dict], str] | N
             now = time.time()
             print(format_line(self.total, self.counts, running, now - self.t0,
                               f"{what} {tid} ({desc})", self.estimate.left(now),
-                              self.estimate.rough), file=self.stream, flush=True)
+                              self.estimate.rough, self.at_most), file=self.stream,
+                  flush=True)
 
         def on_trial_start(self, iteration, trials, trial, **info) -> None:
             self.estimate.started(trial.trial_id, time.time())

@@ -129,7 +129,8 @@ def run_trials(spec: SweepSpec, p: Plan, out: str, max_concurrent: int | None,
             run_config=tune.RunConfig(
                 name=spec.name, storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-                callbacks=[make_progress(setup.n_tune, stream, partial(display_id, spec), t0)]
+                callbacks=[make_progress(setup.n_tune, stream, partial(display_id, spec), t0,
+                                         at_most=spec.search_kind.adaptive)]
                 + logger_callbacks(spec, out) + [lean_trials()],
                 stop=guard,
                 log_to_file=False),
