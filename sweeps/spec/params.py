@@ -16,13 +16,11 @@ import dataclasses
 import math
 from typing import Any
 
-import numpy as np
-
 from trainer.config import TRIAL_KINDS, TrainConfig, TrialKind
 from trainer.kinds.python import PARAM_PREFIX, PARAMS_FIELD
 from trainer.user_entry import EntryError, Param, entry_parameters, load_entry
 
-from sweeps.spec.space import NUM_MAX, SpaceAxis
+from sweeps.spec.space import NUM_MAX, SpaceAxis, spaced_values
 from sweeps.spec.validate import SpecError, at, check_keys, item_at, plain, show
 
 __all__ = ["is_param_key", "param_axes", "check_user_entry", "trial_kind_of"]
@@ -89,20 +87,16 @@ def _param_range(key: str, value: dict, w: str) -> SpaceAxis:
                         f"{at(value, 'log')}")
     if log and low <= 0:
         raise SpecError(f"space.{key}: a log range needs low > 0, got {low}{w}")
-    integer = isinstance(low, int) and isinstance(high, int)
+    ends = SpaceAxis(key, low=low, high=high, log=log,
+                     integer=isinstance(low, int) and isinstance(high, int))
     if "num" not in value:
-        return SpaceAxis(key, low=low, high=high, log=log, integer=integer)
+        return ends
     num, wn = value["num"], at(value, "num") or w
     if isinstance(num, bool) or not isinstance(num, int) or not 2 <= num <= NUM_MAX:
         raise SpecError(f"space.{key}.num: expected an integer from 2 to {NUM_MAX:,} (values "
                         f"from low to high), got {show(num)}{wn}")
-    grid = (np.geomspace if log else np.linspace)(low, high, num)
-    values = [int(round(v)) for v in grid] if integer else [float(f"{v:.12g}") for v in grid]
-    if len(set(values)) < num:
-        why = "integer ends make integer values" if integer else "rounded to 12 digits"
-        raise SpecError(f"space.{key}.num: {num} values from {low} to {high} repeat some "
-                        f"({why}); give at most {len(set(values))}{wn}")
-    return SpaceAxis(key, values=tuple(values))
+    why = "integer ends make integer values" if ends.integer else "rounded to 12 digits"
+    return SpaceAxis(key, values=tuple(spaced_values(key, ends, num, why, wn)))
 
 
 def _scalar(label: str, v: Any, where: str) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from sweeps.spec.validate import (SpecError, at, check_keys, coerce, field_kind, finite, item_at,
                        setting, show, trial_check)
 
-__all__ = ["SpaceAxis", "parse_axis", "grid_size", "grid_points", "iter_points", "RANGE_KEYS",
+__all__ = ["SpaceAxis", "parse_axis", "spaced_values", "grid_size", "grid_points", "iter_points", "RANGE_KEYS",
            "NUM_MAX", "MAX_TRIALS", "grouped_points", "numeric_ends"]
 
 RANGE_KEYS = ("low", "high", "log")
@@ -135,16 +135,23 @@ def _spaced_axis(key: str, value: dict, trial: dict, w: str) -> SpaceAxis:
         raise SpecError(f"space.{key}.num: expected an integer from 2 to {NUM_MAX:,} (values "
                         f"from low to high), got {show(num)}{wn}")
     ends = _range_axis(key, {k: v for k, v in value.items() if k != "num"}, trial, w)
+    why = f"{key} is an integer setting" if ends.integer else "rounded to 12 digits"
+    return _values_axis(key, spaced_values(key, ends, num, why, wn), trial, w)
+
+
+def spaced_values(key: str, ends: SpaceAxis, num: int, why: str, wn: str) -> list[Any]:
+    """``num`` values from ``ends.low`` to ``ends.high`` as numpy's linspace (geomspace when
+    ``ends.log``) spaces them: integers when ``ends.integer``, else rounded to 12 significant
+    digits (the YAML a user reads is the value a trial gets); refused when some repeat."""
     grid = (np.geomspace if ends.log else np.linspace)(ends.low, ends.high, num)
     if ends.integer:
         values = [int(round(v)) for v in grid]
     else:
         values = [float(f"{v:.12g}") for v in grid]
     if len(set(values)) < num:
-        why = f"{key} is an integer setting" if ends.integer else "rounded to 12 digits"
         raise SpecError(f"space.{key}.num: {num} values from {ends.low} to {ends.high} repeat "
                         f"some ({why}); give at most {len(set(values))}{wn}")
-    return _values_axis(key, values, trial, w)
+    return values
 
 
 def _values_axis(key: str, value: list, trial: dict, w: str) -> SpaceAxis:
