@@ -158,3 +158,23 @@ def no_ray(monkeypatch):
     monkeypatch.setattr(sweeps.tune.runner, "run_trials", tune)
     monkeypatch.delenv("DILOCO_MEMORY_LIMIT_BYTES", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+@contextlib.contextmanager
+def local_s3() -> Iterator[int]:
+    """A local S3 (moto's server, on a port the OS picked) that starts empty; yields the port.
+    moto keeps its buckets in the process, across servers: without the reset a test saw the
+    keys an earlier test of the same pytest worker had left (the order pytest-xdist gives)."""
+    import urllib.request
+
+    from moto import server as moto_server  # a test extra: missing means fail, never skip
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        port = server.get_host_and_port()[1]
+        urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/moto-api/reset", method="POST"), timeout=30).read()
+        yield port
+    finally:
+        server.stop()

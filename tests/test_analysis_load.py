@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import warnings
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import load_curves, load_sweep_meta, load_trials
+from conftest import local_s3
 from records.identity import row_trial_id
 
 TAGS = "abcdxyz"
@@ -160,17 +160,11 @@ def test_sweep_meta(sweep: Path, tmp_path: Path) -> None:
 def test_s3_uri(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same sweep read from s3:// through a local moto server."""
     import boto3  # test extras ([test] in pyproject): a missing one fails, never skips
-    from moto import server as moto_server
 
     for k, v in dict(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
                      AWS_DEFAULT_REGION="us-east-1").items():
         monkeypatch.setenv(k, v)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
+    with local_s3() as port:
         client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
         client.create_bucket(Bucket="sweeps")
         for f in sweep.rglob("*"):
@@ -182,5 +176,3 @@ def test_s3_uri(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert sorted(df["trial_id"]) == ids("a", "b") and "n_params" in df.columns
         assert len(load_curves(uri, trial_ids=[ID["a"]])) == 3
         assert load_sweep_meta(uri)["spec"] == {"name": "s"}
-    finally:
-        server.stop()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -27,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import fill_disk, loopback_cluster, mount_tmpfs
+from conftest import fill_disk, local_s3, loopback_cluster, mount_tmpfs
 from sweeps.spec.space import grid_points
 from sweeps.cli import main
 from sweeps.spec.parse import load_spec
@@ -149,18 +148,8 @@ def test_disk_full_mid_sweep_reports_what_was_not_written(cluster, tmp_path, cap
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_s3_sweep_then_status_show_report(cluster, tmp_path, capsys, monkeypatch):
-    from moto import server as moto_server  # a test extra: missing means fail, never skip
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
+    with local_s3() as port:
         import pyarrow.fs as pafs
 
         pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http",
@@ -194,8 +183,6 @@ def test_s3_sweep_then_status_show_report(cluster, tmp_path, capsys, monkeypatch
         assert keys == sorted([f"bucket/sweeps/s3sweep/{d}/{i}.parquet"
                                for d in ("trials", "curves") for i in ids]
                               + ["bucket/sweeps/s3sweep/sweep.json"])  # lock object removed
-    finally:
-        server.stop()
 
 
 def test_node_lost_mid_sweep_finishes_on_the_other_node(cluster, tmp_path, capsys):

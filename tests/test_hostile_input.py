@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sweeps.tune.runner
+from conftest import local_s3
 from sweeps.cli import main
 from sweeps.spec.parse import parse_spec
 from sweeps.store.store import DONE_STATUSES, Store, trial_id
@@ -214,23 +215,13 @@ SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
 
 @pytest.fixture()
 def moto_s3():
-    from moto import server as moto_server  # a test extra: missing means fail, never skip
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
+    with local_s3() as port:
         import pyarrow.fs as pafs
 
         pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http",
                           access_key="AKIDEXAMPLE", secret_key=SECRET, region="us-east-1",
                           allow_bucket_creation=True).create_dir("bucket")
         yield port
-    finally:
-        server.stop()
 
 
 def _fake_tune(spec, p, out, *a, **k):

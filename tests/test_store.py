@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import local_s3
 from trainer import CURVE_COLUMNS, TrainConfig
 from sweeps.spec.parse import parse_spec
 from sweeps.store.store import CURVE_SCHEMA, DONE_STATUSES, TRIAL_SCHEMA, Store, trial_id
@@ -217,30 +217,18 @@ def test_store_at_splits_folder(tmp_path):
 
 
 # --------------------------------------------------------------------------- S3 through moto
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def s3_endpoint(monkeypatch):
-    from moto import server as moto_server  # a test extra: missing means fail, never skip
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                  "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
         monkeypatch.setenv(k, v)
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
+    with local_s3() as port:
         import pyarrow.fs as pafs
 
         fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http",
                                allow_bucket_creation=True, region="us-east-1")
         fs.create_dir("results")
         yield f"127.0.0.1:{port}", fs
-    finally:
-        server.stop()
 
 
 def test_s3_store_roundtrip(s3_endpoint):
