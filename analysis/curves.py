@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .figures import fmt, slice_title
+from .metrics import alpha_edges
 from .stability import display_keys, group_by, slice_keys
 
 __all__ = ["curve_figure", "curve_trial_ids", "ROLE_COLOURS"]
@@ -40,11 +41,13 @@ def _chosen(sl: pd.DataFrame) -> dict[str, pd.Series]:
         best = clean.loc[clean["final_mean"].idxmin()]
         out["best"] = best
     if best is not None:
-        edges = [e for _, line in sl.groupby("beta") if (e := _line_edge(line)) is not None]
-        same_beta = [e for e in edges if e["beta"] == best["beta"]]
-        pool = [e for e in same_beta if e["alpha"] > best["alpha"]] or edges
-        if pool:
-            edge = max(pool, key=lambda e: e["alpha"])
+        # the stable α edge of each β line (on a ragged line not a stable cell above a break)
+        edges = alpha_edges(sl).dropna(subset=["edge"])
+        same_beta = edges[(edges["beta"] == best["beta"]) & (edges["edge"] > best["alpha"])]
+        pool = same_beta if len(same_beta) else edges
+        if len(pool):
+            at = pool.loc[pool["edge"].idxmax()]
+            edge = sl[(sl["beta"] == at["beta"]) & (sl["alpha"] == at["edge"])].iloc[0]
             if edge["alpha"] != best["alpha"] or edge["beta"] != best["beta"]:
                 out["edge"] = edge
     for role in ("spiked", "blew_up", "diverged"):
@@ -54,16 +57,6 @@ def _chosen(sl: pd.DataFrame) -> dict[str, pd.Series]:
             pool = hits[near] if near.any() else hits
             out[role] = pool.loc[pool["alpha"].idxmin()]
     return out
-
-
-def _line_edge(line: pd.DataFrame) -> pd.Series | None:
-    """The cell at the stable α edge of one β line (it and every smaller α stable,
-    docs/design.md), or None when its smallest α is not stable: on a ragged line a stable
-    cell above an unstable α is not the edge."""
-    line = line.sort_values("alpha")
-    broken = np.flatnonzero(~line["stable"].to_numpy(dtype=bool))
-    n = broken[0] if len(broken) else len(line)
-    return line.iloc[n - 1] if n else None
 
 
 def _curve_groups(cell_table: pd.DataFrame, max_slices: int) -> tuple[list[str], list]:
