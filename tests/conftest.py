@@ -58,7 +58,6 @@ def kill_once_stored(p: subprocess.Popen, trials: Path, n: int, log: Path,
                      timeout: float = 300) -> None:
     """Wait until ``trials`` holds at least n Parquet files, then SIGKILL ``p``'s process group
     (a run started with start_new_session): a driver killed mid-sweep, its Ray with it."""
-    import signal
     import time
 
     deadline = time.time() + timeout
@@ -67,8 +66,19 @@ def kill_once_stored(p: subprocess.Popen, trials: Path, n: int, log: Path,
             assert p.poll() is None and time.time() < deadline, log.read_text()[-3000:]
             time.sleep(0.02)
     finally:
-        os.killpg(p.pid, signal.SIGKILL)
+        kill_group(p)
         p.wait(timeout=30)
+
+
+def kill_group(p: subprocess.Popen) -> None:
+    """SIGKILL what is left of ``p``'s process group (a run started with start_new_session:
+    its driver, Ray and the agents); nothing when the group is gone already."""
+    import signal
+
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,6 @@ store: one row per trial_id, nothing lost, nothing half-written.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time

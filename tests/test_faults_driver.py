@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import kill_once_stored
+from conftest import kill_group, kill_once_stored
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -108,10 +108,7 @@ def test_driver_sigkilled_then_rerun_runs_only_the_missing_trials(tmp_path, env)
             time.sleep(0.5)
         assert not alive, alive
     finally:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)  # the rest of its process group: the agents
-        except ProcessLookupError:
-            pass
+        kill_group(p)  # the rest of its process group: Ray and the agents
     deadline = time.time() + 15
     while (alive := [q for q in map(_alive, seen_pids) if q]) and time.time() < deadline:
         time.sleep(0.5)

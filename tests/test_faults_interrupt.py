@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import fill_disk, loopback_cluster, mount_tmpfs, run_until_stored
+from conftest import fill_disk, kill_group, loopback_cluster, mount_tmpfs, run_until_stored
 from sweeps.cli import main
 from sweeps.spec.parse import load_spec
 from sweeps.store.store import trial_id
@@ -61,10 +61,7 @@ def test_ctrl_c_exits_130_says_what_is_missing_and_how_to_resume(tmp_path, env):
         os.killpg(p.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
         rc = p.wait(timeout=120)
     finally:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(p)
     text = log.read_text()
     stored = _stored(folder)
     assert rc == 130, text[-3000:]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import run_until_stored
+from conftest import kill_group, run_until_stored
 from sweeps.spec.parse import load_spec
 from sweeps.spec.space import grid_points
 from sweeps.store.store import trial_id
@@ -74,10 +74,7 @@ def test_a_stop_signal_records_the_interruption_and_a_rerun_finishes(tmp_path, e
                 break
             time.sleep(0.2)
     finally:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(p)
     text = log.read_text()
     print(f"{signal.Signals(sig).name} to the {'group' if to_group else 'driver'}: exit "
           f"{rc} after {took:.1f} s; left in the group: {left}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-
+from conftest import kill_group
 from sweeps.store.errors import StudyBusyError
 from sweeps.search.sampler import make_storage
 from sweeps.search.study import LEASE_KEY, hold_study
@@ -120,10 +119,7 @@ def _start(spec: Path, env: dict, log: Path) -> subprocess.Popen:
 
 
 def _stop(p: subprocess.Popen) -> None:
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    kill_group(p)
     p.wait(timeout=30)
 
 

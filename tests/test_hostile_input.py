@@ -9,7 +9,6 @@ that nothing already stored is lost or duplicated.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
