@@ -158,16 +158,28 @@ while True:
 
 
 def test_sigkill_mid_write_never_leaves_a_partial_file(tmp_path):
+    """SIGKILL while a file is half written (its temporary is on disk; fixed delays once missed
+    every write on a loaded machine): first in the first trial's curve, then once a row is
+    stored, in a later write."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     torn = 0
-    for delay in (0.5, 1.3):
+
+    def temporaries() -> int:
+        return len(list((tmp_path / "s").rglob(".*.tmp-*")))
+
+    for rows_first in (0, 1):
         proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], env=env,
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(delay)
+        before, deadline = temporaries(), time.time() + 120
+        trials = tmp_path / "s" / "trials"
+        while (temporaries() <= before
+               or len(list(trials.glob("*.parquet")) if trials.exists() else []) < rows_first):
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        torn += len(list((tmp_path / "s").rglob(".*.tmp-*")))
+        torn += temporaries() - before
         for sub in ("trials", "curves"):
             d = tmp_path / "s" / sub
             for f in d.glob("*.parquet") if d.exists() else []:
