@@ -83,8 +83,6 @@ class TrialCost:
     """One evaluation of the global model: (2·N + 4·L·d·T) · its tokens."""
     evals: int
     """Evaluations: one before the first round, one after each round."""
-    formula: str = ""
-    """The kind's FLOP model in words (``TrialKind.flop_formula``)."""
 
     @property
     def train_flops(self) -> float:
@@ -107,7 +105,7 @@ def trial_cost(cfg: TrainConfig, tokens: int | None = None,
         tokens = f.tokens_per_round * rounds
     return TrialCost(params=f.params, flop_params=f.flop_params, tokens=int(tokens),
                      train_flops_per_token=f.train_flops_per_token, eval_flops=f.eval_flops,
-                     evals=rounds + 1, formula=cfg.trial_kind.flop_formula)
+                     evals=rounds + 1)
 
 
 def row_flops(cfg: TrainConfig, tokens: int, outer_steps_done: int) -> float | None:
@@ -221,7 +219,7 @@ def format_cost(sc: SweepCost, card: str = DEFAULT_CARD, mfu: float = DEFAULT_MF
         return (f"# cost: trials of kind {', '.join(sc.kinds) or '?'} get no FLOP estimate "
                 "(their flops column is null)")
     lines = ["# cost before launch (docs/sweeps.md):"]
-    for formula in dict.fromkeys(c.formula for _, _, c in sc.groups if c is not None):
+    for formula in dict.fromkeys(TRIAL_KINDS.lookup(k).flop_formula for k in sc.kinds):
         lines += ["#   " + line for line in textwrap.wrap(formula, 90)]
     lines.append(f"#   GPU-hours at {mfu:.0%} MFU of {c_card.name}")
     names = list(sc.groups[0][0])
